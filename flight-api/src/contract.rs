@@ -1,0 +1,475 @@
+//! The Flight contract v1: every JSON body that crosses the wire.
+//!
+//! These types are shared by the node (which parses them) and the Rust client (which
+//! produces them). pyarrow users write the same JSON by hand, so every field name here is
+//! part of the public contract documented in `docs/protocol.md`: rename nothing.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Action type names accepted by `DoAction`.
+pub mod actions {
+    pub const CREATE_DATABASE: &str = "create_database";
+    pub const DROP_DATABASE: &str = "drop_database";
+    pub const LIST_DATABASES: &str = "list_databases";
+    pub const CREATE_TABLE: &str = "create_table";
+    pub const DROP_TABLE: &str = "drop_table";
+    pub const GET_TABLE: &str = "get_table";
+    pub const LIST_TABLES: &str = "list_tables";
+    pub const ALTER_TABLE: &str = "alter_table";
+    pub const CREATE_PARTITION: &str = "create_partition";
+    pub const DROP_PARTITION: &str = "drop_partition";
+    pub const LIST_PARTITIONS: &str = "list_partitions";
+    pub const LIST_OFFSETS: &str = "list_offsets";
+    pub const HEALTH: &str = "health";
+
+    /// Every action with a one-line description, as returned by `ListActions`.
+    pub const ALL: &[(&str, &str)] = &[
+        (CREATE_DATABASE, "{name, if_not_exists?, comment?} -> {created}"),
+        (DROP_DATABASE, "{name, if_exists?, cascade?} -> {dropped}"),
+        (LIST_DATABASES, "{} -> [name]"),
+        (CREATE_TABLE, "{database, table, columns, primary_key?, partition_keys?, bucket_key?, bucket_num?, options?, if_not_exists?, comment?} -> table info"),
+        (DROP_TABLE, "{database, table, if_exists?} -> {dropped}"),
+        (GET_TABLE, "{database, table} -> table info"),
+        (LIST_TABLES, "{database} -> [name]"),
+        (ALTER_TABLE, "{database, table, add_columns?, set_options?} -> table info"),
+        (CREATE_PARTITION, "{database, table, partition} (partitioned tables)"),
+        (DROP_PARTITION, "{database, table, partition} (partitioned tables)"),
+        (LIST_PARTITIONS, "{database, table} (partitioned tables)"),
+        (LIST_OFFSETS, "{database, table, partition?, buckets?, spec} -> [{bucket, offset}]"),
+        (HEALTH, "{} -> {status, version, uptime_ms}"),
+    ];
+}
+
+/// Names of the columns a scan adds with `"metadata_columns": true`.
+pub const BUCKET_COLUMN: &str = "_bucket";
+pub const OFFSET_COLUMN: &str = "_offset";
+pub const TIMESTAMP_COLUMN: &str = "_timestamp";
+
+/// `create_database`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatabase {
+    pub name: String,
+    #[serde(default)]
+    pub if_not_exists: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// `drop_database`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DropDatabase {
+    pub name: String,
+    #[serde(default)]
+    pub if_exists: bool,
+    /// Drop the tables inside too; without it a non-empty database is FailedPrecondition.
+    #[serde(default)]
+    pub cascade: bool,
+}
+
+/// A column of `create_table`, and of the table info returned by `get_table`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub name: String,
+    /// SQL type name: `BIGINT`, `STRING`, `DECIMAL(10, 2)`, `TIMESTAMP(3)`, `ARRAY<INT>`, ...
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// Defaults to true; primary-key columns are always NOT NULL.
+    #[serde(default = "default_true")]
+    pub nullable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl ColumnSpec {
+    pub fn new(name: impl Into<String>, data_type: impl Into<String>) -> Self {
+        Self { name: name.into(), data_type: data_type.into(), nullable: true, comment: None }
+    }
+
+    pub fn not_null(mut self) -> Self {
+        self.nullable = false;
+        self
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `create_table`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTable {
+    pub database: String,
+    pub table: String,
+    pub columns: Vec<ColumnSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bucket_key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_num: Option<u32>,
+    /// Fluss-style options (`bucket.num`, `table.log.ttl`, ...); values are strings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub if_not_exists: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// `drop_table`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DropTable {
+    pub database: String,
+    pub table: String,
+    #[serde(default)]
+    pub if_exists: bool,
+}
+
+/// `get_table`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TableRef {
+    pub database: String,
+    pub table: String,
+}
+
+/// `list_tables`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListTables {
+    pub database: String,
+}
+
+/// `alter_table`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlterTable {
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_columns: Vec<ColumnSpec>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_options: BTreeMap<String, String>,
+}
+
+/// `list_offsets`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListOffsets {
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// All buckets when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<u32>>,
+    pub spec: OffsetSpec,
+}
+
+/// Which offset `list_offsets` resolves.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetSpec {
+    /// The first offset still stored (moves forward with retention).
+    Earliest,
+    /// The high watermark: the offset the next committed record will get.
+    Latest,
+    /// The first offset whose commit timestamp is >= ms (the high watermark if none).
+    #[serde(untagged)]
+    Timestamp { timestamp: i64 },
+}
+
+/// One row of the `list_offsets` result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BucketOffset {
+    pub bucket: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    pub offset: u64,
+}
+
+/// The answer of `get_table`, `create_table` and `alter_table`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableInfo {
+    pub database: String,
+    pub table: String,
+    pub table_id: u64,
+    pub schema_id: u32,
+    /// `log` or `primary_key`.
+    pub kind: String,
+    pub columns: Vec<ColumnSpec>,
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    #[serde(default)]
+    pub partition_keys: Vec<String>,
+    #[serde(default)]
+    pub bucket_key: Vec<String>,
+    pub bucket_num: u32,
+    /// Every option with its effective value (defaults filled in).
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub partitions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// Where a log scan starts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    #[default]
+    Earliest,
+    Latest,
+    #[serde(untagged)]
+    Offset { offset: u64 },
+    #[serde(untagged)]
+    Timestamp { timestamp: i64 },
+}
+
+/// Where a bounded log scan stops (exclusive).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EndPosition {
+    /// The high watermark at the time of the call.
+    #[default]
+    Latest,
+    #[serde(untagged)]
+    Offset { offset: u64 },
+}
+
+/// `{"scan": "log", ...}`: a log scan.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogScan {
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<u32>>,
+    #[serde(default)]
+    pub from: StartPosition,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<EndPosition>,
+    #[serde(default)]
+    pub follow: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub metadata_columns: bool,
+}
+
+/// `{"count": "log", ...}`: one row with the number of records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CountRequest {
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<u32>>,
+}
+
+/// A DoGet ticket. The JSON discriminator is the key (`scan`, `count`, `lookup`) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TicketRequest {
+    LogScan(LogScan),
+    Count(CountRequest),
+}
+
+impl TicketRequest {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut value = match self {
+            TicketRequest::LogScan(scan) => {
+                let mut v = serde_json::to_value(scan).expect("serializable");
+                v["scan"] = "log".into();
+                v
+            }
+            TicketRequest::Count(count) => {
+                let mut v = serde_json::to_value(count).expect("serializable");
+                v["count"] = "log".into();
+                v
+            }
+        };
+        if let Some(map) = value.as_object_mut() {
+            map.retain(|_, v| !v.is_null());
+        }
+        serde_json::to_vec(&value).expect("serializable")
+    }
+
+    /// Parses a ticket, naming what is wrong in the error message.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.is_empty() {
+            return Err("empty ticket: expected a JSON object such as {\"scan\": \"log\", \"database\": .., \"table\": ..}".into());
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| format!("ticket is not valid JSON: {e}"))?;
+        let map = value.as_object_mut().ok_or("ticket must be a JSON object")?;
+        if let Some(kind) = map.remove("scan") {
+            match kind.as_str() {
+                Some("log") => serde_json::from_value(value)
+                    .map(TicketRequest::LogScan)
+                    .map_err(|e| format!("invalid log scan ticket: {e}")),
+                Some("snapshot") => Err("snapshot scans need a primary-key table; this node version serves log tables only".into()),
+                other => Err(format!("unknown scan kind {other:?}: expected \"log\"")),
+            }
+        } else if let Some(kind) = map.remove("count") {
+            match kind.as_str() {
+                Some("log") | Some("rows") => serde_json::from_value(value)
+                    .map(TicketRequest::Count)
+                    .map_err(|e| format!("invalid count ticket: {e}")),
+                other => Err(format!("unknown count kind {other:?}: expected \"log\"")),
+            }
+        } else if map.contains_key("lookup") {
+            Err("lookups need a primary-key table; this node version serves log tables only".into())
+        } else {
+            let keys: Vec<&String> = map.keys().collect();
+            Err(format!("unknown ticket: expected a \"scan\" or \"count\" key, got keys {keys:?}"))
+        }
+    }
+}
+
+/// The kind of a DoPut write.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteKind {
+    Append,
+    Upsert,
+    Delete,
+}
+
+/// The CMD descriptor of a DoPut: `{"write": "append", database, table, ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WriteCommand {
+    pub write: WriteKind,
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_columns: Option<Vec<String>>,
+    /// Enables idempotent retries: batch `i` of the stream carries sequence `sequence + i`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_id: Option<i64>,
+    /// Sequence of the first batch of this stream (default 0); needs `writer_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<i64>,
+}
+
+impl WriteCommand {
+    pub fn append(database: impl Into<String>, table: impl Into<String>) -> Self {
+        Self {
+            write: WriteKind::Append,
+            database: database.into(),
+            table: table.into(),
+            partition: None,
+            target_columns: None,
+            writer_id: None,
+            sequence: None,
+        }
+    }
+}
+
+/// The app_metadata of each PutResult: one per DoPut batch, sent once it is durable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct PutAck {
+    pub rows: u64,
+    pub buckets: Vec<BucketAppend>,
+    /// The batch's sequence when the stream is idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<i64>,
+    /// True when this batch had been written before (a retry) and was not written again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Where the rows of one batch landed in one bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BucketAppend {
+    pub bucket: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    pub base_offset: u64,
+    pub count: u64,
+}
+
+/// The app_metadata of each record-batch FlightData of a scan.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub bucket: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    pub base_offset: u64,
+    pub high_watermark: u64,
+}
+
+/// The answer of `health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub uptime_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_log_scan_json_when_parsed_should_read_every_field() {
+        let t = TicketRequest::parse(
+            br#"{"scan":"log","database":"d","table":"t","buckets":[1],"from":{"offset":5},"to":"latest","follow":true,"columns":["a"],"limit":3,"metadata_columns":true}"#,
+        )
+        .unwrap();
+        let TicketRequest::LogScan(scan) = t else { panic!("not a log scan") };
+        assert_eq!(scan.from, StartPosition::Offset { offset: 5 });
+        assert_eq!(scan.to, Some(EndPosition::Latest));
+        assert!(scan.follow && scan.metadata_columns);
+        assert_eq!(scan.buckets, Some(vec![1]));
+        assert_eq!(scan.limit, Some(3));
+    }
+
+    #[test]
+    fn given_ticket_when_round_tripped_should_be_equal() {
+        let t = TicketRequest::LogScan(LogScan {
+            database: "d".into(),
+            table: "t".into(),
+            from: StartPosition::Timestamp { timestamp: 42 },
+            ..Default::default()
+        });
+        assert_eq!(TicketRequest::parse(&t.to_json()).unwrap(), t);
+        let c = TicketRequest::Count(CountRequest { database: "d".into(), table: "t".into(), ..Default::default() });
+        assert_eq!(TicketRequest::parse(&c.to_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn given_garbage_tickets_when_parsed_should_name_the_problem() {
+        assert!(TicketRequest::parse(b"").unwrap_err().contains("empty"));
+        assert!(TicketRequest::parse(b"\x00\x01").unwrap_err().contains("JSON"));
+        assert!(TicketRequest::parse(b"[1]").unwrap_err().contains("object"));
+        assert!(TicketRequest::parse(br#"{"foo":1}"#).unwrap_err().contains("foo"));
+        let err = TicketRequest::parse(br#"{"scan":"log","database":"d","table":"t","colums":["a"]}"#).unwrap_err();
+        assert!(err.contains("colums"), "{err}");
+    }
+
+    #[test]
+    fn given_offset_specs_when_parsed_should_accept_all_forms() {
+        let specs: Vec<OffsetSpec> = serde_json::from_str(r#"["earliest","latest",{"timestamp":7}]"#).unwrap();
+        assert_eq!(specs, vec![OffsetSpec::Earliest, OffsetSpec::Latest, OffsetSpec::Timestamp { timestamp: 7 }]);
+    }
+}

@@ -1,0 +1,167 @@
+//! Node configuration: built-in defaults, the TOML file documented in `config/strom.toml`,
+//! then environment variables and flags (applied by `main.rs` through clap).
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The commented default configuration, shipped as documentation.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/strom.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub max_message_bytes: usize,
+    pub max_inflight_write_bytes: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9123".into(),
+            max_message_bytes: 64 * 1024 * 1024,
+            max_inflight_write_bytes: 512 * 1024 * 1024,
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("strom-data") }
+    }
+}
+
+/// When an append is acknowledged; see `config/strom.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Sync,
+    Os,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "sync" => Ok(Durability::Sync),
+            "os" => Ok(Durability::Os),
+            other => Err(format!("durability must be \"sync\" or \"os\", got {other:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Sync => "sync",
+            Durability::Os => "os",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub durability: Durability,
+    pub flush_interval_ms: u64,
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    pub retention_check_interval_ms: u64,
+    pub default_bucket_num: u32,
+    pub scan_read_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            flush_interval_ms: 1000,
+            segment_bytes: 128 * 1024 * 1024,
+            segment_ms: 24 * 3600 * 1000,
+            retention_check_interval_ms: 60_000,
+            default_bucket_num: 1,
+            scan_read_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are an error naming the key.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::invalid(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| Error::invalid(format!("config file {}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.listen_addr()?;
+        let checks = [
+            (self.server.max_message_bytes >= 64 * 1024, "server.max_message_bytes must be at least 65536"),
+            (self.server.max_inflight_write_bytes >= self.server.max_message_bytes, "server.max_inflight_write_bytes must be >= server.max_message_bytes"),
+            (self.log.segment_bytes >= 1024 * 1024, "log.segment_bytes must be at least 1 MiB"),
+            (self.log.flush_interval_ms > 0, "log.flush_interval_ms must be > 0"),
+            (self.log.default_bucket_num >= 1, "log.default_bucket_num must be >= 1"),
+            (self.log.scan_read_bytes >= 64 * 1024, "log.scan_read_bytes must be at least 65536"),
+            (self.log.retention_check_interval_ms > 0, "log.retention_check_interval_ms must be > 0"),
+        ];
+        for (ok, msg) in checks {
+            if !ok {
+                return Err(Error::invalid(msg));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| Error::invalid(format!("server.listen {:?} is not a host:port address: {e}", self.server.listen)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_shipped_config_file_when_parsed_should_equal_builtin_defaults() {
+        assert_eq!(Config::from_toml(DEFAULT_CONFIG_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn given_unknown_key_when_parsed_should_name_it() {
+        let err = Config::from_toml("[log]\nsegment_byte = 5\n").unwrap_err().to_string();
+        assert!(err.contains("segment_byte"), "{err}");
+    }
+
+    #[test]
+    fn given_too_small_segment_when_validated_should_fail() {
+        let err = Config::from_toml("[log]\nsegment_bytes = 10\n").unwrap_err().to_string();
+        assert!(err.contains("segment_bytes"), "{err}");
+    }
+}

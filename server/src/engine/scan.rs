@@ -1,0 +1,299 @@
+//! Log scans: stored batches served as they are stored, or pruned to the requested columns
+//! without decoding. One task per bucket feeds a bounded channel, so a slow client slows the
+//! readers instead of buffering the table in memory.
+
+use super::table::TableRuntime;
+use crate::error::{Error, Result};
+use crate::log::bucket::BucketLog;
+use crate::log::format::{self, BatchHeader};
+use crate::log::ipc::{self, BatchLayout, MetadataValues};
+use crate::log::segment::{read_prelude, IndexEntry, Segment};
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use strom_flight_api::{EndPosition, StartPosition, BUCKET_COLUMN, OFFSET_COLUMN, TIMESTAMP_COLUMN};
+use tokio::sync::mpsc;
+
+/// A validated scan request.
+#[derive(Debug, Clone)]
+pub struct ScanSpec {
+    pub buckets: Vec<u32>,
+    pub from: StartPosition,
+    pub to: Option<EndPosition>,
+    pub follow: bool,
+    /// Indices of the kept table columns, in output order; None = all.
+    pub columns: Option<Vec<usize>>,
+    pub limit: Option<u64>,
+    pub metadata_columns: bool,
+}
+
+/// One encoded record batch of a scan, ready to be framed as FlightData.
+#[derive(Debug, Clone)]
+pub struct ScanChunk {
+    pub bucket: u32,
+    pub base_offset: u64,
+    pub high_watermark: u64,
+    pub rows: u64,
+    pub meta: Bytes,
+    pub body: Bytes,
+}
+
+pub struct ScanStream {
+    pub schema: SchemaRef,
+    pub chunks: mpsc::Receiver<Result<ScanChunk>>,
+}
+
+struct ScanPlan {
+    table_schema: SchemaRef,
+    output_schema: SchemaRef,
+    keep: Vec<usize>,
+    /// True when batches are served byte-for-byte as stored.
+    verbatim: bool,
+    metadata_columns: bool,
+    read_bytes: usize,
+}
+
+/// Rows still allowed by `limit`, shared by the bucket tasks.
+struct Limit(Mutex<u64>);
+
+impl Limit {
+    fn take(&self, want: u64) -> u64 {
+        let mut left = self.0.lock();
+        let n = want.min(*left);
+        *left -= n;
+        n
+    }
+}
+
+pub fn metadata_fields() -> Vec<Field> {
+    vec![
+        Field::new(BUCKET_COLUMN, DataType::Int32, false),
+        Field::new(OFFSET_COLUMN, DataType::Int64, false),
+        Field::new(TIMESTAMP_COLUMN, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+    ]
+}
+
+/// Starts a scan; the returned stream ends at the high watermark (or never, with `follow`).
+pub fn start_scan(table: Arc<TableRuntime>, spec: ScanSpec, read_bytes: usize) -> Result<ScanStream> {
+    let table_schema = table.schema.clone();
+    let keep: Vec<usize> = spec.columns.clone().unwrap_or_else(|| (0..table_schema.fields().len()).collect());
+    let mut fields: Vec<Field> = keep.iter().map(|&i| table_schema.field(i).clone()).collect();
+    if spec.metadata_columns {
+        fields.extend(metadata_fields());
+    }
+    let output_schema = Arc::new(Schema::new(fields));
+    let verbatim = !spec.metadata_columns && keep.iter().copied().eq(0..table_schema.fields().len());
+    let plan = Arc::new(ScanPlan { table_schema, output_schema: output_schema.clone(), keep, verbatim, metadata_columns: spec.metadata_columns, read_bytes });
+    let limit = spec.limit.map(|l| Arc::new(Limit(Mutex::new(l))));
+    // Resolve every bucket's range before streaming so bad requests fail the call itself.
+    let mut ranges = Vec::with_capacity(spec.buckets.len());
+    for &b in &spec.buckets {
+        let log = table.bucket(b)?.clone();
+        let (start, end) = resolve_range(&log, &spec)?;
+        ranges.push((log, start, end));
+    }
+    let (tx, rx) = mpsc::channel(4);
+    if spec.limit == Some(0) {
+        return Ok(ScanStream { schema: output_schema, chunks: rx });
+    }
+    for (log, start, end) in ranges {
+        let (plan, tx, limit) = (plan.clone(), tx.clone(), limit.clone());
+        tokio::spawn(async move {
+            if let Err(e) = scan_bucket(log, plan, start, end, spec.follow, &tx, limit).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+    }
+    Ok(ScanStream { schema: output_schema, chunks: rx })
+}
+
+fn resolve_range(log: &BucketLog, spec: &ScanSpec) -> Result<(u64, Option<u64>)> {
+    let hw = log.high_watermark();
+    let earliest = log.log_start_offset();
+    let start = match spec.from {
+        StartPosition::Earliest => earliest,
+        StartPosition::Latest => hw,
+        StartPosition::Offset { offset } => {
+            if offset < earliest {
+                return Err(Error::FailedPrecondition(format!("{}: offset {offset} is before the log start offset {earliest} (older data was deleted by retention); start from \"earliest\"", log.location())));
+            }
+            if offset > hw {
+                return Err(Error::invalid(format!("{}: offset {offset} is beyond the high watermark {hw}", log.location())));
+            }
+            offset
+        }
+        StartPosition::Timestamp { timestamp } => log.offset_for_timestamp(timestamp).max(earliest),
+    };
+    let end = match (spec.to, spec.follow) {
+        (Some(EndPosition::Offset { offset }), _) => Some(offset),
+        (Some(EndPosition::Latest), _) | (None, false) => Some(hw),
+        (None, true) => None,
+    };
+    Ok((start, end))
+}
+
+async fn scan_bucket(log: Arc<BucketLog>, plan: Arc<ScanPlan>, mut pos: u64, end: Option<u64>, follow: bool, tx: &mpsc::Sender<Result<ScanChunk>>, limit: Option<Arc<Limit>>) -> Result<()> {
+    let mut hw_changes = log.subscribe();
+    loop {
+        let hw = *hw_changes.borrow_and_update();
+        let until = end.map_or(hw, |e| e.min(hw));
+        if pos >= until {
+            if end.is_some_and(|e| pos >= e) || !follow {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = hw_changes.changed() => if changed.is_err() { return Ok(()) },
+                _ = tx.closed() => return Ok(()),
+            }
+            continue;
+        }
+        log.check_range(pos, until)?;
+        let (segment, entries) = log.entries_from(pos, until, plan.read_bytes)?;
+        let Some(segment) = segment else {
+            return Err(Error::Internal(format!("{}: no stored batch covers offset {pos} below the high watermark {hw}", log.location())));
+        };
+        if entries[0].base_offset > pos {
+            return Err(Error::FailedPrecondition(format!("{}: offsets {pos}..{} were deleted by retention while the scan ran", log.location(), entries[0].base_offset)));
+        }
+        let next = entries.last().map(|e| e.next_offset().min(until)).unwrap_or(until);
+        let (plan2, bucket) = (plan.clone(), log.bucket);
+        let chunks = tokio::task::spawn_blocking(move || read_chunks(&segment, &entries, pos, until, bucket, hw, &plan2)).await.map_err(|e| Error::Internal(format!("read task failed: {e}")))??;
+        for chunk in chunks {
+            let chunk = match &limit {
+                Some(limit) => {
+                    let n = limit.take(chunk.rows);
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    if n < chunk.rows {
+                        slice_chunk(&chunk, &plan.output_schema, n)?
+                    } else {
+                        chunk
+                    }
+                }
+                None => chunk,
+            };
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(()); // the client went away
+            }
+        }
+        pos = next;
+    }
+}
+
+/// Reads the batches of `entries` (consecutive in `segment`) restricted to `[from, until)`.
+fn read_chunks(segment: &Segment, entries: &[IndexEntry], from: u64, until: u64, bucket: u32, hw: u64, plan: &ScanPlan) -> Result<Vec<ScanChunk>> {
+    let location = segment.location();
+    let mut out = Vec::with_capacity(entries.len());
+    let whole = |e: &IndexEntry| e.base_offset >= from && e.next_offset() <= until;
+    if plan.verbatim {
+        // One read for the whole run; every batch is a zero-copy slice of it.
+        let first = entries[0].position;
+        let last = entries.last().expect("non-empty");
+        let bytes = Bytes::from(segment.read_at(first, (last.position + last.len as u64 - first) as usize)?);
+        for e in entries {
+            let at = (e.position - first) as usize;
+            let entry = bytes.slice(at..at + e.len as usize);
+            let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+            if whole(e) {
+                let prelude_meta = header.column_count as usize * 4 + format::HEADER_LEN;
+                out.push(ScanChunk {
+                    bucket,
+                    base_offset: e.base_offset,
+                    high_watermark: hw,
+                    rows: e.count as u64,
+                    meta: entry.slice(prelude_meta..prelude_meta + header.meta_len as usize),
+                    body: entry.slice(header.body_start()..header.entry_len()),
+                });
+            } else {
+                out.push(partial_chunk(&entry, &header, e, from, until, bucket, hw, plan, &location)?);
+            }
+        }
+        return Ok(out);
+    }
+    for e in entries {
+        if !whole(e) {
+            let entry = segment.read_at(e.position, e.len as usize)?;
+            let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+            out.push(partial_chunk(&entry, &header, e, from, until, bucket, hw, plan, &location)?);
+            continue;
+        }
+        out.push(projected_chunk(segment, e, bucket, hw, plan).map_err(|err| data_loss(&location, e, err))?);
+    }
+    Ok(out)
+}
+
+/// Names the offsets of a batch that failed validation.
+fn data_loss(location: &str, e: &IndexEntry, err: Error) -> Error {
+    match err {
+        Error::CrcMismatch { .. } | Error::DataLoss { .. } | Error::FileTooSmall { .. } => {
+            Error::DataLoss { location: format!("{location} offsets {}..{}", e.base_offset, e.next_offset()), detail: err.to_string() }
+        }
+        other => other,
+    }
+}
+
+/// Reads only the kept columns' bytes of one batch and rebuilds its message header.
+fn projected_chunk(segment: &Segment, e: &IndexEntry, bucket: u32, hw: u64, plan: &ScanPlan) -> Result<ScanChunk> {
+    let (header, column_crcs, meta) = read_prelude(segment, e)?;
+    let layout = BatchLayout::parse(&meta, &plan.table_schema)?;
+    let metadata = plan.metadata_columns.then_some(MetadataValues { bucket: bucket as i32, base_offset: e.base_offset as i64, timestamp_ms: header.max_timestamp });
+    let projected = ipc::project(&layout, &plan.keep, metadata)?;
+    let mut body = vec![0u8; projected.body_len];
+    let body_pos = e.position + header.body_start() as u64;
+    // Coalesce runs of columns that are adjacent both on disk and in the output.
+    let mut i = 0;
+    let copies = &projected.copies;
+    while i < copies.len() {
+        let (_, (src_start, mut src_end), dest) = copies[i];
+        let mut j = i + 1;
+        while j < copies.len() && copies[j].1 .0 >= src_end && copies[j].1 .0 - src_start == copies[j].2 - dest {
+            src_end = copies[j].1 .1;
+            j += 1;
+        }
+        segment.read_into(body_pos + src_start as u64, &mut body[dest..dest + (src_end - src_start)])?;
+        for &(col, (s, en), d) in &copies[i..j] {
+            let computed = crc32c::crc32c(&body[d..d + (en - s)]);
+            if computed != column_crcs[col] {
+                return Err(Error::CrcMismatch { location: format!("{} column {:?}", segment.location(), plan.table_schema.field(col).name()), stored: column_crcs[col], computed });
+            }
+        }
+        i = j;
+    }
+    body[projected.tail_offset..].copy_from_slice(&projected.tail);
+    Ok(ScanChunk { bucket, base_offset: e.base_offset, high_watermark: hw, rows: e.count as u64, meta: Bytes::from(projected.meta), body: Bytes::from(body) })
+}
+
+/// A batch cut by the scan's start or end offset: decoded, sliced and re-encoded.
+#[allow(clippy::too_many_arguments)] // the read context of one batch; a struct would only rename it
+fn partial_chunk(entry: &[u8], header: &BatchHeader, e: &IndexEntry, from: u64, until: u64, bucket: u32, hw: u64, plan: &ScanPlan, location: &str) -> Result<ScanChunk> {
+    let meta = format::meta_of(header, &entry[format::HEADER_LEN..]);
+    let body = Bytes::copy_from_slice(&entry[header.body_start()..header.entry_len()]);
+    let batch = ipc::decode(meta, body, &plan.table_schema).map_err(|err| Error::DataLoss { location: location.into(), detail: err.to_string() })?;
+    let start = from.saturating_sub(e.base_offset) as usize;
+    let end = (until.min(e.next_offset()) - e.base_offset) as usize;
+    let sliced = batch.slice(start, end - start);
+    let mut columns: Vec<ArrayRef> = plan.keep.iter().map(|&i| sliced.column(i).clone()).collect();
+    if plan.metadata_columns {
+        let n = sliced.num_rows();
+        let first = e.base_offset as i64 + start as i64;
+        columns.push(Arc::new(Int32Array::from(vec![bucket as i32; n])));
+        columns.push(Arc::new(Int64Array::from_iter_values(first..first + n as i64)));
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![header.max_timestamp; n]).with_timezone("UTC")));
+    }
+    let out = RecordBatch::try_new(plan.output_schema.clone(), columns)?;
+    encode_chunk(&out, bucket, e.base_offset + start as u64, hw)
+}
+
+fn encode_chunk(batch: &RecordBatch, bucket: u32, base_offset: u64, hw: u64) -> Result<ScanChunk> {
+    let encoded = ipc::BatchEncoder::new(crate::catalog::options::Compression::None)?.encode(batch)?;
+    Ok(ScanChunk { bucket, base_offset, high_watermark: hw, rows: batch.num_rows() as u64, meta: Bytes::from(encoded.meta), body: Bytes::from(encoded.body) })
+}
+
+/// Keeps the first `rows` rows of an encoded chunk (for `limit`).
+fn slice_chunk(chunk: &ScanChunk, schema: &SchemaRef, rows: u64) -> Result<ScanChunk> {
+    let batch = ipc::decode(&chunk.meta, chunk.body.clone(), schema)?;
+    encode_chunk(&batch.slice(0, rows as usize), chunk.bucket, chunk.base_offset, chunk.high_watermark)
+}

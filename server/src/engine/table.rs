@@ -1,0 +1,199 @@
+//! A table's runtime: its bucket logs, its writers' sequence state, and the append path.
+
+use super::write::{self, Routing};
+use crate::catalog::options::{self, LogOptions, NoKeyAssigner};
+use crate::catalog::TableMeta;
+use crate::error::{Error, Result};
+use crate::log::bucket::{Appended, BatchIdentity, BucketLog, RecoveryReport, SegmentPolicy};
+use crate::log::ipc::BatchEncoder;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use strom_flight_api::{BucketAppend, PutAck};
+
+pub struct TableRuntime {
+    meta: RwLock<Arc<TableMeta>>,
+    pub schema: SchemaRef,
+    pub dir: PathBuf,
+    pub buckets: Vec<Arc<BucketLog>>,
+    key_columns: Vec<usize>,
+    /// Highest sequence seen per idempotent writer, across buckets (for the gap check).
+    /// One lock per writer serializes that writer's batches, so a batch is appended to all of
+    /// its buckets before the next one starts.
+    writers: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<i64>>>>>,
+    round_robin: AtomicU64,
+}
+
+impl TableRuntime {
+    /// Opens (recovering) the bucket logs of a table.
+    pub fn open(meta: Arc<TableMeta>, data_dir: &Path, policy: SegmentPolicy) -> Result<Self> {
+        let schema = meta.arrow_schema()?;
+        let opts = options::log_options(&meta.options)?;
+        let dir = data_dir.join("tables").join(meta.table_id.to_string());
+        let started = std::time::Instant::now();
+        let mut buckets = Vec::with_capacity(meta.bucket_num as usize);
+        let mut total = RecoveryReport::default();
+        for b in 0..meta.bucket_num {
+            let location = format!("{}/bucket-{b}", meta.path());
+            let (log, report) = BucketLog::open(&dir.join(format!("bucket-{b}")), b, location, policy, opts.durability)?;
+            total.segments += report.segments;
+            total.batches += report.batches;
+            total.truncated_bytes += report.truncated_bytes;
+            total.corrupt_ranges += report.corrupt_ranges;
+            buckets.push(Arc::new(log));
+        }
+        tracing::info!(table = %meta.path(), buckets = meta.bucket_num, segments = total.segments, batches = total.batches,
+            truncated_bytes = total.truncated_bytes, corrupt_ranges = total.corrupt_ranges, elapsed_ms = started.elapsed().as_millis() as u64, "table opened");
+        let mut last: HashMap<i64, i64> = HashMap::new();
+        for b in &buckets {
+            for (w, s) in b.writer_last_sequences() {
+                let e = last.entry(w).or_insert(s);
+                *e = (*e).max(s);
+            }
+        }
+        let writers = last.into_iter().map(|(w, s)| (w, Arc::new(tokio::sync::Mutex::new(Some(s))))).collect();
+        let key_columns = meta.bucket_key.iter().map(|k| schema.index_of(k)).collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self { meta: RwLock::new(meta), schema, dir, buckets, key_columns, writers: Mutex::new(writers), round_robin: AtomicU64::new(0) })
+    }
+
+    pub fn meta(&self) -> Arc<TableMeta> {
+        self.meta.read().clone()
+    }
+
+    pub fn options(&self) -> Result<LogOptions> {
+        options::log_options(&self.meta.read().options)
+    }
+
+    /// Applies changed options to the live table.
+    pub fn update_meta(&self, meta: Arc<TableMeta>) -> Result<()> {
+        let opts = options::log_options(&meta.options)?;
+        for b in &self.buckets {
+            b.set_durability(opts.durability);
+        }
+        *self.meta.write() = meta;
+        Ok(())
+    }
+
+    pub fn bucket(&self, b: u32) -> Result<&Arc<BucketLog>> {
+        self.buckets.get(b as usize).ok_or_else(|| Error::invalid(format!("table {} has no bucket {b} (buckets 0..{})", self.meta().path(), self.buckets.len())))
+    }
+
+    /// Appends one client batch and waits until it is durable under the table's mode.
+    pub async fn append(self: &Arc<Self>, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<PutAck> {
+        self.append_unconfirmed(batch, id).await?.wait_durable().await
+    }
+
+    /// Conforms, routes, encodes and writes one client batch (page cache, no fsync). Batches
+    /// of one writer are written in call order. The returned `PendingAck` resolves once the
+    /// batch is durable; retries of a stored (writer, sequence) resolve to the original offsets.
+    pub async fn append_unconfirmed(self: &Arc<Self>, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<PendingAck> {
+        let writer_lock = id.map(|i| self.writers.lock().entry(i.writer_id).or_default().clone());
+        let mut writer_state = match &writer_lock {
+            Some(l) => Some(l.clone().lock_owned().await),
+            None => None,
+        };
+        if let (Some(id), Some(Some(last))) = (id, writer_state.as_deref()) {
+            if id.sequence > last + 1 {
+                return Err(Error::FailedPrecondition(format!(
+                    "table {}: sequence gap for writer {}: expected {} (or a retry <= {last}), got {}",
+                    self.meta().path(),
+                    id.writer_id,
+                    last + 1,
+                    id.sequence
+                )));
+            }
+        }
+        let rows = batch.num_rows() as u64;
+        let this = self.clone();
+        let appended = tokio::task::spawn_blocking(move || this.write_parts(batch, id)).await.map_err(|e| Error::Internal(format!("append task failed: {e}")))??;
+        if let (Some(id), Some(state)) = (id, writer_state.as_deref_mut()) {
+            *state = Some(state.map_or(id.sequence, |s| s.max(id.sequence)));
+        }
+        Ok(PendingAck { table: self.clone(), appended, rows, id })
+    }
+
+    /// The blocking half of an append: conform, route, encode and write (no fsync).
+    fn write_parts(&self, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<Vec<(u32, Appended)>> {
+        let meta = self.meta();
+        let opts = options::log_options(&meta.options)?;
+        let conformed = write::conform(&batch, &self.schema, &meta.path())?;
+        let routing = if self.key_columns.is_empty() {
+            // With an idempotent writer the choice derives from (writer, sequence) so a retry
+            // lands in the same bucket as the original.
+            let choice = match (opts.no_key_assigner, id) {
+                (NoKeyAssigner::RoundRobin, Some(id)) => id.sequence as u64,
+                (NoKeyAssigner::Sticky, Some(id)) => {
+                    let mut bytes = id.writer_id.to_le_bytes().to_vec();
+                    bytes.extend_from_slice(&id.sequence.to_le_bytes());
+                    murmur3::murmur3_32(&mut std::io::Cursor::new(bytes), 0).unwrap_or(0) as u64
+                }
+                (_, None) => self.round_robin.fetch_add(1, Ordering::Relaxed),
+            };
+            Routing::NoKey { assigner: opts.no_key_assigner, choice }
+        } else {
+            Routing::Keyed(&self.key_columns)
+        };
+        let parts = write::route(&conformed, meta.bucket_num, routing)?;
+        let mut encoder = BatchEncoder::new(opts.compression)?;
+        let mut out = Vec::with_capacity(parts.len());
+        for (bucket, part) in parts {
+            let log = &self.buckets[bucket as usize];
+            if let Some(id) = id {
+                if log.is_before_window(id) {
+                    return Err(Error::FailedPrecondition(format!("{}: sequence {} of writer {} is too old to deduplicate", log.location(), id.sequence, id.writer_id)));
+                }
+            }
+            let encoded = encoder.encode(&part)?;
+            let appended = log.append_unconfirmed(&encoded, part.num_rows() as u32, meta.schema_id, id)?;
+            out.push((bucket, appended));
+        }
+        Ok(out)
+    }
+
+    /// fsyncs every bucket (os-mode flusher and shutdown).
+    pub async fn sync_all(&self) -> Result<()> {
+        for b in &self.buckets {
+            b.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes expired segments of every bucket.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let ttl = self.options()?.ttl;
+        let cutoff = now_ms - ttl.as_millis() as i64;
+        let mut deleted = 0;
+        for b in &self.buckets {
+            deleted += b.delete_segments_before(cutoff)?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// A written batch whose acknowledgement waits for durability.
+pub struct PendingAck {
+    table: Arc<TableRuntime>,
+    appended: Vec<(u32, Appended)>,
+    rows: u64,
+    id: Option<BatchIdentity>,
+}
+
+impl PendingAck {
+    /// Resolves once every bucket part is durable (group commit in `sync` mode; at once in `os`).
+    pub async fn wait_durable(self) -> Result<PutAck> {
+        let buckets = &self.table.buckets;
+        let waits = self.appended.iter().filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync()).map(|(b, a)| buckets[*b as usize].wait_durable(a.end_offset()));
+        futures::future::try_join_all(waits).await?;
+        let duplicate = !self.appended.is_empty() && self.appended.iter().all(|(_, a)| a.duplicate);
+        Ok(PutAck {
+            rows: self.rows,
+            buckets: self.appended.into_iter().map(|(bucket, a)| BucketAppend { bucket, partition: None, base_offset: a.base_offset, count: a.count }).collect(),
+            sequence: self.id.map(|i| i.sequence),
+            duplicate,
+        })
+    }
+}

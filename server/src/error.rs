@@ -1,0 +1,92 @@
+//! One error enum for the node, with a single conversion to `tonic::Status`.
+//!
+//! The engine never sees gRPC types: it returns these errors and the Flight layer turns them
+//! into status codes. Messages name the table, column, option or range at fault.
+
+use tonic::Status;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad request: malformed JSON, unknown command, schema mismatch, bad option, null key.
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is valid but the state forbids it (sequence gap, wrong table kind, ...).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A size or memory limit.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// A feature of the contract this node version does not serve yet.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// Stored data failed its checksum or framing: the range is named, nothing is dropped.
+    #[error("data loss in {location}: {detail}")]
+    DataLoss { location: String, detail: String },
+    #[error("CRC mismatch in {location}: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { location: String, stored: u32, computed: u32 },
+    #[error("{location} is too small: expected at least {expected} bytes, found {actual}")]
+    FileTooSmall { location: String, expected: u64, actual: u64 },
+    /// Writes are stopped after an fsync failure: the page cache can no longer be trusted.
+    #[error("writes stopped on {location} after an fsync failure: {detail}")]
+    WritesStopped { location: String, detail: String },
+    #[error("I/O error on {location}: {source}")]
+    Io { location: String, source: std::io::Error },
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+
+    pub fn io(location: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Error::Io { location: location.to_string(), source }
+    }
+}
+
+/// Adds the location (a path, usually) to an `std::io::Result`.
+pub trait IoContext<T> {
+    fn at(self, location: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, location: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| Error::io(location, e))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let msg = e.to_string();
+        match e {
+            Error::InvalidArgument(_) => Status::invalid_argument(msg),
+            Error::NotFound(_) => Status::not_found(msg),
+            Error::AlreadyExists(_) => Status::already_exists(msg),
+            Error::FailedPrecondition(_) => Status::failed_precondition(msg),
+            Error::ResourceExhausted(_) => Status::resource_exhausted(msg),
+            Error::Unimplemented(_) => Status::unimplemented(msg),
+            Error::DataLoss { .. } | Error::CrcMismatch { .. } | Error::FileTooSmall { .. } => Status::data_loss(msg),
+            Error::WritesStopped { .. } | Error::ShuttingDown => Status::unavailable(msg),
+            Error::Arrow(ref a) => match a {
+                arrow_schema::ArrowError::CastError(_)
+                | arrow_schema::ArrowError::SchemaError(_)
+                | arrow_schema::ArrowError::InvalidArgumentError(_)
+                | arrow_schema::ArrowError::ParseError(_)
+                | arrow_schema::ArrowError::IpcError(_) => Status::invalid_argument(msg),
+                _ => Status::internal(msg),
+            },
+            Error::Io { .. } | Error::Internal(_) => Status::internal(msg),
+        }
+    }
+}

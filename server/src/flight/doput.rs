@@ -1,0 +1,163 @@
+//! DoPut: a peekable stream of FlightData whose first message names the table; each record
+//! batch is written as it arrives and acknowledged (in order) once durable.
+//!
+//! Writing batch i+1 while batch i waits for its fdatasync lets one stream share group commits
+//! with itself; memory permits bound what is decoded but not yet written.
+
+use crate::engine::table::PendingAck;
+use crate::engine::StorageEngine;
+use crate::error::{Error, Result};
+use crate::log::bucket::BatchIdentity;
+use arrow_array::RecordBatch;
+use arrow_flight::{flight_descriptor::DescriptorType, FlightData, FlightDescriptor, PutResult};
+use arrow_ipc::MessageHeader;
+use arrow_schema::{Schema, SchemaRef};
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use std::sync::Arc;
+use strom_flight_api::{WriteCommand, WriteKind};
+use tokio::sync::{mpsc, Semaphore};
+use tonic::{Status, Streaming};
+
+/// Acks (or the error that ended the stream) waiting to be sent in order.
+type AckQueue = mpsc::Sender<Result<PendingAck>>;
+
+/// Parses the descriptor of the first message into a write command.
+pub fn parse_descriptor(d: &FlightDescriptor) -> Result<WriteCommand> {
+    if d.r#type == DescriptorType::Path as i32 {
+        return match d.path.as_slice() {
+            [db, table] => Ok(WriteCommand::append(db, table)),
+            other => Err(Error::invalid(format!("DoPut PATH descriptor must be [database, table], got {other:?}"))),
+        };
+    }
+    if d.r#type == DescriptorType::Cmd as i32 {
+        return serde_json::from_slice(&d.cmd).map_err(|e| Error::invalid(format!("DoPut CMD descriptor is not a valid write command: {e}")));
+    }
+    Err(Error::invalid("DoPut needs a PATH [database, table] or a CMD {\"write\": ...} descriptor"))
+}
+
+/// Maps a stream error: tonic's "message too large" becomes RESOURCE_EXHAUSTED per the contract.
+fn stream_error(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange && status.message().contains("too large") {
+        Status::resource_exhausted(format!("DoPut message rejected: {}", status.message()))
+    } else {
+        status
+    }
+}
+
+pub struct PutContext {
+    pub engine: Arc<dyn StorageEngine>,
+    pub permits: Arc<Semaphore>,
+    pub max_message_bytes: usize,
+}
+
+/// Runs a DoPut: returns the stream of PutResults.
+pub async fn do_put(ctx: PutContext, input: Streaming<FlightData>) -> Result<Pin<Box<dyn Stream<Item = Result<PutResult, Status>> + Send>>, Status> {
+    let mut input = input.peekable();
+    let first = match Pin::new(&mut input).peek().await {
+        Some(Ok(first)) => first,
+        Some(Err(status)) => return Err(stream_error(status.clone())),
+        None => return Err(Status::invalid_argument("DoPut stream is empty: the first message must carry the descriptor")),
+    };
+    let descriptor = first.flight_descriptor.clone().ok_or_else(|| Status::invalid_argument("the first DoPut message must carry a flight descriptor naming the table"))?;
+    let command = parse_descriptor(&descriptor)?;
+    match command.write {
+        WriteKind::Append => {}
+        WriteKind::Upsert | WriteKind::Delete => {
+            return Err(Error::FailedPrecondition(format!("table {}.{}: {:?} writes need a primary-key table; this node version serves log tables only", command.database, command.table, command.write)).into());
+        }
+    }
+    if command.partition.is_some() {
+        return Err(Error::invalid(format!("table {}.{} is not partitioned", command.database, command.table)).into());
+    }
+    if command.target_columns.is_some() {
+        return Err(Error::invalid("target_columns (partial updates) apply to primary-key tables only").into());
+    }
+    if command.sequence.is_some() && command.writer_id.is_none() {
+        return Err(Error::invalid("\"sequence\" needs \"writer_id\"").into());
+    }
+    if command.writer_id.is_some_and(|w| w < 0) {
+        return Err(Error::invalid("\"writer_id\" must be >= 0").into());
+    }
+    let table = ctx.engine.table(&command.database, &command.table)?;
+    let (tx, rx) = mpsc::channel::<Result<PendingAck>>(64);
+    tokio::spawn(async move {
+        if let Err(e) = write_loop(&ctx, &table, &command, input, &tx).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    Ok(Box::pin(ack_stream(rx)))
+}
+
+/// Turns the queue of pending acks into PutResults, waiting for each one's durability in order.
+/// The first error ends the stream.
+fn ack_stream(rx: mpsc::Receiver<Result<PendingAck>>) -> impl Stream<Item = Result<PutResult, Status>> + Send {
+    futures::stream::unfold((rx, false), |(mut rx, failed)| async move {
+        if failed {
+            return None;
+        }
+        let outcome = match rx.recv().await? {
+            Ok(pending) => pending.wait_durable().await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(ack) => {
+                let body = serde_json::to_vec(&ack).expect("ack serializes");
+                Some((Ok(PutResult { app_metadata: body.into() }), (rx, false)))
+            }
+            Err(e) => Some((Err(Status::from(e)), (rx, true))),
+        }
+    })
+}
+
+async fn write_loop(ctx: &PutContext, table: &Arc<crate::engine::table::TableRuntime>, command: &WriteCommand, mut input: futures::stream::Peekable<Streaming<FlightData>>, acks: &AckQueue) -> Result<()> {
+    let mut schema: Option<SchemaRef> = None;
+    let mut batch_index: i64 = 0;
+    while let Some(message) = input.next().await {
+        let data = match message {
+            Ok(d) => d,
+            Err(status) => {
+                let status = stream_error(status);
+                if status.code() == tonic::Code::ResourceExhausted {
+                    return Err(Error::ResourceExhausted(status.message().to_string()));
+                }
+                // The client went away mid-stream: what was written stays, nothing partial is.
+                tracing::debug!(table = %table.meta().path(), %status, "DoPut stream ended by the client");
+                return Ok(());
+            }
+        };
+        let size = data.data_header.len() + data.data_body.len();
+        if size > ctx.max_message_bytes {
+            return Err(Error::ResourceExhausted(format!("DoPut message of {size} bytes exceeds server.max_message_bytes {}", ctx.max_message_bytes)));
+        }
+        if data.data_header.is_empty() {
+            continue; // descriptor-only or metadata-only message
+        }
+        let permits = ctx.permits.clone().acquire_many_owned(size.max(1) as u32).await.map_err(|_| Error::ShuttingDown)?;
+        let message = arrow_ipc::root_as_message(&data.data_header).map_err(|e| Error::invalid(format!("DoPut message is not an Arrow IPC message: {e}")))?;
+        match message.header_type() {
+            MessageHeader::Schema => {
+                let s = Arc::new(Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoPut schema message does not decode: {e}")))?);
+                // Check the schema before any data arrives, so a mismatch fails fast.
+                crate::engine::write::conform(&RecordBatch::new_empty(s.clone()), &table.schema, &table.meta().path())?;
+                schema = Some(s);
+            }
+            MessageHeader::RecordBatch => {
+                let s = schema.clone().ok_or_else(|| Error::invalid("DoPut sent a record batch before its schema"))?;
+                let batch = arrow_flight::utils::flight_data_to_arrow_batch(&data, s, &Default::default()).map_err(|e| Error::invalid(format!("DoPut record batch does not decode: {e}")))?;
+                let id = command.writer_id.map(|w| BatchIdentity { writer_id: w, sequence: command.sequence.unwrap_or(0) + batch_index });
+                batch_index += 1;
+                let pending = ctx.engine.append(table, batch, id).await?;
+                drop(permits);
+                if acks.send(Ok(pending)).await.is_err() {
+                    return Ok(()); // the response side is gone
+                }
+            }
+            MessageHeader::DictionaryBatch => {
+                return Err(Error::invalid("dictionary-encoded columns are not accepted: send plain values (e.g. pyarrow: column.dictionary_decode())"));
+            }
+            other => return Err(Error::invalid(format!("unexpected IPC message type {other:?} in DoPut"))),
+        }
+    }
+    Ok(())
+}

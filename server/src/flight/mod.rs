@@ -1,0 +1,108 @@
+//! The Arrow Flight front door: parses and validates requests, calls the `StorageEngine`, and
+//! maps errors to gRPC status codes (through the single `From<Error> for Status`).
+
+pub mod actions;
+pub mod doget;
+pub mod doput;
+
+use crate::engine::StorageEngine;
+use crate::error::Error;
+use actions::ActionCommand;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket};
+use arrow_ipc::writer::IpcWriteOptions;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct StromFlightService {
+    engine: Arc<dyn StorageEngine>,
+    write_permits: Arc<Semaphore>,
+    max_message_bytes: usize,
+}
+
+impl StromFlightService {
+    pub fn new(engine: Arc<dyn StorageEngine>, max_inflight_write_bytes: usize, max_message_bytes: usize) -> Self {
+        let permits = max_inflight_write_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        Self { engine, write_permits: Arc::new(Semaphore::new(permits)), max_message_bytes }
+    }
+}
+
+fn blocking_status(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("request task failed: {e}"))
+}
+
+#[tonic::async_trait]
+impl FlightService for StromFlightService {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = doget::FlightDataStream;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+
+    /// No authentication in v1: the handshake succeeds with an empty payload.
+    async fn handshake(&self, _request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        let response = HandshakeResponse { protocol_version: 0, payload: Default::default() };
+        Ok(Response::new(futures::stream::once(async { Ok(response) }).boxed()))
+    }
+
+    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let engine = self.engine.clone();
+        let infos: Vec<Result<FlightInfo, Status>> = engine
+            .all_tables()
+            .into_iter()
+            .map(|t| doget::flight_info(engine.as_ref(), &strom_flight_api::TableRef { database: t.database, table: t.table }).map_err(Status::from))
+            .collect();
+        Ok(Response::new(futures::stream::iter(infos).boxed()))
+    }
+
+    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let table = doget::table_of(request.get_ref())?;
+        Ok(Response::new(doget::flight_info(self.engine.as_ref(), &table)?))
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("PollFlightInfo: Strom's flight infos are immediate; use GetFlightInfo"))
+    }
+
+    async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        let table = doget::table_of(request.get_ref())?;
+        let schema = self.engine.table_schema(&table.database, &table.table)?;
+        let result = SchemaResult::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default())).map_err(Error::from)?;
+        Ok(Response::new(result))
+    }
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        Ok(Response::new(doget::do_get(self.engine.as_ref(), request.get_ref())?))
+    }
+
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        let ctx = doput::PutContext { engine: self.engine.clone(), permits: self.write_permits.clone(), max_message_bytes: self.max_message_bytes };
+        let stream = doput::do_put(ctx, request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn do_exchange(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("DoExchange carries batched primary-key lookups, which this node version does not serve yet"))
+    }
+
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let action = request.into_inner();
+        let command = ActionCommand::parse(&action.r#type, &action.body)?;
+        let engine = self.engine.clone();
+        // Catalog changes fsync files: keep them off the async workers.
+        let value = tokio::task::spawn_blocking(move || command.run(engine.as_ref())).await.map_err(blocking_status)??;
+        let body = serde_json::to_vec(&value).expect("JSON value serializes");
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(futures::stream::once(async { Ok(result) }).boxed()))
+    }
+
+    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        let types: Vec<Result<ActionType, Status>> = strom_flight_api::actions::ALL.iter().map(|(name, description)| Ok(ActionType { r#type: name.to_string(), description: description.to_string() })).collect();
+        Ok(Response::new(futures::stream::iter(types).boxed()))
+    }
+}

@@ -1,0 +1,434 @@
+//! The log of one bucket: a sequence of segments, appends with group commit, the high
+//! watermark readers follow, idempotent writer state, recovery and retention.
+//!
+//! Durability in names: `append_unconfirmed` returns once the batch is in the page cache;
+//! `wait_durable` (group commit) returns once an fdatasync covers it; `append_synced` does both.
+
+use super::format::{self, EntryParts};
+use super::ipc::EncodedBatch;
+use super::segment::{segment_file_name, CorruptRange, IndexEntry, Segment};
+use crate::config::Durability;
+use crate::error::{Error, IoContext, Result};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How many recent batches per writer a bucket remembers for deduplicating retries.
+pub const WRITER_WINDOW: usize = 64;
+
+/// Segment sizing, from the node config.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentPolicy {
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    pub count: u64,
+    /// True when this (writer, sequence) was already stored: nothing was written.
+    pub duplicate: bool,
+}
+
+impl Appended {
+    pub fn end_offset(&self) -> u64 {
+        self.base_offset + self.count
+    }
+}
+
+/// The identity of an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchIdentity {
+    pub writer_id: i64,
+    pub sequence: i64,
+}
+
+/// Writer id stored for batches written without idempotence.
+pub const NO_WRITER: i64 = -1;
+
+struct AppendState {
+    active: Arc<Segment>,
+    next_offset: u64,
+    last_timestamp: i64,
+    writers: HashMap<i64, VecDeque<(i64, u64, u64)>>,
+}
+
+pub struct BucketLog {
+    pub bucket: u32,
+    dir: PathBuf,
+    location: String,
+    policy: SegmentPolicy,
+    append: Mutex<AppendState>,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    corrupt: RwLock<Vec<CorruptRange>>,
+    /// Serializes fdatasyncs: while one runs, new appends queue and share the next one.
+    sync_lock: tokio::sync::Mutex<()>,
+    durable: AtomicU64,
+    written: AtomicU64,
+    durability: AtomicU8,
+    high_watermark: watch::Sender<u64>,
+    stopped: Mutex<Option<String>>,
+}
+
+fn durability_code(d: Durability) -> u8 {
+    match d {
+        Durability::Sync => 0,
+        Durability::Os => 1,
+    }
+}
+
+/// Summary of what recovery did, for the logs and tests.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub batches: usize,
+    pub next_offset: u64,
+    pub truncated_bytes: u64,
+    pub corrupt_ranges: usize,
+}
+
+impl BucketLog {
+    /// Opens (recovering) or creates the log of one bucket in `dir`.
+    pub fn open(dir: &Path, bucket: u32, location: String, policy: SegmentPolicy, durability: Durability) -> Result<(Self, RecoveryReport)> {
+        std::fs::create_dir_all(dir).at(dir.display())?;
+        let mut bases: Vec<u64> = std::fs::read_dir(dir)
+            .at(dir.display())?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse::<u64>().ok()))
+            .collect();
+        bases.sort_unstable();
+        let mut report = RecoveryReport { segments: bases.len(), ..Default::default() };
+        let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
+        let mut corrupt: Vec<CorruptRange> = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let outcome = Segment::open(&dir.join(segment_file_name(base)), base, active)?;
+            report.truncated_bytes += outcome.truncated_bytes;
+            for mut range in outcome.corrupt {
+                if range.end == u64::MAX {
+                    range.end = bases.get(i + 1).copied().unwrap_or(outcome.segment.next_offset());
+                }
+                tracing::error!(bucket = %location, start = range.start, end = range.end, detail = %range.detail, "corrupt batches: reads of this range answer DataLoss");
+                corrupt.push(range);
+            }
+            report.batches += outcome.segment.all_entries().len();
+            segments.push(Arc::new(outcome.segment));
+        }
+        if segments.is_empty() {
+            segments.push(Arc::new(Segment::create(dir, 0)?));
+        }
+        let active = segments.last().expect("at least one segment").clone();
+        let next_offset = active.next_offset().max(corrupt.iter().map(|c| c.end).max().unwrap_or(0));
+        let last_timestamp = segments.iter().rev().find_map(|s| s.last_entry()).map(|e| e.max_timestamp).unwrap_or(0);
+        let mut writers: HashMap<i64, VecDeque<(i64, u64, u64)>> = HashMap::new();
+        for seg in &segments {
+            for e in seg.all_entries() {
+                if e.writer_id != NO_WRITER {
+                    let w = writers.entry(e.writer_id).or_default();
+                    w.push_back((e.sequence, e.base_offset, e.count as u64));
+                    if w.len() > WRITER_WINDOW {
+                        w.pop_front();
+                    }
+                }
+            }
+        }
+        report.next_offset = next_offset;
+        report.corrupt_ranges = corrupt.len();
+        let (high_watermark, _) = watch::channel(next_offset);
+        let log = Self {
+            bucket,
+            dir: dir.to_path_buf(),
+            location,
+            policy,
+            append: Mutex::new(AppendState { active, next_offset, last_timestamp, writers }),
+            segments: RwLock::new(segments),
+            corrupt: RwLock::new(corrupt),
+            sync_lock: tokio::sync::Mutex::new(()),
+            durable: AtomicU64::new(next_offset),
+            written: AtomicU64::new(next_offset),
+            durability: AtomicU8::new(durability_code(durability)),
+            high_watermark,
+            stopped: Mutex::new(None),
+        };
+        Ok((log, report))
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn set_durability(&self, d: Durability) {
+        self.durability.store(durability_code(d), Ordering::Release);
+        if d == Durability::Os {
+            self.publish(self.written.load(Ordering::Acquire));
+        }
+    }
+
+    fn durability(&self) -> Durability {
+        if self.durability.load(Ordering::Acquire) == 0 {
+            Durability::Sync
+        } else {
+            Durability::Os
+        }
+    }
+
+    /// The offset the next committed record gets; readers see everything below it.
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// The first offset still stored.
+    pub fn log_start_offset(&self) -> u64 {
+        self.segments.read().first().map(|s| s.base_offset).unwrap_or(0)
+    }
+
+    fn publish(&self, offset: u64) {
+        self.high_watermark.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn check_stopped(&self) -> Result<()> {
+        match &*self.stopped.lock() {
+            Some(detail) => Err(Error::WritesStopped { location: self.location.clone(), detail: detail.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    fn stop_writes(&self, detail: String) -> Error {
+        tracing::error!(bucket = %self.location, %detail, "fsync failed: writes to this bucket are stopped until restart");
+        *self.stopped.lock() = Some(detail.clone());
+        Error::WritesStopped { location: self.location.clone(), detail }
+    }
+
+    /// If this writer's batch is already stored, where it is.
+    fn find_duplicate(state: &AppendState, id: BatchIdentity) -> Option<Appended> {
+        state.writers.get(&id.writer_id)?.iter().find(|(s, _, _)| *s == id.sequence).map(|&(_, base, count)| Appended { base_offset: base, count, duplicate: true })
+    }
+
+    /// Writes a batch into the page cache. The caller must `wait_durable` before acknowledging.
+    pub fn append_unconfirmed(&self, batch: &EncodedBatch, rows: u32, schema_id: u32, id: Option<BatchIdentity>) -> Result<Appended> {
+        self.check_stopped()?;
+        let mut state = self.append.lock();
+        if let Some(id) = id {
+            if let Some(dup) = Self::find_duplicate(&state, id) {
+                return Ok(dup);
+            }
+        }
+        let now = crate::catalog::now_ms().max(state.last_timestamp);
+        let (header, bytes) = format::encode_entry(&EntryParts {
+            compression: batch.compression,
+            base_offset: state.next_offset,
+            record_count: rows,
+            schema_id,
+            max_timestamp: now,
+            writer_id: id.map(|i| i.writer_id).unwrap_or(NO_WRITER),
+            sequence: id.map(|i| i.sequence).unwrap_or(-1),
+            meta: &batch.meta,
+            body: &batch.body,
+            column_ranges: &batch.column_ranges,
+        })?;
+        self.maybe_roll(&mut state, bytes.len() as u64)?;
+        if let Err(e) = state.active.append(&header, &bytes) {
+            // A failed write may have left partial bytes: stop rather than guess.
+            return Err(self.stop_writes(format!("write failed: {e}")));
+        }
+        let appended = Appended { base_offset: state.next_offset, count: rows as u64, duplicate: false };
+        state.next_offset += rows as u64;
+        state.last_timestamp = now;
+        if let Some(id) = id {
+            let w = state.writers.entry(id.writer_id).or_default();
+            w.push_back((id.sequence, appended.base_offset, appended.count));
+            if w.len() > WRITER_WINDOW {
+                w.pop_front();
+            }
+        }
+        self.written.store(state.next_offset, Ordering::Release);
+        drop(state);
+        if self.durability() == Durability::Os {
+            self.publish(appended.end_offset());
+        }
+        Ok(appended)
+    }
+
+    /// Seals the active segment and starts a new one when it is full or old.
+    fn maybe_roll(&self, state: &mut AppendState, incoming: u64) -> Result<()> {
+        let active = &state.active;
+        let full = active.size() > 0 && active.size() + incoming > self.policy.segment_bytes;
+        let old = !active.is_empty() && crate::catalog::now_ms() - active.created_ms > self.policy.segment_ms as i64;
+        if !(full || old) {
+            return Ok(());
+        }
+        if let Err(e) = active.seal() {
+            return Err(self.stop_writes(e.to_string()));
+        }
+        let sealed_end = state.next_offset;
+        let next = Arc::new(Segment::create(&self.dir, sealed_end)?);
+        tracing::debug!(bucket = %self.location, base_offset = sealed_end, "rolled to a new segment");
+        self.segments.write().push(next.clone());
+        state.active = next;
+        // Sealing fsynced everything below `sealed_end`.
+        self.mark_durable(sealed_end);
+        Ok(())
+    }
+
+    fn mark_durable(&self, offset: u64) {
+        self.durable.fetch_max(offset, Ordering::AcqRel);
+        if self.durability() == Durability::Sync {
+            self.publish(self.durable.load(Ordering::Acquire));
+        }
+    }
+
+    /// Group commit: returns once an fdatasync covers `end_offset`. In `os` mode the caller
+    /// does not wait for this (the flusher calls `sync`).
+    pub async fn wait_durable(&self, end_offset: u64) -> Result<()> {
+        loop {
+            if self.durable.load(Ordering::Acquire) >= end_offset {
+                return Ok(());
+            }
+            self.check_stopped()?;
+            let _guard = self.sync_lock.lock().await;
+            if self.durable.load(Ordering::Acquire) >= end_offset {
+                return Ok(());
+            }
+            self.sync_now().await?;
+        }
+    }
+
+    /// fdatasyncs everything written so far (holding `sync_lock` is the caller's job).
+    async fn sync_now(&self) -> Result<()> {
+        let (segment, target) = {
+            let state = self.append.lock();
+            (state.active.clone(), state.next_offset)
+        };
+        let result = tokio::task::spawn_blocking(move || segment.sync_data()).await.map_err(|e| Error::Internal(format!("sync task failed: {e}")))?;
+        if let Err(e) = result {
+            return Err(self.stop_writes(format!("fdatasync failed: {e}")));
+        }
+        self.mark_durable(target);
+        Ok(())
+    }
+
+    /// Flushes whatever is written but not yet durable (background flusher, shutdown).
+    pub async fn sync(&self) -> Result<()> {
+        let written = self.written.load(Ordering::Acquire);
+        if self.durable.load(Ordering::Acquire) >= written {
+            return Ok(());
+        }
+        let _guard = self.sync_lock.lock().await;
+        self.sync_now().await
+    }
+
+    /// Appends and waits until durable under `durability`.
+    pub async fn append_synced(&self, batch: &EncodedBatch, rows: u32, schema_id: u32, id: Option<BatchIdentity>) -> Result<Appended> {
+        let appended = self.append_unconfirmed(batch, rows, schema_id, id)?;
+        if self.durability() == Durability::Sync {
+            self.wait_durable(appended.end_offset()).await?;
+        }
+        Ok(appended)
+    }
+
+    /// Whether acks must wait for `wait_durable`.
+    pub fn acks_wait_for_sync(&self) -> bool {
+        self.durability() == Durability::Sync
+    }
+
+    /// Fails with DataLoss if `[from, until)` touches a corrupt range.
+    pub fn check_range(&self, from: u64, until: u64) -> Result<()> {
+        for c in self.corrupt.read().iter() {
+            if c.start < until && from < c.end {
+                return Err(Error::DataLoss { location: format!("{} offsets {}..{}", self.location, c.start, c.end), detail: c.detail.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries overlapping `[from, until)` from one segment, up to `max_bytes`.
+    pub fn entries_from(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Option<Arc<Segment>>, Vec<IndexEntry>)> {
+        let segments = self.segments.read();
+        let start = segments.partition_point(|s| s.base_offset <= from).saturating_sub(1);
+        for seg in &segments[start..] {
+            if seg.base_offset >= until {
+                break;
+            }
+            let entries = seg.entries_between(from, until, max_bytes);
+            if !entries.is_empty() {
+                return Ok((Some(seg.clone()), entries));
+            }
+        }
+        Ok((None, vec![]))
+    }
+
+    /// The first offset whose batch committed at or after `timestamp` (the high watermark if none).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> u64 {
+        let hw = self.high_watermark();
+        let segments = self.segments.read();
+        for seg in segments.iter() {
+            if let Some(off) = seg.offset_for_timestamp(timestamp) {
+                return off.min(hw);
+            }
+        }
+        hw
+    }
+
+    /// Deletes sealed segments whose newest batch is older than `cutoff_ms`; returns how many.
+    pub fn delete_segments_before(&self, cutoff_ms: i64) -> Result<usize> {
+        let expired: Vec<Arc<Segment>> = {
+            let mut segments = self.segments.write();
+            let mut n = 0;
+            while n + 1 < segments.len() && segments[n].is_sealed() && segments[n].last_entry().is_none_or(|e| e.max_timestamp < cutoff_ms) {
+                n += 1;
+            }
+            segments.drain(..n).collect()
+        };
+        for seg in &expired {
+            seg.delete_files()?;
+            tracing::info!(bucket = %self.location, segment = %seg.location(), "deleted segment past table.log.ttl");
+        }
+        if !expired.is_empty() {
+            let start = self.log_start_offset();
+            self.corrupt.write().retain(|c| c.end > start);
+        }
+        Ok(expired.len())
+    }
+
+    /// Sizes for GetFlightInfo: (records, bytes).
+    pub fn totals(&self) -> (u64, u64) {
+        let segments = self.segments.read();
+        let bytes = segments.iter().map(|s| s.size()).sum();
+        (self.high_watermark().saturating_sub(self.log_start_offset()), bytes)
+    }
+
+    /// Seals nothing, but makes everything written durable (graceful shutdown).
+    pub async fn close(&self) -> Result<()> {
+        self.sync().await
+    }
+
+    /// The sequences this log holds per writer (for the table's gap check).
+    pub fn writer_last_sequences(&self) -> HashMap<i64, i64> {
+        self.append.lock().writers.iter().filter_map(|(w, q)| q.iter().map(|e| e.0).max().map(|s| (*w, s))).collect()
+    }
+
+    /// Whether `sequence` is older than this bucket's dedup window for the writer.
+    pub fn is_before_window(&self, id: BatchIdentity) -> bool {
+        let state = self.append.lock();
+        match state.writers.get(&id.writer_id) {
+            Some(q) if q.len() >= WRITER_WINDOW => q.front().is_some_and(|f| id.sequence < f.0),
+            _ => false,
+        }
+    }
+}

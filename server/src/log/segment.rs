@@ -1,0 +1,349 @@
+//! One segment file of a bucket log, its in-memory index, its persisted index file, and the
+//! recovery scan that validates it on open.
+
+use super::format::{self, BatchHeader, HEADER_LEN};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use parking_lot::RwLock;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+const INDEX_MAGIC: &[u8; 4] = b"STRI";
+const INDEX_VERSION: u16 = 1;
+const INDEX_ENTRY_LEN: usize = 56;
+
+/// Where one stored batch lives, and what its header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub base_offset: u64,
+    pub position: u64,
+    pub len: u32,
+    pub count: u32,
+    pub body_start: u32,
+    pub max_timestamp: i64,
+    pub writer_id: i64,
+    pub sequence: i64,
+}
+
+impl IndexEntry {
+    pub fn from_header(h: &BatchHeader, position: u64) -> Self {
+        Self {
+            base_offset: h.base_offset,
+            position,
+            len: h.entry_len() as u32,
+            count: h.record_count,
+            body_start: h.body_start() as u32,
+            max_timestamp: h.max_timestamp,
+            writer_id: h.writer_id,
+            sequence: h.sequence,
+        }
+    }
+
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + self.count as u64
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.base_offset.to_le_bytes());
+        out.extend_from_slice(&self.position.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&self.body_start.to_le_bytes());
+        out.extend_from_slice(&[0u8; 4]);
+        out.extend_from_slice(&self.max_timestamp.to_le_bytes());
+        out.extend_from_slice(&self.writer_id.to_le_bytes());
+        out.extend_from_slice(&self.sequence.to_le_bytes());
+    }
+
+    fn decode(b: &[u8]) -> Self {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        Self {
+            base_offset: u64_at(0),
+            position: u64_at(8),
+            len: u32_at(16),
+            count: u32_at(20),
+            body_start: u32_at(24),
+            max_timestamp: u64_at(32) as i64,
+            writer_id: u64_at(40) as i64,
+            sequence: u64_at(48) as i64,
+        }
+    }
+}
+
+/// A range of offsets whose stored bytes failed validation: served as DataLoss, never skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRange {
+    pub start: u64,
+    pub end: u64,
+    pub detail: String,
+}
+
+pub struct Segment {
+    pub base_offset: u64,
+    pub path: PathBuf,
+    file: File,
+    entries: RwLock<Vec<IndexEntry>>,
+    size: AtomicU64,
+    sealed: AtomicBool,
+    /// Wall-clock time the segment was opened for appends (for roll-by-time).
+    pub created_ms: i64,
+}
+
+pub fn segment_file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}.log")
+}
+
+fn index_path(path: &Path) -> PathBuf {
+    path.with_extension("index")
+}
+
+/// What the recovery scan of a segment found.
+pub struct ScanOutcome {
+    pub segment: Segment,
+    pub corrupt: Vec<CorruptRange>,
+    /// Bytes cut from a torn tail (active segment only).
+    pub truncated_bytes: u64,
+}
+
+impl Segment {
+    /// Creates an empty segment file for appends.
+    pub fn create(dir: &Path, base_offset: u64) -> Result<Self> {
+        let path = dir.join(segment_file_name(base_offset));
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).at(path.display())?;
+        fsutil::sync_dir(dir)?;
+        Ok(Self {
+            base_offset,
+            path,
+            file,
+            entries: RwLock::new(Vec::new()),
+            size: AtomicU64::new(0),
+            sealed: AtomicBool::new(false),
+            created_ms: crate::catalog::now_ms(),
+        })
+    }
+
+    pub fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.read().is_empty()
+    }
+
+    pub fn last_entry(&self) -> Option<IndexEntry> {
+        self.entries.read().last().copied()
+    }
+
+    pub fn first_entry(&self) -> Option<IndexEntry> {
+        self.entries.read().first().copied()
+    }
+
+    /// Offset after the last batch of this segment.
+    pub fn next_offset(&self) -> u64 {
+        self.last_entry().map(|e| e.next_offset()).unwrap_or(self.base_offset)
+    }
+
+    /// Appends an encoded entry at the end of the file (write(2), no fsync).
+    pub fn append(&self, header: &BatchHeader, bytes: &[u8]) -> Result<IndexEntry> {
+        let position = self.size();
+        self.file.write_all_at(bytes, position).at(self.location())?;
+        let entry = IndexEntry::from_header(header, position);
+        self.entries.write().push(entry);
+        self.size.store(position + bytes.len() as u64, Ordering::Release);
+        Ok(entry)
+    }
+
+    pub fn sync_data(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// fsyncs the segment, persists its index and marks it read-only.
+    pub fn seal(&self) -> Result<()> {
+        self.file.sync_all().map_err(|e| Error::WritesStopped { location: self.location(), detail: e.to_string() })?;
+        let entries = self.entries.read();
+        let mut body = Vec::with_capacity(16 + entries.len() * INDEX_ENTRY_LEN);
+        body.extend_from_slice(&self.size().to_le_bytes());
+        body.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        for e in entries.iter() {
+            e.encode(&mut body);
+        }
+        drop(entries);
+        fsutil::write_atomic(&index_path(&self.path), &fsutil::envelope(INDEX_MAGIC, INDEX_VERSION, &body))?;
+        self.sealed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `position`.
+    pub fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_into(position, &mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn read_into(&self, position: u64, buf: &mut [u8]) -> Result<()> {
+        self.file.read_exact_at(buf, position).at(self.location())
+    }
+
+    /// Index entries of batches that overlap `[from, until)`, at most `max_bytes` worth
+    /// (always at least one entry if any overlaps).
+    pub fn entries_between(&self, from: u64, until: u64, max_bytes: usize) -> Vec<IndexEntry> {
+        let entries = self.entries.read();
+        let start = entries.partition_point(|e| e.next_offset() <= from);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for e in &entries[start..] {
+            if e.base_offset >= until || (!out.is_empty() && bytes + e.len as usize > max_bytes) {
+                break;
+            }
+            bytes += e.len as usize;
+            out.push(*e);
+        }
+        out
+    }
+
+    /// First offset whose batch committed at or after `timestamp`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Option<u64> {
+        let entries = self.entries.read();
+        let i = entries.partition_point(|e| e.max_timestamp < timestamp);
+        entries.get(i).map(|e| e.base_offset)
+    }
+
+    /// Every entry (for rebuilding writer state).
+    pub fn all_entries(&self) -> Vec<IndexEntry> {
+        self.entries.read().clone()
+    }
+
+    /// Opens an existing segment. A sealed segment uses its index file when it matches the
+    /// file; otherwise (or for the active segment) the file is scanned and validated.
+    pub fn open(path: &Path, base_offset: u64, active: bool) -> Result<ScanOutcome> {
+        let file = OpenOptions::new().read(true).write(true).open(path).at(path.display())?;
+        let file_len = file.metadata().at(path.display())?.len();
+        let mut segment = Segment {
+            base_offset,
+            path: path.to_path_buf(),
+            file,
+            entries: RwLock::new(Vec::new()),
+            size: AtomicU64::new(file_len),
+            sealed: AtomicBool::new(!active),
+            created_ms: crate::catalog::now_ms(),
+        };
+        if !active {
+            if let Some(entries) = segment.load_index(file_len) {
+                *segment.entries.get_mut() = entries;
+                return Ok(ScanOutcome { segment, corrupt: vec![], truncated_bytes: 0 });
+            }
+        }
+        segment.scan(file_len, active)
+    }
+
+    fn load_index(&self, file_len: u64) -> Option<Vec<IndexEntry>> {
+        let ipath = index_path(&self.path);
+        let bytes = std::fs::read(&ipath).ok()?;
+        let body = match fsutil::open_envelope(&ipath, INDEX_MAGIC, INDEX_VERSION, &bytes) {
+            Ok((_, body)) => body,
+            Err(e) => {
+                tracing::warn!(index = %ipath.display(), error = %e, "segment index unusable; rebuilding it from the segment");
+                return None;
+            }
+        };
+        let size = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
+        let n = u64::from_le_bytes(body.get(8..16)?.try_into().ok()?) as usize;
+        if size != file_len || body.len() != 16 + n * INDEX_ENTRY_LEN {
+            tracing::warn!(index = %ipath.display(), "segment index does not match the segment; rebuilding it");
+            return None;
+        }
+        Some(body[16..].chunks_exact(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect())
+    }
+
+    /// Validates every entry. In the active segment a torn or zero-filled tail is truncated;
+    /// anything else that fails validation becomes a corrupt range.
+    fn scan(mut self, file_len: u64, active: bool) -> Result<ScanOutcome> {
+        let location = self.location();
+        let data = {
+            let mut buf = vec![0u8; file_len as usize];
+            self.file.read_exact_at(&mut buf, 0).at(&location)?;
+            buf
+        };
+        let mut entries = Vec::new();
+        let mut corrupt = Vec::new();
+        let mut pos = 0usize;
+        let mut expected = self.base_offset;
+        while pos < data.len() {
+            match format::verify_entry(&data[pos..], &location) {
+                Ok(h) if h.base_offset == expected => {
+                    entries.push(IndexEntry::from_header(&h, pos as u64));
+                    expected = h.next_offset();
+                    pos += h.entry_len();
+                }
+                outcome => {
+                    let detail = match outcome {
+                        Ok(h) => format!("batch at byte {pos} has base offset {}, expected {expected}", h.base_offset),
+                        Err(e) => e.to_string(),
+                    };
+                    // A damaged entry followed by a valid one is corruption, not a torn write.
+                    let resume = BatchHeader::decode(&data[pos..], &location)
+                        .ok()
+                        .map(|h| pos + h.entry_len())
+                        .filter(|&next| next < data.len() && format::verify_entry(&data[next..], &location).is_ok());
+                    match resume {
+                        Some(next) => {
+                            let h = format::verify_entry(&data[next..], &location)?;
+                            corrupt.push(CorruptRange { start: expected, end: h.base_offset, detail: format!("{location}: {detail}") });
+                            expected = h.base_offset;
+                            pos = next;
+                        }
+                        None if active => {
+                            let cut = data.len() - pos;
+                            tracing::warn!(segment = %location, at_byte = pos, bytes = cut, reason = %detail, "truncating torn tail of the active segment");
+                            self.file.set_len(pos as u64).at(&location)?;
+                            self.file.sync_all().at(&location)?;
+                            *self.entries.get_mut() = entries;
+                            self.size.store(pos as u64, Ordering::Release);
+                            return Ok(ScanOutcome { segment: self, corrupt, truncated_bytes: cut as u64 });
+                        }
+                        None => {
+                            // The end of this range is fixed by the next segment's base offset.
+                            corrupt.push(CorruptRange { start: expected, end: u64::MAX, detail: format!("{location}: {detail}") });
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        *self.entries.get_mut() = entries;
+        Ok(ScanOutcome { segment: self, corrupt, truncated_bytes: 0 })
+    }
+
+    /// Deletes the segment's files.
+    pub fn delete_files(&self) -> Result<()> {
+        for p in [self.path.clone(), index_path(&self.path)] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p.display(), e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the header and prelude (column CRCs + IPC message) of an entry, verified.
+pub fn read_prelude(segment: &Segment, entry: &IndexEntry) -> Result<(BatchHeader, Vec<u32>, Vec<u8>)> {
+    let location = segment.location();
+    let bytes = segment.read_at(entry.position, entry.body_start as usize)?;
+    let header = BatchHeader::decode(&bytes, &location)?;
+    let column_crcs = format::verify_prelude(&header, &bytes, &bytes[HEADER_LEN..], &location)?;
+    let meta = format::meta_of(&header, &bytes[HEADER_LEN..]).to_vec();
+    Ok((header, column_crcs, meta))
+}
