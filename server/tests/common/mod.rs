@@ -1,0 +1,144 @@
+//! Builder fixture for engine tests: a temp data dir, an engine, one log table.
+#![allow(dead_code)] // each test file uses a different subset of the fixture
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan};
+use strom_server::config::{Config, Durability};
+use strom_server::engine::scan::ScanChunk;
+use strom_server::engine::table::TableRuntime;
+use strom_server::engine::{Engine, StorageEngine};
+use strom_server::log::ipc;
+
+pub const DB: &str = "db";
+pub const TABLE: &str = "t";
+
+pub struct EngineFixture {
+    pub dir: tempfile::TempDir,
+    pub engine: Arc<Engine>,
+    pub config: Config,
+}
+
+pub struct FixtureBuilder {
+    segment_bytes: u64,
+    durability: Durability,
+    buckets: u32,
+    options: Vec<(String, String)>,
+}
+
+impl EngineFixture {
+    pub fn builder() -> FixtureBuilder {
+        FixtureBuilder { segment_bytes: 128 * 1024 * 1024, durability: Durability::Sync, buckets: 1, options: vec![] }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn table(&self) -> Arc<TableRuntime> {
+        self.engine.table(DB, TABLE).unwrap()
+    }
+
+    /// Drops the engine (no graceful flush beyond what was synced) and opens it again.
+    pub fn reopen(&mut self) {
+        self.engine = Engine::open(self.config.clone()).unwrap();
+    }
+
+    pub fn bucket_dir(&self, bucket: u32) -> PathBuf {
+        let id = self.table().meta().table_id;
+        self.dir.path().join("tables").join(id.to_string()).join(format!("bucket-{bucket}"))
+    }
+
+    pub fn segment_files(&self, bucket: u32) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.bucket_dir(bucket)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+        files.sort();
+        files
+    }
+
+    /// Runs a scan to its end; returns the decoded batches with their chunks, or the first error.
+    pub async fn scan(&self, scan: LogScan) -> strom_server::Result<Vec<(ScanChunk, RecordBatch)>> {
+        let mut stream = self.engine.scan(&scan)?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.chunks.recv().await {
+            let chunk = chunk?;
+            let batch = ipc::decode(&chunk.meta, chunk.body.clone(), &stream.schema)?;
+            out.push((chunk, batch));
+        }
+        Ok(out)
+    }
+
+    pub fn full_scan() -> LogScan {
+        LogScan { database: DB.into(), table: TABLE.into(), ..Default::default() }
+    }
+}
+
+impl FixtureBuilder {
+    pub fn segment_bytes(mut self, n: u64) -> Self {
+        self.segment_bytes = n;
+        self
+    }
+
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    pub fn buckets(mut self, n: u32) -> Self {
+        self.buckets = n;
+        self
+    }
+
+    pub fn option(mut self, k: &str, v: &str) -> Self {
+        self.options.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn open(self) -> EngineFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().to_path_buf();
+        config.log.segment_bytes = self.segment_bytes;
+        config.log.durability = self.durability;
+        let engine = Engine::open(config.clone()).unwrap();
+        engine.create_database(&CreateDatabase { name: DB.into(), ..Default::default() }).unwrap();
+        engine
+            .create_table(&CreateTable {
+                database: DB.into(),
+                table: TABLE.into(),
+                columns: vec![ColumnSpec::new("id", "BIGINT").not_null(), ColumnSpec::new("name", "STRING"), ColumnSpec::new("score", "BIGINT")],
+                bucket_num: Some(self.buckets),
+                bucket_key: if self.buckets > 1 { vec!["id".into()] } else { vec![] },
+                options: self.options.into_iter().collect(),
+                ..Default::default()
+            })
+            .unwrap();
+        EngineFixture { dir, engine, config }
+    }
+}
+
+/// Rows `start..start+n` with id = i, name = "name-i", score = i * 10.
+pub fn rows(start: i64, n: usize) -> RecordBatch {
+    let ids: Vec<i64> = (start..start + n as i64).collect();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(StringArray::from(ids.iter().map(|i| format!("name-{i}")).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(ids.iter().map(|i| i * 10).collect::<Vec<_>>())),
+    ];
+    let schema = arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("name", arrow_schema::DataType::Utf8, true),
+        arrow_schema::Field::new("score", arrow_schema::DataType::Int64, true),
+    ]);
+    RecordBatch::try_new(Arc::new(schema), cols).unwrap()
+}
+
+/// All ids in scan output, sorted.
+pub fn ids(batches: &[(ScanChunk, RecordBatch)]) -> Vec<i64> {
+    let mut out: Vec<i64> = batches
+        .iter()
+        .flat_map(|(_, b)| b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .collect();
+    out.sort_unstable();
+    out
+}
