@@ -121,7 +121,10 @@ impl Config {
         self.listen_addr()?;
         let checks = [
             (self.server.max_message_bytes >= 64 * 1024, "server.max_message_bytes must be at least 65536"),
-            (self.server.max_inflight_write_bytes >= self.server.max_message_bytes, "server.max_inflight_write_bytes must be >= server.max_message_bytes"),
+            (
+                self.server.max_inflight_write_bytes >= self.server.max_message_bytes,
+                "server.max_inflight_write_bytes must be >= server.max_message_bytes",
+            ),
             (self.log.segment_bytes >= 1024 * 1024, "log.segment_bytes must be at least 1 MiB"),
             (self.log.flush_interval_ms > 0, "log.flush_interval_ms must be > 0"),
             (self.log.default_bucket_num >= 1, "log.default_bucket_num must be >= 1"),

@@ -32,7 +32,10 @@ pub fn open_envelope<'a>(location: &Path, magic: &[u8; 4], max_version: u16, byt
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
     if version == 0 || version > max_version {
-        return Err(Error::DataLoss { location: loc, detail: format!("unsupported format version {version} (this build reads up to {max_version})") });
+        return Err(Error::DataLoss {
+            location: loc,
+            detail: format!("unsupported format version {version} (this build reads up to {max_version})"),
+        });
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
     let expected = ENVELOPE_HEADER_LEN as u64 + len;

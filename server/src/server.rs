@@ -26,7 +26,9 @@ impl RunningServer {
         let listen = config.listen_addr()?;
         let engine = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || Engine::open(config)).await.map_err(|e| Error::Internal(format!("open task failed: {e}")))??
+            tokio::task::spawn_blocking(move || Engine::open(config))
+                .await
+                .map_err(|e| Error::Internal(format!("open task failed: {e}")))??
         };
         let listener = tokio::net::TcpListener::bind(listen).await.at(format!("listen address {listen}"))?;
         let addr = listener.local_addr().at("listen socket")?;
@@ -41,12 +43,12 @@ impl RunningServer {
         let handle = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let mut stop_serving = stop.clone();
-            let serve = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async move {
+            let serve = tonic::transport::Server::builder().tcp_nodelay(true).add_service(service).serve_with_incoming_shutdown(
+                incoming,
+                async move {
                     let _ = stop_serving.changed().await;
-                });
+                },
+            );
             let mut stop_grace = stop;
             tokio::select! {
                 served = serve => served.map_err(|e| Error::Internal(format!("Flight server failed: {e}")))?,

@@ -94,7 +94,11 @@ async fn given_damaged_batch_inside_active_segment_when_reopened_should_keep_lat
     flip_id_byte(&segment, &f.table().schema);
     let len = std::fs::metadata(&segment).unwrap().len();
     f.reopen();
-    assert_eq!(std::fs::metadata(&segment).unwrap().len(), len, "valid batches after the damage mean it is not a torn tail: nothing is cut");
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        len,
+        "valid batches after the damage mean it is not a torn tail: nothing is cut"
+    );
     let err = f.scan(EngineFixture::full_scan()).await.unwrap_err();
     assert!(err.to_string().contains("0..100"), "{err}");
     let after = f.scan(LogScan { from: StartPosition::Offset { offset: 100 }, ..EngineFixture::full_scan() }).await.unwrap();

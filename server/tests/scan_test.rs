@@ -18,7 +18,14 @@ async fn filled(buckets: u32) -> EngineFixture {
 #[tokio::test]
 async fn given_offset_inside_a_batch_when_scanned_should_start_exactly_there() {
     let f = filled(1).await;
-    let out = f.scan(LogScan { from: StartPosition::Offset { offset: 150 }, to: Some(EndPosition::Offset { offset: 420 }), ..EngineFixture::full_scan() }).await.unwrap();
+    let out = f
+        .scan(LogScan {
+            from: StartPosition::Offset { offset: 150 },
+            to: Some(EndPosition::Offset { offset: 420 }),
+            ..EngineFixture::full_scan()
+        })
+        .await
+        .unwrap();
     assert_eq!(ids(&out), (150..420).collect::<Vec<_>>());
     assert_eq!(out[0].0.base_offset, 150);
 }
@@ -81,7 +88,11 @@ async fn given_follow_scan_when_rows_are_appended_later_should_stream_them() {
     let writer = tokio::spawn(async move { t.append(rows(1000, 3), None).await.unwrap() });
     let mut seen = 0;
     while seen < 3 {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunks.recv()).await.expect("follow delivers within 10 s").unwrap().unwrap();
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunks.recv())
+            .await
+            .expect("follow delivers within 10 s")
+            .unwrap()
+            .unwrap();
         seen += chunk.rows;
     }
     assert_eq!(seen, 3);
@@ -91,7 +102,16 @@ async fn given_follow_scan_when_rows_are_appended_later_should_stream_them() {
 #[tokio::test]
 async fn given_offsets_when_listed_should_report_earliest_latest_and_counts() {
     let f = filled(1).await;
-    let latest = f.engine.list_offsets(&strom_flight_api::ListOffsets { database: DB.into(), table: TABLE.into(), partition: None, buckets: None, spec: strom_flight_api::OffsetSpec::Latest }).unwrap();
+    let latest = f
+        .engine
+        .list_offsets(&strom_flight_api::ListOffsets {
+            database: DB.into(),
+            table: TABLE.into(),
+            partition: None,
+            buckets: None,
+            spec: strom_flight_api::OffsetSpec::Latest,
+        })
+        .unwrap();
     assert_eq!(latest[0].offset, 500);
     let count = f.engine.count(&strom_flight_api::CountRequest { database: DB.into(), table: TABLE.into(), ..Default::default() }).unwrap();
     assert_eq!(count, 500);

@@ -107,7 +107,10 @@ pub fn now_ms() -> i64 {
 }
 
 fn validate_name(kind: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') && !name.starts_with('-');
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
     if ok {
         Ok(())
     } else {
@@ -123,7 +126,10 @@ impl Catalog {
         let state = match std::fs::read(&file) {
             Ok(bytes) => {
                 let (_, body) = fsutil::open_envelope(&file, CATALOG_MAGIC, CATALOG_VERSION, &bytes)?;
-                serde_json::from_slice(body).map_err(|e| Error::DataLoss { location: file.display().to_string(), detail: format!("catalog JSON does not decode: {e}") })?
+                serde_json::from_slice(body).map_err(|e| Error::DataLoss {
+                    location: file.display().to_string(),
+                    detail: format!("catalog JSON does not decode: {e}"),
+                })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => CatalogState { next_table_id: 1, ..Default::default() },
             Err(e) => return Err(Error::io(file.display(), e)),
@@ -150,13 +156,24 @@ impl Catalog {
     pub fn create_database(&self, req: &CreateDatabase) -> Result<bool> {
         validate_name("database", &req.name)?;
         if self.snapshot().databases.contains_key(&req.name) {
-            return if req.if_not_exists { Ok(false) } else { Err(Error::AlreadyExists(format!("database {:?} already exists", req.name))) };
+            return if req.if_not_exists {
+                Ok(false)
+            } else {
+                Err(Error::AlreadyExists(format!("database {:?} already exists", req.name)))
+            };
         }
         self.mutate(|s| {
             if s.databases.contains_key(&req.name) {
-                return if req.if_not_exists { Ok(false) } else { Err(Error::AlreadyExists(format!("database {:?} already exists", req.name))) };
+                return if req.if_not_exists {
+                    Ok(false)
+                } else {
+                    Err(Error::AlreadyExists(format!("database {:?} already exists", req.name)))
+                };
             }
-            s.databases.insert(req.name.clone(), DatabaseMeta { name: req.name.clone(), comment: req.comment.clone(), created_at_ms: now_ms(), tables: BTreeMap::new() });
+            s.databases.insert(
+                req.name.clone(),
+                DatabaseMeta { name: req.name.clone(), comment: req.comment.clone(), created_at_ms: now_ms(), tables: BTreeMap::new() },
+            );
             Ok(true)
         })
     }
@@ -168,7 +185,10 @@ impl Catalog {
                 return if if_exists { Ok(None) } else { Err(Error::NotFound(format!("database {name:?} does not exist"))) };
             };
             if !db.tables.is_empty() && !cascade {
-                return Err(Error::FailedPrecondition(format!("database {name:?} holds {} table(s); drop them first or pass \"cascade\": true", db.tables.len())));
+                return Err(Error::FailedPrecondition(format!(
+                    "database {name:?} holds {} table(s); drop them first or pass \"cascade\": true",
+                    db.tables.len()
+                )));
             }
             let db = s.databases.remove(name).expect("checked above");
             Ok(Some(db.tables.into_values().collect()))
@@ -199,9 +219,14 @@ impl Catalog {
     pub fn create_table(&self, req: &CreateTable, defaults: TableDefaults) -> Result<Option<Arc<TableMeta>>> {
         let meta = validate_table(req, defaults)?;
         self.mutate(|s| {
-            let db = s.databases.get_mut(&req.database).ok_or_else(|| Error::NotFound(format!("database {:?} does not exist", req.database)))?;
+            let db =
+                s.databases.get_mut(&req.database).ok_or_else(|| Error::NotFound(format!("database {:?} does not exist", req.database)))?;
             if db.tables.contains_key(&req.table) {
-                return if req.if_not_exists { Ok(None) } else { Err(Error::AlreadyExists(format!("table {}.{} already exists", req.database, req.table))) };
+                return if req.if_not_exists {
+                    Ok(None)
+                } else {
+                    Err(Error::AlreadyExists(format!("table {}.{} already exists", req.database, req.table)))
+                };
             }
             let meta = Arc::new(TableMeta { table_id: s.next_table_id, ..meta });
             s.next_table_id += 1;
@@ -224,12 +249,18 @@ impl Catalog {
     /// Changes options that may change online. Adding columns arrives with schema evolution.
     pub fn alter_table(&self, req: &AlterTable) -> Result<Arc<TableMeta>> {
         if !req.add_columns.is_empty() {
-            return Err(Error::Unimplemented("alter_table add_columns: online schema evolution is not served by this node version yet".into()));
+            return Err(Error::Unimplemented(
+                "alter_table add_columns: online schema evolution is not served by this node version yet".into(),
+            ));
         }
         options::validate_online_change(&req.set_options)?;
         self.mutate(|s| {
-            let db = s.databases.get_mut(&req.database).ok_or_else(|| Error::NotFound(format!("database {:?} does not exist", req.database)))?;
-            let t = db.tables.get_mut(&req.table).ok_or_else(|| Error::NotFound(format!("table {}.{} does not exist", req.database, req.table)))?;
+            let db =
+                s.databases.get_mut(&req.database).ok_or_else(|| Error::NotFound(format!("database {:?} does not exist", req.database)))?;
+            let t = db
+                .tables
+                .get_mut(&req.table)
+                .ok_or_else(|| Error::NotFound(format!("table {}.{} does not exist", req.database, req.table)))?;
             let mut meta = (**t).clone();
             meta.options.extend(req.set_options.clone());
             let meta = Arc::new(meta);
@@ -249,7 +280,8 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
     let mut seen = HashSet::new();
     let mut columns = Vec::with_capacity(req.columns.len());
     for c in &req.columns {
-        if c.name.is_empty() || c.name.starts_with('_') && matches!(c.name.as_str(), "_bucket" | "_offset" | "_timestamp" | "_change_type") {
+        if c.name.is_empty() || c.name.starts_with('_') && matches!(c.name.as_str(), "_bucket" | "_offset" | "_timestamp" | "_change_type")
+        {
             return Err(Error::invalid(format!("column name {:?} is empty or reserved for metadata columns", c.name)));
         }
         if !seen.insert(c.name.as_str()) {
@@ -259,14 +291,22 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
         columns.push(ColumnSpec { name: c.name.clone(), data_type: ty.normalized, nullable: c.nullable, comment: c.comment.clone() });
     }
     if !req.primary_key.is_empty() {
-        return Err(Error::Unimplemented(format!("table {}.{}: primary-key tables are not served by this node version yet", req.database, req.table)));
+        return Err(Error::Unimplemented(format!(
+            "table {}.{}: primary-key tables are not served by this node version yet",
+            req.database, req.table
+        )));
     }
     if !req.partition_keys.is_empty() {
-        return Err(Error::Unimplemented(format!("table {}.{}: partitioned tables are not served by this node version yet", req.database, req.table)));
+        return Err(Error::Unimplemented(format!(
+            "table {}.{}: partitioned tables are not served by this node version yet",
+            req.database, req.table
+        )));
     }
     // bucket.num may come as a field or an option; if both, they must agree.
     let option_buckets = match req.options.get(options::BUCKET_NUM) {
-        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| Error::invalid(format!("option \"bucket.num\" = {v:?}: must be an integer >= 1")))?),
+        Some(v) => {
+            Some(v.trim().parse::<u32>().map_err(|_| Error::invalid(format!("option \"bucket.num\" = {v:?}: must be an integer >= 1")))?)
+        }
         None => None,
     };
     let bucket_num = match (req.bucket_num, option_buckets) {
@@ -277,7 +317,8 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
     if bucket_num == 0 || bucket_num > 1024 {
         return Err(Error::invalid(format!("bucket_num {bucket_num} must be between 1 and 1024")));
     }
-    let option_key: Vec<String> = req.options.get(options::BUCKET_KEY).map(|v| v.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default();
+    let option_key: Vec<String> =
+        req.options.get(options::BUCKET_KEY).map(|v| v.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default();
     let bucket_key = match (req.bucket_key.is_empty(), option_key.is_empty()) {
         (false, false) if req.bucket_key != option_key => {
             return Err(Error::invalid(format!("bucket_key {:?} and option \"bucket.key\" {:?} disagree", req.bucket_key, option_key)));

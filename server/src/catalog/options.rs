@@ -132,7 +132,9 @@ fn validate_option(key: &str, value: &str) -> Result<()> {
         }
         k if k.starts_with("client.") || k.starts_with("scan.") || k.starts_with("lookup.") || k.starts_with("sink.") => {}
         k if k.starts_with("fields.") => {
-            return Err(Error::Unimplemented(format!("option {k:?} configures aggregation tables, which this node version does not serve yet")));
+            return Err(Error::Unimplemented(format!(
+                "option {k:?} configures aggregation tables, which this node version does not serve yet"
+            )));
         }
         k => return Err(Error::invalid(format!("unknown table option {k:?}"))),
     }
@@ -157,7 +159,11 @@ fn parse_assigner(value: &str) -> std::result::Result<NoKeyAssigner, String> {
 }
 
 /// Validates every option of a new table; returns the map with defaults filled in.
-pub fn validate_and_fill(options: &BTreeMap<String, String>, bucket_num: u32, node_durability: Durability) -> Result<BTreeMap<String, String>> {
+pub fn validate_and_fill(
+    options: &BTreeMap<String, String>,
+    bucket_num: u32,
+    node_durability: Durability,
+) -> Result<BTreeMap<String, String>> {
     for (k, v) in options {
         validate_option(k, v)?;
     }

@@ -347,7 +347,13 @@ mod tests {
 
     #[test]
     fn given_bad_types_when_parsed_should_name_column_and_problem() {
-        for (t, why) in [("BIGGINT", "unknown type name"), ("DECIMAL(40,2)", "precision"), ("ARRAY<INT", "expected '>'"), ("INT INT", "unexpected"), ("", "empty")] {
+        for (t, why) in [
+            ("BIGGINT", "unknown type name"),
+            ("DECIMAL(40,2)", "precision"),
+            ("ARRAY<INT", "expected '>'"),
+            ("INT INT", "unexpected"),
+            ("", "empty"),
+        ] {
             let err = parse_sql_type("col_x", t).unwrap_err().to_string();
             assert!(err.contains("col_x") && err.contains(why), "{t}: {err}");
         }

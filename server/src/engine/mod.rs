@@ -20,7 +20,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use strom_flight_api::{AlterTable, BucketOffset, CountRequest, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets, LogScan, OffsetSpec, TableInfo};
+use strom_flight_api::{
+    AlterTable, BucketOffset, CountRequest, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets, LogScan, OffsetSpec,
+    TableInfo,
+};
 use table::{PendingAck, TableRuntime};
 
 /// What the Flight front door needs from storage.
@@ -290,7 +293,9 @@ impl StorageEngine for Engine {
             return Err(Error::invalid(format!("table {}.{} is not partitioned", req.database, req.table)));
         }
         if req.filter.is_some() {
-            return Err(Error::Unimplemented("\"filter\" on log scans is not served by this node version; project columns and filter on the client".into()));
+            return Err(Error::Unimplemented(
+                "\"filter\" on log scans is not served by this node version; project columns and filter on the client".into(),
+            ));
         }
         let table = self.runtime(&req.database, &req.table)?;
         let columns = match &req.columns {
@@ -301,7 +306,10 @@ impl StorageEngine for Engine {
                 }
                 let mut idx = Vec::with_capacity(names.len());
                 for n in names {
-                    let i = table.schema.index_of(n).map_err(|_| Error::invalid(format!("table {}.{} has no column {n:?}", req.database, req.table)))?;
+                    let i = table
+                        .schema
+                        .index_of(n)
+                        .map_err(|_| Error::invalid(format!("table {}.{} has no column {n:?}", req.database, req.table)))?;
                     if idx.contains(&i) {
                         return Err(Error::invalid(format!("column {n:?} is requested twice")));
                     }
@@ -310,7 +318,15 @@ impl StorageEngine for Engine {
                 Some(idx)
             }
         };
-        let spec = ScanSpec { buckets: Self::buckets_of(&table, &req.buckets)?, from: req.from, to: req.to, follow: req.follow, columns, limit: req.limit, metadata_columns: req.metadata_columns };
+        let spec = ScanSpec {
+            buckets: Self::buckets_of(&table, &req.buckets)?,
+            from: req.from,
+            to: req.to,
+            follow: req.follow,
+            columns,
+            limit: req.limit,
+            metadata_columns: req.metadata_columns,
+        };
         scan::start_scan(table, spec, self.config.log.scan_read_bytes)
     }
 

@@ -85,7 +85,14 @@ pub fn start_scan(table: Arc<TableRuntime>, spec: ScanSpec, read_bytes: usize) -
     }
     let output_schema = Arc::new(Schema::new(fields));
     let verbatim = !spec.metadata_columns && keep.iter().copied().eq(0..table_schema.fields().len());
-    let plan = Arc::new(ScanPlan { table_schema, output_schema: output_schema.clone(), keep, verbatim, metadata_columns: spec.metadata_columns, read_bytes });
+    let plan = Arc::new(ScanPlan {
+        table_schema,
+        output_schema: output_schema.clone(),
+        keep,
+        verbatim,
+        metadata_columns: spec.metadata_columns,
+        read_bytes,
+    });
     let limit = spec.limit.map(|l| Arc::new(Limit(Mutex::new(l))));
     // Resolve every bucket's range before streaming so bad requests fail the call itself.
     let mut ranges = Vec::with_capacity(spec.buckets.len());
@@ -134,7 +141,15 @@ fn resolve_range(log: &BucketLog, spec: &ScanSpec) -> Result<(u64, Option<u64>)>
     Ok((start, end))
 }
 
-async fn scan_bucket(log: Arc<BucketLog>, plan: Arc<ScanPlan>, mut pos: u64, end: Option<u64>, follow: bool, tx: &mpsc::Sender<Result<ScanChunk>>, limit: Option<Arc<Limit>>) -> Result<()> {
+async fn scan_bucket(
+    log: Arc<BucketLog>,
+    plan: Arc<ScanPlan>,
+    mut pos: u64,
+    end: Option<u64>,
+    follow: bool,
+    tx: &mpsc::Sender<Result<ScanChunk>>,
+    limit: Option<Arc<Limit>>,
+) -> Result<()> {
     let mut hw_changes = log.subscribe();
     loop {
         let hw = *hw_changes.borrow_and_update();
@@ -155,11 +170,17 @@ async fn scan_bucket(log: Arc<BucketLog>, plan: Arc<ScanPlan>, mut pos: u64, end
             return Err(Error::Internal(format!("{}: no stored batch covers offset {pos} below the high watermark {hw}", log.location())));
         };
         if entries[0].base_offset > pos {
-            return Err(Error::FailedPrecondition(format!("{}: offsets {pos}..{} were deleted by retention while the scan ran", log.location(), entries[0].base_offset)));
+            return Err(Error::FailedPrecondition(format!(
+                "{}: offsets {pos}..{} were deleted by retention while the scan ran",
+                log.location(),
+                entries[0].base_offset
+            )));
         }
         let next = entries.last().map(|e| e.next_offset().min(until)).unwrap_or(until);
         let (plan2, bucket) = (plan.clone(), log.bucket);
-        let chunks = tokio::task::spawn_blocking(move || read_chunks(&segment, &entries, pos, until, bucket, hw, &plan2)).await.map_err(|e| Error::Internal(format!("read task failed: {e}")))??;
+        let chunks = tokio::task::spawn_blocking(move || read_chunks(&segment, &entries, pos, until, bucket, hw, &plan2))
+            .await
+            .map_err(|e| Error::Internal(format!("read task failed: {e}")))??;
         for chunk in chunks {
             let chunk = match &limit {
                 Some(limit) => {
@@ -184,7 +205,15 @@ async fn scan_bucket(log: Arc<BucketLog>, plan: Arc<ScanPlan>, mut pos: u64, end
 }
 
 /// Reads the batches of `entries` (consecutive in `segment`) restricted to `[from, until)`.
-fn read_chunks(segment: &Segment, entries: &[IndexEntry], from: u64, until: u64, bucket: u32, hw: u64, plan: &ScanPlan) -> Result<Vec<ScanChunk>> {
+fn read_chunks(
+    segment: &Segment,
+    entries: &[IndexEntry],
+    from: u64,
+    until: u64,
+    bucket: u32,
+    hw: u64,
+    plan: &ScanPlan,
+) -> Result<Vec<ScanChunk>> {
     let location = segment.location();
     let mut out = Vec::with_capacity(entries.len());
     let whole = |e: &IndexEntry| e.base_offset >= from && e.next_offset() <= until;
@@ -239,7 +268,11 @@ fn data_loss(location: &str, e: &IndexEntry, err: Error) -> Error {
 fn projected_chunk(segment: &Segment, e: &IndexEntry, bucket: u32, hw: u64, plan: &ScanPlan) -> Result<ScanChunk> {
     let (header, column_crcs, meta) = read_prelude(segment, e)?;
     let layout = BatchLayout::parse(&meta, &plan.table_schema)?;
-    let metadata = plan.metadata_columns.then_some(MetadataValues { bucket: bucket as i32, base_offset: e.base_offset as i64, timestamp_ms: header.max_timestamp });
+    let metadata = plan.metadata_columns.then_some(MetadataValues {
+        bucket: bucket as i32,
+        base_offset: e.base_offset as i64,
+        timestamp_ms: header.max_timestamp,
+    });
     let projected = ipc::project(&layout, &plan.keep, metadata)?;
     let mut body = vec![0u8; projected.body_len];
     let body_pos = e.position + header.body_start() as u64;
@@ -257,21 +290,43 @@ fn projected_chunk(segment: &Segment, e: &IndexEntry, bucket: u32, hw: u64, plan
         for &(col, (s, en), d) in &copies[i..j] {
             let computed = crc32c::crc32c(&body[d..d + (en - s)]);
             if computed != column_crcs[col] {
-                return Err(Error::CrcMismatch { location: format!("{} column {:?}", segment.location(), plan.table_schema.field(col).name()), stored: column_crcs[col], computed });
+                return Err(Error::CrcMismatch {
+                    location: format!("{} column {:?}", segment.location(), plan.table_schema.field(col).name()),
+                    stored: column_crcs[col],
+                    computed,
+                });
             }
         }
         i = j;
     }
     body[projected.tail_offset..].copy_from_slice(&projected.tail);
-    Ok(ScanChunk { bucket, base_offset: e.base_offset, high_watermark: hw, rows: e.count as u64, meta: Bytes::from(projected.meta), body: Bytes::from(body) })
+    Ok(ScanChunk {
+        bucket,
+        base_offset: e.base_offset,
+        high_watermark: hw,
+        rows: e.count as u64,
+        meta: Bytes::from(projected.meta),
+        body: Bytes::from(body),
+    })
 }
 
 /// A batch cut by the scan's start or end offset: decoded, sliced and re-encoded.
 #[allow(clippy::too_many_arguments)] // the read context of one batch; a struct would only rename it
-fn partial_chunk(entry: &[u8], header: &BatchHeader, e: &IndexEntry, from: u64, until: u64, bucket: u32, hw: u64, plan: &ScanPlan, location: &str) -> Result<ScanChunk> {
+fn partial_chunk(
+    entry: &[u8],
+    header: &BatchHeader,
+    e: &IndexEntry,
+    from: u64,
+    until: u64,
+    bucket: u32,
+    hw: u64,
+    plan: &ScanPlan,
+    location: &str,
+) -> Result<ScanChunk> {
     let meta = format::meta_of(header, &entry[format::HEADER_LEN..]);
     let body = Bytes::copy_from_slice(&entry[header.body_start()..header.entry_len()]);
-    let batch = ipc::decode(meta, body, &plan.table_schema).map_err(|err| Error::DataLoss { location: location.into(), detail: err.to_string() })?;
+    let batch = ipc::decode(meta, body, &plan.table_schema)
+        .map_err(|err| Error::DataLoss { location: location.into(), detail: err.to_string() })?;
     let start = from.saturating_sub(e.base_offset) as usize;
     let end = (until.min(e.next_offset()) - e.base_offset) as usize;
     let sliced = batch.slice(start, end - start);
@@ -289,7 +344,14 @@ fn partial_chunk(entry: &[u8], header: &BatchHeader, e: &IndexEntry, from: u64, 
 
 fn encode_chunk(batch: &RecordBatch, bucket: u32, base_offset: u64, hw: u64) -> Result<ScanChunk> {
     let encoded = ipc::BatchEncoder::new(crate::catalog::options::Compression::None)?.encode(batch)?;
-    Ok(ScanChunk { bucket, base_offset, high_watermark: hw, rows: batch.num_rows() as u64, meta: Bytes::from(encoded.meta), body: Bytes::from(encoded.body) })
+    Ok(ScanChunk {
+        bucket,
+        base_offset,
+        high_watermark: hw,
+        rows: batch.num_rows() as u64,
+        meta: Bytes::from(encoded.meta),
+        body: Bytes::from(encoded.body),
+    })
 }
 
 /// Keeps the first `rows` rows of an encoded chunk (for `limit`).

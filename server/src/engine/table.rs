@@ -57,7 +57,15 @@ impl TableRuntime {
         }
         let writers = last.into_iter().map(|(w, s)| (w, Arc::new(tokio::sync::Mutex::new(Some(s))))).collect();
         let key_columns = meta.bucket_key.iter().map(|k| schema.index_of(k)).collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Self { meta: RwLock::new(meta), schema, dir, buckets, key_columns, writers: Mutex::new(writers), round_robin: AtomicU64::new(0) })
+        Ok(Self {
+            meta: RwLock::new(meta),
+            schema,
+            dir,
+            buckets,
+            key_columns,
+            writers: Mutex::new(writers),
+            round_robin: AtomicU64::new(0),
+        })
     }
 
     pub fn meta(&self) -> Arc<TableMeta> {
@@ -79,7 +87,9 @@ impl TableRuntime {
     }
 
     pub fn bucket(&self, b: u32) -> Result<&Arc<BucketLog>> {
-        self.buckets.get(b as usize).ok_or_else(|| Error::invalid(format!("table {} has no bucket {b} (buckets 0..{})", self.meta().path(), self.buckets.len())))
+        self.buckets
+            .get(b as usize)
+            .ok_or_else(|| Error::invalid(format!("table {} has no bucket {b} (buckets 0..{})", self.meta().path(), self.buckets.len())))
     }
 
     /// Appends one client batch and waits until it is durable under the table's mode.
@@ -109,7 +119,9 @@ impl TableRuntime {
         }
         let rows = batch.num_rows() as u64;
         let this = self.clone();
-        let appended = tokio::task::spawn_blocking(move || this.write_parts(batch, id)).await.map_err(|e| Error::Internal(format!("append task failed: {e}")))??;
+        let appended = tokio::task::spawn_blocking(move || this.write_parts(batch, id))
+            .await
+            .map_err(|e| Error::Internal(format!("append task failed: {e}")))??;
         if let (Some(id), Some(state)) = (id, writer_state.as_deref_mut()) {
             *state = Some(state.map_or(id.sequence, |s| s.max(id.sequence)));
         }
@@ -144,7 +156,12 @@ impl TableRuntime {
             let log = &self.buckets[bucket as usize];
             if let Some(id) = id {
                 if log.is_before_window(id) {
-                    return Err(Error::FailedPrecondition(format!("{}: sequence {} of writer {} is too old to deduplicate", log.location(), id.sequence, id.writer_id)));
+                    return Err(Error::FailedPrecondition(format!(
+                        "{}: sequence {} of writer {} is too old to deduplicate",
+                        log.location(),
+                        id.sequence,
+                        id.writer_id
+                    )));
                 }
             }
             let encoded = encoder.encode(&part)?;
@@ -186,12 +203,20 @@ impl PendingAck {
     /// Resolves once every bucket part is durable (group commit in `sync` mode; at once in `os`).
     pub async fn wait_durable(self) -> Result<PutAck> {
         let buckets = &self.table.buckets;
-        let waits = self.appended.iter().filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync()).map(|(b, a)| buckets[*b as usize].wait_durable(a.end_offset()));
+        let waits = self
+            .appended
+            .iter()
+            .filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync())
+            .map(|(b, a)| buckets[*b as usize].wait_durable(a.end_offset()));
         futures::future::try_join_all(waits).await?;
         let duplicate = !self.appended.is_empty() && self.appended.iter().all(|(_, a)| a.duplicate);
         Ok(PutAck {
             rows: self.rows,
-            buckets: self.appended.into_iter().map(|(bucket, a)| BucketAppend { bucket, partition: None, base_offset: a.base_offset, count: a.count }).collect(),
+            buckets: self
+                .appended
+                .into_iter()
+                .map(|(bucket, a)| BucketAppend { bucket, partition: None, base_offset: a.base_offset, count: a.count })
+                .collect(),
             sequence: self.id.map(|i| i.sequence),
             duplicate,
         })

@@ -25,7 +25,9 @@ fn compatible(from: &DataType, to: &DataType) -> bool {
         (Date64, Date32) | (Time32(_) | Time64(_), Time32(_) | Time64(_)) => true,
         (Decimal128(..) | Decimal256(..), Decimal128(..)) => true,
         (List(a), List(b)) | (LargeList(a), List(b)) => compatible(a.data_type(), b.data_type()),
-        (Struct(a), Struct(b)) => a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.name() == y.name() && compatible(x.data_type(), y.data_type())),
+        (Struct(a), Struct(b)) => {
+            a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.name() == y.name() && compatible(x.data_type(), y.data_type()))
+        }
         (Map(a, _), Map(b, _)) => compatible(a.data_type(), b.data_type()),
         _ => false,
     }
@@ -41,7 +43,8 @@ fn safe_cast(name: &str, column: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
         return Err(Error::invalid(format!("column {name:?}: type {from} cannot be stored as {to}")));
     }
     let strict = CastOptions { safe: false, ..Default::default() };
-    let cast = cast_with_options(column, to, &strict).map_err(|e| Error::invalid(format!("column {name:?}: a value does not fit {to}: {e}")))?;
+    let cast =
+        cast_with_options(column, to, &strict).map_err(|e| Error::invalid(format!("column {name:?}: a value does not fit {to}: {e}")))?;
     // Lossless check: converting back must give the original values (catches truncated
     // timestamps, rounded floats and the like, which arrow casts without complaint).
     if !from.equals_datatype(to) && !matches!(from, DataType::Dictionary(..)) {
@@ -66,12 +69,18 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef, table: &str) -> Result<R
     }
     for f in input.fields() {
         if schema.field_with_name(f.name()).is_err() {
-            return Err(Error::invalid(format!("table {table}: batch column {:?} is not a column of the table (columns: {})", f.name(), field_names(schema))));
+            return Err(Error::invalid(format!(
+                "table {table}: batch column {:?} is not a column of the table (columns: {})",
+                f.name(),
+                field_names(schema)
+            )));
         }
     }
     let mut columns = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
-        let i = *by_name.get(field.name().as_str()).ok_or_else(|| Error::invalid(format!("table {table}: batch is missing column {:?}", field.name())))?;
+        let i = *by_name
+            .get(field.name().as_str())
+            .ok_or_else(|| Error::invalid(format!("table {table}: batch is missing column {:?}", field.name())))?;
         let column = safe_cast(field.name(), batch.column(i), field.data_type())?;
         if !field.is_nullable() && column.null_count() > 0 {
             let row = (0..column.len()).find(|&r| column.is_null(r)).unwrap_or(0);
@@ -154,7 +163,8 @@ pub fn route(batch: &RecordBatch, bucket_num: u32, routing: Routing<'_>) -> Resu
         for &c in key_columns {
             key_bytes(batch.column(c).as_ref(), row, &mut scratch);
         }
-        let hash = murmur3::murmur3_32(&mut std::io::Cursor::new(&scratch), 0).map_err(|e| Error::Internal(format!("hashing failed: {e}")))?;
+        let hash =
+            murmur3::murmur3_32(&mut std::io::Cursor::new(&scratch), 0).map_err(|e| Error::Internal(format!("hashing failed: {e}")))?;
         per_bucket[bucket_of(hash, bucket_num) as usize].push(row as u32);
     }
     let mut out = Vec::new();
@@ -241,13 +251,33 @@ mod tests {
         let missing = input(vec![Field::new("id", DataType::Int64, false)], vec![Arc::new(Int64Array::from(vec![1]))]);
         assert!(conform(&missing, &schema(), "t").unwrap_err().to_string().contains("missing column \"name\""));
         let wrong = input(
-            vec![Field::new("id", DataType::Utf8, false), Field::new("name", DataType::Utf8, true), Field::new("small", DataType::Int32, true), Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true)],
-            vec![Arc::new(StringArray::from(vec!["x"])), Arc::new(StringArray::from(vec!["a"])), Arc::new(Int32Array::from(vec![1])), Arc::new(TimestampMillisecondArray::from(vec![1]))],
+            vec![
+                Field::new("id", DataType::Utf8, false),
+                Field::new("name", DataType::Utf8, true),
+                Field::new("small", DataType::Int32, true),
+                Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            ],
+            vec![
+                Arc::new(StringArray::from(vec!["x"])),
+                Arc::new(StringArray::from(vec!["a"])),
+                Arc::new(Int32Array::from(vec![1])),
+                Arc::new(TimestampMillisecondArray::from(vec![1])),
+            ],
         );
         assert!(conform(&wrong, &schema(), "t").unwrap_err().to_string().contains("\"id\""));
         let null_key = input(
-            vec![Field::new("id", DataType::Int64, true), Field::new("name", DataType::Utf8, true), Field::new("small", DataType::Int32, true), Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true)],
-            vec![Arc::new(Int64Array::from(vec![Some(1), None])), Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(Int32Array::from(vec![1, 2])), Arc::new(TimestampMillisecondArray::from(vec![1, 2]))],
+            vec![
+                Field::new("id", DataType::Int64, true),
+                Field::new("name", DataType::Utf8, true),
+                Field::new("small", DataType::Int32, true),
+                Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            ],
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int32Array::from(vec![1, 2])),
+                Arc::new(TimestampMillisecondArray::from(vec![1, 2])),
+            ],
         );
         let err = conform(&null_key, &schema(), "t").unwrap_err().to_string();
         assert!(err.contains("\"id\"") && err.contains("row 1"), "{err}");
@@ -256,7 +286,11 @@ mod tests {
     #[test]
     fn given_keyed_routing_when_routed_should_be_deterministic_and_complete() {
         let ids: Vec<i64> = (0..1000).collect();
-        let b = RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])), vec![Arc::new(Int64Array::from(ids))]).unwrap();
+        let b = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(ids))],
+        )
+        .unwrap();
         let parts = route(&b, 4, Routing::Keyed(&[0])).unwrap();
         assert_eq!(parts.len(), 4, "1000 keys spread over all 4 buckets");
         assert_eq!(parts.iter().map(|(_, p)| p.num_rows()).sum::<usize>(), 1000);

@@ -73,7 +73,9 @@ impl ActionCommand {
             Self::GetTable(req) => to_json(&engine.get_table(&req.database, &req.table)?),
             Self::ListTables(req) => json!(engine.list_tables(&req.database)?),
             Self::AlterTable(req) => to_json(&engine.alter_table(&req)?),
-            Self::Partition(name) => return Err(Error::Unimplemented(format!("action {name:?}: partitioned tables are not served by this node version yet"))),
+            Self::Partition(name) => {
+                return Err(Error::Unimplemented(format!("action {name:?}: partitioned tables are not served by this node version yet")))
+            }
             Self::ListOffsets(req) => to_json(&engine.list_offsets(&req)?),
             Self::Health => to_json(&engine.health()),
         })

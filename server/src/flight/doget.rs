@@ -34,8 +34,14 @@ fn log_scan(engine: &dyn StorageEngine, scan: &LogScan) -> Result<FlightDataStre
     let schema_message = FlightData::from(SchemaAsIpc::new(&stream.schema, &IpcWriteOptions::default()));
     let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
         let chunk = chunk.map_err(Status::from)?;
-        let metadata = BatchMetadata { bucket: chunk.bucket, partition: None, base_offset: chunk.base_offset, high_watermark: chunk.high_watermark };
-        Ok(FlightData { flight_descriptor: None, data_header: chunk.meta, data_body: chunk.body, app_metadata: serde_json::to_vec(&metadata).expect("metadata serializes").into() })
+        let metadata =
+            BatchMetadata { bucket: chunk.bucket, partition: None, base_offset: chunk.base_offset, high_watermark: chunk.high_watermark };
+        Ok(FlightData {
+            flight_descriptor: None,
+            data_header: chunk.meta,
+            data_body: chunk.body,
+            app_metadata: serde_json::to_vec(&metadata).expect("metadata serializes").into(),
+        })
     });
     Ok(Box::pin(futures::stream::once(async { Ok(schema_message) }).chain(chunks)))
 }
@@ -53,7 +59,8 @@ pub fn table_of(d: &FlightDescriptor) -> Result<TableRef> {
         database: String,
         table: String,
     }
-    let named: Named = serde_json::from_slice(&d.cmd).map_err(|e| Error::invalid(format!("CMD descriptor must be JSON with \"database\" and \"table\": {e}")))?;
+    let named: Named = serde_json::from_slice(&d.cmd)
+        .map_err(|e| Error::invalid(format!("CMD descriptor must be JSON with \"database\" and \"table\": {e}")))?;
     Ok(TableRef { database: named.database, table: named.table })
 }
 
@@ -68,7 +75,12 @@ pub fn flight_info(engine: &dyn StorageEngine, table: &TableRef) -> Result<Fligh
         .with_total_bytes(totals.iter().map(|t| t.1 as i64).sum())
         .with_ordered(false);
     for bucket in 0..totals.len() as u32 {
-        let ticket = TicketRequest::LogScan(LogScan { database: table.database.clone(), table: table.table.clone(), buckets: Some(vec![bucket]), ..Default::default() });
+        let ticket = TicketRequest::LogScan(LogScan {
+            database: table.database.clone(),
+            table: table.table.clone(),
+            buckets: Some(vec![bucket]),
+            ..Default::default()
+        });
         info = info.with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_json())));
     }
     Ok(info)

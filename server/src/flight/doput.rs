@@ -31,7 +31,8 @@ pub fn parse_descriptor(d: &FlightDescriptor) -> Result<WriteCommand> {
         };
     }
     if d.r#type == DescriptorType::Cmd as i32 {
-        return serde_json::from_slice(&d.cmd).map_err(|e| Error::invalid(format!("DoPut CMD descriptor is not a valid write command: {e}")));
+        return serde_json::from_slice(&d.cmd)
+            .map_err(|e| Error::invalid(format!("DoPut CMD descriptor is not a valid write command: {e}")));
     }
     Err(Error::invalid("DoPut needs a PATH [database, table] or a CMD {\"write\": ...} descriptor"))
 }
@@ -52,19 +53,29 @@ pub struct PutContext {
 }
 
 /// Runs a DoPut: returns the stream of PutResults.
-pub async fn do_put(ctx: PutContext, input: Streaming<FlightData>) -> Result<Pin<Box<dyn Stream<Item = Result<PutResult, Status>> + Send>>, Status> {
+pub async fn do_put(
+    ctx: PutContext,
+    input: Streaming<FlightData>,
+) -> Result<Pin<Box<dyn Stream<Item = Result<PutResult, Status>> + Send>>, Status> {
     let mut input = input.peekable();
     let first = match Pin::new(&mut input).peek().await {
         Some(Ok(first)) => first,
         Some(Err(status)) => return Err(stream_error(status.clone())),
         None => return Err(Status::invalid_argument("DoPut stream is empty: the first message must carry the descriptor")),
     };
-    let descriptor = first.flight_descriptor.clone().ok_or_else(|| Status::invalid_argument("the first DoPut message must carry a flight descriptor naming the table"))?;
+    let descriptor = first
+        .flight_descriptor
+        .clone()
+        .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry a flight descriptor naming the table"))?;
     let command = parse_descriptor(&descriptor)?;
     match command.write {
         WriteKind::Append => {}
         WriteKind::Upsert | WriteKind::Delete => {
-            return Err(Error::FailedPrecondition(format!("table {}.{}: {:?} writes need a primary-key table; this node version serves log tables only", command.database, command.table, command.write)).into());
+            return Err(Error::FailedPrecondition(format!(
+                "table {}.{}: {:?} writes need a primary-key table; this node version serves log tables only",
+                command.database, command.table, command.write
+            ))
+            .into());
         }
     }
     if command.partition.is_some() {
@@ -110,7 +121,13 @@ fn ack_stream(rx: mpsc::Receiver<Result<PendingAck>>) -> impl Stream<Item = Resu
     })
 }
 
-async fn write_loop(ctx: &PutContext, table: &Arc<crate::engine::table::TableRuntime>, command: &WriteCommand, mut input: futures::stream::Peekable<Streaming<FlightData>>, acks: &AckQueue) -> Result<()> {
+async fn write_loop(
+    ctx: &PutContext,
+    table: &Arc<crate::engine::table::TableRuntime>,
+    command: &WriteCommand,
+    mut input: futures::stream::Peekable<Streaming<FlightData>>,
+    acks: &AckQueue,
+) -> Result<()> {
     let mut schema: Option<SchemaRef> = None;
     let mut batch_index: i64 = 0;
     while let Some(message) = input.next().await {
@@ -128,23 +145,30 @@ async fn write_loop(ctx: &PutContext, table: &Arc<crate::engine::table::TableRun
         };
         let size = data.data_header.len() + data.data_body.len();
         if size > ctx.max_message_bytes {
-            return Err(Error::ResourceExhausted(format!("DoPut message of {size} bytes exceeds server.max_message_bytes {}", ctx.max_message_bytes)));
+            return Err(Error::ResourceExhausted(format!(
+                "DoPut message of {size} bytes exceeds server.max_message_bytes {}",
+                ctx.max_message_bytes
+            )));
         }
         if data.data_header.is_empty() {
             continue; // descriptor-only or metadata-only message
         }
         let permits = ctx.permits.clone().acquire_many_owned(size.max(1) as u32).await.map_err(|_| Error::ShuttingDown)?;
-        let message = arrow_ipc::root_as_message(&data.data_header).map_err(|e| Error::invalid(format!("DoPut message is not an Arrow IPC message: {e}")))?;
+        let message = arrow_ipc::root_as_message(&data.data_header)
+            .map_err(|e| Error::invalid(format!("DoPut message is not an Arrow IPC message: {e}")))?;
         match message.header_type() {
             MessageHeader::Schema => {
-                let s = Arc::new(Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoPut schema message does not decode: {e}")))?);
+                let s =
+                    Arc::new(Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoPut schema message does not decode: {e}")))?);
                 // Check the schema before any data arrives, so a mismatch fails fast.
                 crate::engine::write::conform(&RecordBatch::new_empty(s.clone()), &table.schema, &table.meta().path())?;
                 schema = Some(s);
             }
             MessageHeader::RecordBatch => {
                 let s = schema.clone().ok_or_else(|| Error::invalid("DoPut sent a record batch before its schema"))?;
-                let batch = arrow_flight::utils::flight_data_to_arrow_batch(&data, s, &Default::default()).map_err(|e| Error::invalid(format!("DoPut record batch does not decode: {e}")))?;
+                // Decodes over the received bytes without copying the body first.
+                let batch = crate::log::ipc::decode(&data.data_header, data.data_body.clone(), &s)
+                    .map_err(|e| Error::invalid(format!("DoPut record batch does not decode: {e}")))?;
                 let id = command.writer_id.map(|w| BatchIdentity { writer_id: w, sequence: command.sequence.unwrap_or(0) + batch_index });
                 batch_index += 1;
                 let pending = ctx.engine.append(table, batch, id).await?;
@@ -154,7 +178,9 @@ async fn write_loop(ctx: &PutContext, table: &Arc<crate::engine::table::TableRun
                 }
             }
             MessageHeader::DictionaryBatch => {
-                return Err(Error::invalid("dictionary-encoded columns are not accepted: send plain values (e.g. pyarrow: column.dictionary_decode())"));
+                return Err(Error::invalid(
+                    "dictionary-encoded columns are not accepted: send plain values (e.g. pyarrow: column.dictionary_decode())",
+                ));
             }
             other => return Err(Error::invalid(format!("unexpected IPC message type {other:?} in DoPut"))),
         }

@@ -9,7 +9,10 @@ use crate::engine::StorageEngine;
 use crate::error::Error;
 use actions::ActionCommand;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::{Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket};
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo,
+    PutResult, SchemaAsIpc, SchemaResult, Ticket,
+};
 use arrow_ipc::writer::IpcWriteOptions;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -55,7 +58,10 @@ impl FlightService for StromFlightService {
         let infos: Vec<Result<FlightInfo, Status>> = engine
             .all_tables()
             .into_iter()
-            .map(|t| doget::flight_info(engine.as_ref(), &strom_flight_api::TableRef { database: t.database, table: t.table }).map_err(Status::from))
+            .map(|t| {
+                doget::flight_info(engine.as_ref(), &strom_flight_api::TableRef { database: t.database, table: t.table })
+                    .map_err(Status::from)
+            })
             .collect();
         Ok(Response::new(futures::stream::iter(infos).boxed()))
     }
@@ -81,7 +87,11 @@ impl FlightService for StromFlightService {
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        let ctx = doput::PutContext { engine: self.engine.clone(), permits: self.write_permits.clone(), max_message_bytes: self.max_message_bytes };
+        let ctx = doput::PutContext {
+            engine: self.engine.clone(),
+            permits: self.write_permits.clone(),
+            max_message_bytes: self.max_message_bytes,
+        };
         let stream = doput::do_put(ctx, request.into_inner()).await?;
         Ok(Response::new(stream))
     }
@@ -102,7 +112,10 @@ impl FlightService for StromFlightService {
     }
 
     async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        let types: Vec<Result<ActionType, Status>> = strom_flight_api::actions::ALL.iter().map(|(name, description)| Ok(ActionType { r#type: name.to_string(), description: description.to_string() })).collect();
+        let types: Vec<Result<ActionType, Status>> = strom_flight_api::actions::ALL
+            .iter()
+            .map(|(name, description)| Ok(ActionType { r#type: name.to_string(), description: description.to_string() }))
+            .collect();
         Ok(Response::new(futures::stream::iter(types).boxed()))
     }
 }

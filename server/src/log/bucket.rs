@@ -94,7 +94,13 @@ pub struct RecoveryReport {
 
 impl BucketLog {
     /// Opens (recovering) or creates the log of one bucket in `dir`.
-    pub fn open(dir: &Path, bucket: u32, location: String, policy: SegmentPolicy, durability: Durability) -> Result<(Self, RecoveryReport)> {
+    pub fn open(
+        dir: &Path,
+        bucket: u32,
+        location: String,
+        policy: SegmentPolicy,
+        durability: Durability,
+    ) -> Result<(Self, RecoveryReport)> {
         std::fs::create_dir_all(dir).at(dir.display())?;
         let mut bases: Vec<u64> = std::fs::read_dir(dir)
             .at(dir.display())?
@@ -217,7 +223,11 @@ impl BucketLog {
 
     /// If this writer's batch is already stored, where it is.
     fn find_duplicate(state: &AppendState, id: BatchIdentity) -> Option<Appended> {
-        state.writers.get(&id.writer_id)?.iter().find(|(s, _, _)| *s == id.sequence).map(|&(_, base, count)| Appended { base_offset: base, count, duplicate: true })
+        state.writers.get(&id.writer_id)?.iter().find(|(s, _, _)| *s == id.sequence).map(|&(_, base, count)| Appended {
+            base_offset: base,
+            count,
+            duplicate: true,
+        })
     }
 
     /// Writes a batch into the page cache. The caller must `wait_durable` before acknowledging.
@@ -230,7 +240,7 @@ impl BucketLog {
             }
         }
         let now = crate::catalog::now_ms().max(state.last_timestamp);
-        let (header, bytes) = format::encode_entry(&EntryParts {
+        let (header, head) = format::encode_entry_head(&EntryParts {
             compression: batch.compression,
             base_offset: state.next_offset,
             record_count: rows,
@@ -242,8 +252,16 @@ impl BucketLog {
             body: &batch.body,
             column_ranges: &batch.column_ranges,
         })?;
-        self.maybe_roll(&mut state, bytes.len() as u64)?;
-        if let Err(e) = state.active.append(&header, &bytes) {
+        self.maybe_roll(&mut state, header.entry_len() as u64)?;
+        // Small bodies: one write. Large ones: written from the encoder's buffer, no copy.
+        let result = if batch.body.len() <= 64 * 1024 {
+            let mut whole = head;
+            whole.extend_from_slice(&batch.body);
+            state.active.append(&header, &[&whole])
+        } else {
+            state.active.append(&header, &[&head, &batch.body])
+        };
+        if let Err(e) = result {
             // A failed write may have left partial bytes: stop rather than guess.
             return Err(self.stop_writes(format!("write failed: {e}")));
         }
@@ -315,7 +333,9 @@ impl BucketLog {
             let state = self.append.lock();
             (state.active.clone(), state.next_offset)
         };
-        let result = tokio::task::spawn_blocking(move || segment.sync_data()).await.map_err(|e| Error::Internal(format!("sync task failed: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || segment.sync_data())
+            .await
+            .map_err(|e| Error::Internal(format!("sync task failed: {e}")))?;
         if let Err(e) = result {
             return Err(self.stop_writes(format!("fdatasync failed: {e}")));
         }
@@ -351,7 +371,10 @@ impl BucketLog {
     pub fn check_range(&self, from: u64, until: u64) -> Result<()> {
         for c in self.corrupt.read().iter() {
             if c.start < until && from < c.end {
-                return Err(Error::DataLoss { location: format!("{} offsets {}..{}", self.location, c.start, c.end), detail: c.detail.clone() });
+                return Err(Error::DataLoss {
+                    location: format!("{} offsets {}..{}", self.location, c.start, c.end),
+                    detail: c.detail.clone(),
+                });
             }
         }
         Ok(())
@@ -390,7 +413,8 @@ impl BucketLog {
         let expired: Vec<Arc<Segment>> = {
             let mut segments = self.segments.write();
             let mut n = 0;
-            while n + 1 < segments.len() && segments[n].is_sealed() && segments[n].last_entry().is_none_or(|e| e.max_timestamp < cutoff_ms) {
+            while n + 1 < segments.len() && segments[n].is_sealed() && segments[n].last_entry().is_none_or(|e| e.max_timestamp < cutoff_ms)
+            {
                 n += 1;
             }
             segments.drain(..n).collect()

@@ -128,6 +128,14 @@ pub struct EntryParts<'a> {
 
 /// Serializes an entry; returns its header and bytes.
 pub fn encode_entry(p: &EntryParts<'_>) -> Result<(BatchHeader, Vec<u8>)> {
+    let (header, mut out) = encode_entry_head(p)?;
+    out.extend_from_slice(p.body);
+    Ok((header, out))
+}
+
+/// Serializes everything of an entry but its body (header, column CRCs, padded meta), so a
+/// large body can be written from where it already is instead of being copied behind it.
+pub fn encode_entry_head(p: &EntryParts<'_>) -> Result<(BatchHeader, Vec<u8>)> {
     let column_count = u16::try_from(p.column_ranges.len()).map_err(|_| Error::invalid("more than 65535 columns"))?;
     let meta_len = u32::try_from(p.meta.len()).map_err(|_| Error::invalid("IPC metadata too large"))?;
     let body_len = u32::try_from(p.body.len()).map_err(|_| Error::ResourceExhausted("a single batch body must stay below 4 GiB".into()))?;
@@ -158,7 +166,6 @@ pub fn encode_entry(p: &EntryParts<'_>) -> Result<(BatchHeader, Vec<u8>)> {
     let mut out = Vec::with_capacity(header.entry_len());
     out.extend_from_slice(&fixed);
     out.extend_from_slice(&prelude);
-    out.extend_from_slice(p.body);
     Ok((header, out))
 }
 

@@ -65,8 +65,9 @@ fn field_shape(dt: &DataType) -> Result<(usize, usize)> {
     use DataType::*;
     Ok(match dt {
         Null => (1, 0),
-        Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16 | Float32 | Float64 | Decimal32(..) | Decimal64(..) | Decimal128(..)
-        | Decimal256(..) | Date32 | Date64 | Time32(_) | Time64(_) | Timestamp(..) | Duration(_) | Interval(_) | FixedSizeBinary(_) => (1, 2),
+        Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float16 | Float32 | Float64 | Decimal32(..)
+        | Decimal64(..) | Decimal128(..) | Decimal256(..) | Date32 | Date64 | Time32(_) | Time64(_) | Timestamp(..) | Duration(_)
+        | Interval(_) | FixedSizeBinary(_) => (1, 2),
         Utf8 | Binary | LargeUtf8 | LargeBinary => (1, 3),
         List(f) | LargeList(f) | Map(f, _) => {
             let (n, b) = field_shape(f.data_type())?;
@@ -114,7 +115,11 @@ impl BatchLayout {
             b += nb;
         }
         if n != nodes.len() || b != buffers.len() {
-            return Err(Error::Internal(format!("stored batch has {} nodes/{} buffers, schema expects {n}/{b}", nodes.len(), buffers.len())));
+            return Err(Error::Internal(format!(
+                "stored batch has {} nodes/{} buffers, schema expects {n}/{b}",
+                nodes.len(),
+                buffers.len()
+            )));
         }
         Ok(Self { length: rb.length(), nodes, buffers, compression: rb.compression().map(|c| c.codec()), columns })
     }
@@ -247,7 +252,8 @@ mod tests {
     use std::sync::Arc;
 
     fn batch() -> RecordBatch {
-        let list = ListArray::from_iter_primitive::<arrow_array::types::Int32Type, _, _>(vec![Some(vec![Some(1), None]), None, Some(vec![])]);
+        let list =
+            ListArray::from_iter_primitive::<arrow_array::types::Int32Type, _, _>(vec![Some(vec![Some(1), None]), None, Some(vec![])]);
         let cols: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(vec![1, 2, 3])),
             Arc::new(StringArray::from(vec![Some("a"), None, Some("ccc")])),

@@ -154,13 +154,19 @@ impl Segment {
         self.last_entry().map(|e| e.next_offset()).unwrap_or(self.base_offset)
     }
 
-    /// Appends an encoded entry at the end of the file (write(2), no fsync).
-    pub fn append(&self, header: &BatchHeader, bytes: &[u8]) -> Result<IndexEntry> {
+    /// Appends an encoded entry, given as consecutive pieces, at the end of the file
+    /// (pwrite(2), no fsync).
+    pub fn append(&self, header: &BatchHeader, pieces: &[&[u8]]) -> Result<IndexEntry> {
         let position = self.size();
-        self.file.write_all_at(bytes, position).at(self.location())?;
+        let mut at = position;
+        for piece in pieces {
+            self.file.write_all_at(piece, at).at(self.location())?;
+            at += piece.len() as u64;
+        }
+        debug_assert_eq!(at - position, header.entry_len() as u64);
         let entry = IndexEntry::from_header(header, position);
         self.entries.write().push(entry);
-        self.size.store(position + bytes.len() as u64, Ordering::Release);
+        self.size.store(at, Ordering::Release);
         Ok(entry)
     }
 

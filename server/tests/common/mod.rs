@@ -51,7 +51,11 @@ impl EngineFixture {
     }
 
     pub fn segment_files(&self, bucket: u32) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.bucket_dir(bucket)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.bucket_dir(bucket))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
         files.sort();
         files
     }
@@ -106,7 +110,11 @@ impl FixtureBuilder {
             .create_table(&CreateTable {
                 database: DB.into(),
                 table: TABLE.into(),
-                columns: vec![ColumnSpec::new("id", "BIGINT").not_null(), ColumnSpec::new("name", "STRING"), ColumnSpec::new("score", "BIGINT")],
+                columns: vec![
+                    ColumnSpec::new("id", "BIGINT").not_null(),
+                    ColumnSpec::new("name", "STRING"),
+                    ColumnSpec::new("score", "BIGINT"),
+                ],
                 bucket_num: Some(self.buckets),
                 bucket_key: if self.buckets > 1 { vec!["id".into()] } else { vec![] },
                 options: self.options.into_iter().collect(),
