@@ -70,6 +70,7 @@ impl RunningServer {
 
     /// Stops accepting requests, waits for running ones (up to the grace period), fsyncs.
     pub async fn shutdown(self) -> Result<()> {
+        self.engine.close_readers();
         let _ = self.shutdown.send(true);
         self.handle.await.map_err(|e| Error::Internal(format!("server task failed: {e}")))?
     }

@@ -11,7 +11,7 @@ pub mod write;
 use crate::catalog::{Catalog, TableDefaults};
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::log::bucket::{BatchIdentity, SegmentPolicy};
+use crate::log::bucket::{BatchIdentity, ReadersClosed, SegmentPolicy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parking_lot::RwLock;
@@ -103,7 +103,11 @@ impl Engine {
     }
 
     fn delete_table_data(&self, table_id: u64) {
-        if let Some(rt) = self.tables.write().remove(&table_id) {
+        let removed = self.tables.write().remove(&table_id);
+        if let Some(rt) = removed {
+            for b in &rt.buckets {
+                b.close_readers(ReadersClosed::TableDropped);
+            }
             if let Err(e) = std::fs::remove_dir_all(&rt.dir) {
                 tracing::warn!(dir = %rt.dir.display(), error = %e, "could not delete a dropped table's data; it is removed at the next start");
             }
@@ -134,6 +138,15 @@ impl Engine {
             t.sync_all().await?;
         }
         Ok(())
+    }
+
+    /// Ends every tailing reader (graceful shutdown), so running requests can finish.
+    pub fn close_readers(&self) {
+        for t in self.tables.read().values() {
+            for b in &t.buckets {
+                b.close_readers(ReadersClosed::ShuttingDown);
+            }
+        }
     }
 
     /// Deletes expired segments everywhere; returns how many.

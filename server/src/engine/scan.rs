@@ -158,6 +158,7 @@ async fn scan_bucket(
             if end.is_some_and(|e| pos >= e) || !follow {
                 return Ok(());
             }
+            log.check_readers_open()?;
             tokio::select! {
                 changed = hw_changes.changed() => if changed.is_err() { return Ok(()) },
                 _ = tx.closed() => return Ok(()),

@@ -158,8 +158,11 @@ async fn write_loop(
             .map_err(|e| Error::invalid(format!("DoPut message is not an Arrow IPC message: {e}")))?;
         match message.header_type() {
             MessageHeader::Schema => {
-                let s =
-                    Arc::new(Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoPut schema message does not decode: {e}")))?);
+                let declared = Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoPut schema message does not decode: {e}")))?;
+                // Decode as nullable: a null in a NOT NULL column is then reported by `conform`
+                // with the table, column and row, instead of Arrow's generic validation error.
+                let fields: Vec<_> = declared.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+                let s = Arc::new(Schema::new_with_metadata(fields, declared.metadata().clone()));
                 // Check the schema before any data arrives, so a mismatch fails fast.
                 crate::engine::write::conform(&RecordBatch::new_empty(s.clone()), &table.schema, &table.meta().path())?;
                 schema = Some(s);

@@ -73,6 +73,15 @@ pub struct BucketLog {
     durability: AtomicU8,
     high_watermark: watch::Sender<u64>,
     stopped: Mutex<Option<String>>,
+    /// Set when the table is dropped or the node stops: tailing readers end with this error.
+    readers_closed: Mutex<Option<ReadersClosed>>,
+}
+
+/// Why tailing readers of a bucket were told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadersClosed {
+    TableDropped,
+    ShuttingDown,
 }
 
 fn durability_code(d: Durability) -> u8 {
@@ -160,6 +169,7 @@ impl BucketLog {
             durability: AtomicU8::new(durability_code(durability)),
             high_watermark,
             stopped: Mutex::new(None),
+            readers_closed: Mutex::new(None),
         };
         Ok((log, report))
     }
@@ -186,6 +196,21 @@ impl BucketLog {
     /// The offset the next committed record gets; readers see everything below it.
     pub fn high_watermark(&self) -> u64 {
         *self.high_watermark.borrow()
+    }
+
+    /// Ends tailing readers (they wake up and return `reason` as an error).
+    pub fn close_readers(&self, reason: ReadersClosed) {
+        *self.readers_closed.lock() = Some(reason);
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    /// Fails if tailing readers were told to stop.
+    pub fn check_readers_open(&self) -> Result<()> {
+        match *self.readers_closed.lock() {
+            None => Ok(()),
+            Some(ReadersClosed::TableDropped) => Err(Error::NotFound(format!("{}: the table was dropped", self.location))),
+            Some(ReadersClosed::ShuttingDown) => Err(Error::ShuttingDown),
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {

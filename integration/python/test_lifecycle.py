@@ -1,0 +1,105 @@
+"""Tests that need a node of their own: graceful shutdown and restart, and the message size
+limit of `--max-message-bytes`."""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from flight_helpers import action1, count, path, put, raises_grpc, scan, start_strom, ticket
+
+COLUMNS = [{"name": "id", "type": "BIGINT", "nullable": False}, {"name": "payload", "type": "STRING"}]
+SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), ("payload", pa.string())])
+
+
+def batch(start: int, n: int, width: int = 16) -> pa.RecordBatch:
+    ids = list(range(start, start + n))
+    return pa.record_batch([pa.array(ids, pa.int64()), pa.array([f"{i:0{width}d}" for i in ids])], schema=SCHEMA)
+
+
+def test_given_data_when_sigterm_and_restart_should_exit_zero_and_keep_every_acked_row(tmp_path):
+    data_dir = tmp_path / "data"
+    node = start_strom(data_dir, tmp_path / "first.log")
+    client = flight.FlightClient(node.url)
+    try:
+        action1(client, "create_database", {"name": "life"})
+        action1(client, "create_table", {"database": "life", "table": "t", "columns": COLUMNS, "bucket_num": 2})
+        acks = put(client, path("life", "t"), [batch(0, 500), batch(500, 700)])
+        assert sum(a["rows"] for a in acks) == 1_200
+    finally:
+        client.close()
+        code = node.stop()
+    assert code == 0, f"strom should exit 0 on SIGTERM, got {code}\n{node.log_tail()}"
+
+    node = start_strom(data_dir, tmp_path / "second.log")
+    client = flight.FlightClient(node.url)
+    try:
+        assert "t" in action1(client, "list_tables", {"database": "life"})
+        assert count(client, "life", "t") == 1_200
+        got = scan(client, "life", "t")
+        assert sorted(got.column("id").to_pylist()) == list(range(1_200))
+        # Appends continue after the recovered offsets.
+        more = put(client, path("life", "t"), [batch(1_200, 10)])
+        latest_before = {b: 0 for b in range(2)}
+        for a in acks:
+            for b in a["buckets"]:
+                latest_before[b["bucket"]] += b["count"]
+        for b in more[0]["buckets"]:
+            assert b["base_offset"] >= latest_before[b["bucket"]], (more, latest_before)
+        assert count(client, "life", "t") == 1_210
+    finally:
+        client.close()
+        assert node.stop() == 0
+
+
+def test_given_max_message_bytes_when_a_batch_is_larger_should_be_resource_exhausted(tmp_path):
+    limit = 1 << 20
+    node = start_strom(tmp_path / "data", tmp_path / "strom.log", "--max-message-bytes", str(limit))
+    client = flight.FlightClient(node.url)
+    try:
+        action1(client, "create_database", {"name": "lim"})
+        action1(client, "create_table", {"database": "lim", "table": "t", "columns": COLUMNS})
+        small = batch(0, 1_000)
+        assert put(client, path("lim", "t"), [small])[0]["rows"] == 1_000
+        big = batch(1_000, 20_000, width=100)   # ~2.2 MB in one FlightData message
+        assert big.nbytes > 2 * limit
+        with raises_grpc("RESOURCE_EXHAUSTED"):
+            put(client, path("lim", "t"), [big])
+        assert count(client, "lim", "t") == 1_000
+        # The node keeps serving after refusing the oversized message.
+        assert put(client, path("lim", "t"), [batch(50_000, 10)])[0]["rows"] == 10
+        assert count(client, "lim", "t") == 1_010
+    finally:
+        client.close()
+        node.stop()
+
+
+def test_given_an_open_follow_scan_when_sigterm_should_still_stop_and_end_the_stream(tmp_path):
+    node = start_strom(tmp_path / "data", tmp_path / "strom.log")
+    client = flight.FlightClient(node.url)
+    action1(client, "create_database", {"name": "f"})
+    action1(client, "create_table", {"database": "f", "table": "t", "columns": COLUMNS})
+    reader = client.do_get(ticket(scan="log", database="f", table="t", follow=True))
+    ended = threading.Event()
+    outcome = {}
+
+    def drain():
+        try:
+            for _ in reader:
+                pass
+            outcome["end"] = "eof"
+        except BaseException as e:  # noqa: BLE001 - the stream may end with an error
+            outcome["end"] = e
+        ended.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        code = node.stop(timeout=20)   # the node's shutdown grace is 5 s by default
+    finally:
+        if not ended.wait(10):
+            reader.cancel()
+        client.close()
+    assert code == 0, node.log_tail()
+    assert ended.is_set(), "the follow stream should end when the node stops"
