@@ -230,9 +230,13 @@ pub enum StartPosition {
     Earliest,
     Latest,
     #[serde(untagged)]
-    Offset { offset: u64 },
+    Offset {
+        offset: u64,
+    },
     #[serde(untagged)]
-    Timestamp { timestamp: i64 },
+    Timestamp {
+        timestamp: i64,
+    },
 }
 
 /// Where a bounded log scan stops (exclusive).
@@ -316,22 +320,21 @@ impl TicketRequest {
         if bytes.is_empty() {
             return Err("empty ticket: expected a JSON object such as {\"scan\": \"log\", \"database\": .., \"table\": ..}".into());
         }
-        let mut value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| format!("ticket is not valid JSON: {e}"))?;
+        let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("ticket is not valid JSON: {e}"))?;
         let map = value.as_object_mut().ok_or("ticket must be a JSON object")?;
         if let Some(kind) = map.remove("scan") {
             match kind.as_str() {
-                Some("log") => serde_json::from_value(value)
-                    .map(TicketRequest::LogScan)
-                    .map_err(|e| format!("invalid log scan ticket: {e}")),
+                Some("log") => {
+                    serde_json::from_value(value).map(TicketRequest::LogScan).map_err(|e| format!("invalid log scan ticket: {e}"))
+                }
                 Some("snapshot") => Err("snapshot scans need a primary-key table; this node version serves log tables only".into()),
                 other => Err(format!("unknown scan kind {other:?}: expected \"log\"")),
             }
         } else if let Some(kind) = map.remove("count") {
             match kind.as_str() {
-                Some("log") | Some("rows") => serde_json::from_value(value)
-                    .map(TicketRequest::Count)
-                    .map_err(|e| format!("invalid count ticket: {e}")),
+                Some("log") | Some("rows") => {
+                    serde_json::from_value(value).map(TicketRequest::Count).map_err(|e| format!("invalid count ticket: {e}"))
+                }
                 other => Err(format!("unknown count kind {other:?}: expected \"log\"")),
             }
         } else if map.contains_key("lookup") {

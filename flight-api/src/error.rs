@@ -38,7 +38,9 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Transport(_) => true,
-            Error::Status { code, .. } => matches!(code, Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted),
+            Error::Status { code, .. } => {
+                matches!(code, Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted)
+            }
             _ => false,
         }
     }

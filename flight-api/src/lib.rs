@@ -8,6 +8,6 @@ pub mod client;
 pub mod contract;
 pub mod error;
 
-pub use client::StromClient;
+pub use client::{AckFuture, AppendWriter, AppendWriterOptions, LogScanStream, ScanBatch, StromClient};
 pub use contract::*;
 pub use error::{Error, Result};

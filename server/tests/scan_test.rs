@@ -124,7 +124,10 @@ async fn given_follow_scan_when_table_is_dropped_should_end_with_not_found() {
     let f = filled(1).await;
     let mut stream = f.engine.scan(&LogScan { from: StartPosition::Latest, follow: true, ..EngineFixture::full_scan() }).unwrap();
     f.engine.drop_table(&strom_flight_api::DropTable { database: DB.into(), table: TABLE.into(), if_exists: false }).unwrap();
-    let end = tokio::time::timeout(Duration::from_secs(10), stream.chunks.recv()).await.expect("the reader is woken up").expect("an error, not a silent end");
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.chunks.recv())
+        .await
+        .expect("the reader is woken up")
+        .expect("an error, not a silent end");
     let err = end.unwrap_err();
     assert!(matches!(err, strom_server::Error::NotFound(_)) && err.to_string().contains("dropped"), "{err}");
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::StromClient;
 use crate::contract::{
-    actions, AlterTable, BucketOffset, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets,
-    ListTables, TableInfo, TableRef,
+    actions, AlterTable, BucketOffset, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets, ListTables, TableInfo,
+    TableRef,
 };
 use crate::error::{Error, Result};
 
@@ -35,10 +35,7 @@ impl StromClient {
         let mut client = self.inner.clone();
         let action = Action { r#type: action_type.to_string(), body: body.into() };
         let mut results = client.do_action(action).await?.into_inner();
-        let first = results
-            .message()
-            .await?
-            .ok_or_else(|| Error::Protocol(format!("action {action_type} returned no result")))?;
+        let first = results.message().await?.ok_or_else(|| Error::Protocol(format!("action {action_type} returned no result")))?;
         // Drain so the call ends cleanly (and a late error status is not lost).
         while results.message().await?.is_some() {}
         Ok(first.body.to_vec())
@@ -49,10 +46,7 @@ impl StromClient {
         let body = serde_json::to_vec(body)?;
         let answer = self.do_action_raw(action_type, body).await?;
         serde_json::from_slice(&answer).map_err(|e| {
-            Error::Protocol(format!(
-                "action {action_type} answered {:?}, which does not decode: {e}",
-                String::from_utf8_lossy(&answer)
-            ))
+            Error::Protocol(format!("action {action_type} answered {:?}, which does not decode: {e}", String::from_utf8_lossy(&answer)))
         })
     }
 

@@ -13,8 +13,8 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::utils::flight_data_to_arrow_batch;
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
-    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo,
+    PutResult, SchemaResult, Ticket,
 };
 use arrow_schema::Schema;
 use futures::stream::BoxStream;
@@ -34,8 +34,8 @@ struct MockState {
     writes: usize,
     /// Break the stream right after these write counts, without acking that write.
     break_after_writes: Vec<usize>,
-    /// Withhold acks until this many are pending (a group commit); on a rejection the
-    /// withheld acks are lost although their batches are written.
+    /// Withhold acks until this many are pending or the input pauses (a group commit); on a
+    /// rejection the withheld acks are lost although their batches are written.
     ack_group: usize,
     /// Answer every call with Unavailable.
     unavailable: bool,
@@ -102,7 +102,18 @@ impl Mock {
         let writer = command.writer_id.expect("writer id");
         let mut sequence = command.sequence.unwrap_or(0);
         let mut withheld = Vec::new();
-        while let Ok(Some(data)) = input.message().await {
+        loop {
+            // Like a group commit, withheld acks go out once the input pauses.
+            let next = match tokio::time::timeout(Duration::from_millis(20), input.message()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    for ack in withheld.drain(..) {
+                        let _ = out.send(Ok(PutResult { app_metadata: serde_json::to_vec(&ack).unwrap().into() })).await;
+                    }
+                    continue;
+                }
+            };
+            let Ok(Some(data)) = next else { break };
             let batch = flight_data_to_arrow_batch(&data, schema.clone(), &HashMap::new()).expect("decodes");
             match self.on_batch(writer, sequence, &batch) {
                 Ok((_, true)) => {
@@ -187,9 +198,7 @@ impl FlightService for Mock {
 async fn start(mock: Mock) -> SocketAddr {
     let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder().add_service(FlightServiceServer::new(mock)).serve_with_incoming(incoming),
-    );
+    tokio::spawn(tonic::transport::Server::builder().add_service(FlightServiceServer::new(mock)).serve_with_incoming(incoming));
     addr
 }
 
@@ -199,11 +208,7 @@ fn batch(values: &[i64]) -> RecordBatch {
 }
 
 fn fast_retries() -> AppendWriterOptions {
-    AppendWriterOptions {
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        ..Default::default()
-    }
+    AppendWriterOptions { initial_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20), ..Default::default() }
 }
 
 #[tokio::test]
@@ -257,20 +262,21 @@ async fn given_rejected_batch_among_pipelined_ones_when_acks_are_grouped_should_
     let client = StromClient::connect(&start(mock.clone()).await.to_string()).await.unwrap();
     let mut writer = client.append_writer("d", "t", fast_retries());
     let mut acks = Vec::new();
-    for values in [[0], [1], [-2], [3], [4]] {
+    // Batch 2 is written but its ack is withheld when batch 3 is rejected.
+    for values in [[0], [1], [2], [-3], [4], [5]] {
         acks.push(writer.append_unconfirmed(batch(&values)).await.unwrap());
     }
     let results: Vec<_> = futures::future::join_all(acks).await;
-    let err = results[2].as_ref().unwrap_err();
+    let err = results[3].as_ref().unwrap_err();
     assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
     assert!(err.to_string().contains("negative v"), "{err}");
     let sequences: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.sequence.unwrap()).collect();
-    assert_eq!(sequences, vec![0, 1, 2, 3], "the batches after the rejected one take over its sequence");
+    assert_eq!(sequences, vec![0, 1, 2, 3, 4], "the batches after the rejected one take over its sequence");
     let flushed = writer.flush().await;
     assert_eq!(flushed.unwrap_err().code(), Some(Code::InvalidArgument), "flush reports the failure once");
     writer.append(batch(&[5])).await.unwrap();
     writer.close().await.unwrap();
-    assert_eq!(mock.rows(), vec![0, 1, 3, 4, 5]);
+    assert_eq!(mock.rows(), vec![0, 1, 2, 4, 5, 5]);
 }
 
 #[tokio::test]

@@ -31,8 +31,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
 
-pub use scanner::{LogScanStream, ScanBatch};
 pub use admin::path_descriptor;
+pub use scanner::{LogScanStream, ScanBatch};
 pub use writer::{AckFuture, AppendWriter, AppendWriterOptions};
 
 /// Largest gRPC message the client sends or accepts. Scans stream stored batches as they are,
@@ -69,9 +69,8 @@ impl StromClient {
 
     /// Wraps an existing channel (for callers that build their own, e.g. with TLS).
     pub fn from_channel(channel: Channel, endpoint: impl Into<String>) -> StromClient {
-        let inner = FlightServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let inner =
+            FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES);
         StromClient { inner, endpoint: endpoint.into() }
     }
 

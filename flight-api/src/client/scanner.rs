@@ -80,9 +80,8 @@ fn parse_metadata(bytes: &[u8]) -> Result<BatchMetadata> {
     if bytes.is_empty() {
         return Err(Error::Protocol("scan batch without app_metadata (bucket, base_offset, high_watermark)".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        Error::Protocol(format!("scan batch app_metadata {:?} does not decode: {e}", String::from_utf8_lossy(bytes)))
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Protocol(format!("scan batch app_metadata {:?} does not decode: {e}", String::from_utf8_lossy(bytes))))
 }
 
 impl StromClient {

@@ -119,9 +119,7 @@ impl Future for AckFuture {
             AckState::Ready(result) => Poll::Ready(result.take().expect("AckFuture polled after completion")),
             AckState::Waiting(rx) => Pin::new(rx).poll(cx).map(|r| {
                 r.unwrap_or_else(|_| {
-                    Err(Error::Transport(
-                        "append writer stopped before the batch was acknowledged; it may or may not be written".into(),
-                    ))
+                    Err(Error::Transport("append writer stopped before the batch was acknowledged; it may or may not be written".into()))
                 })
             }),
         }
@@ -140,7 +138,8 @@ pub struct AppendWriter {
     schema: Option<SchemaRef>,
     schema_sent: bool,
     fatal: Arc<Mutex<Option<Error>>>,
-    driver: JoinHandle<()>,
+    /// The background task; `None` once `close` has awaited it.
+    driver: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for AppendWriter {
@@ -150,7 +149,12 @@ impl std::fmt::Debug for AppendWriter {
 }
 
 enum Command {
-    Append { schema_message: Option<FlightData>, wires: Vec<FlightData>, done: oneshot::Sender<Result<PutAck>>, permit: OwnedSemaphorePermit },
+    Append {
+        schema_message: Option<FlightData>,
+        wires: Vec<FlightData>,
+        done: oneshot::Sender<Result<PutAck>>,
+        permit: OwnedSemaphorePermit,
+    },
     Flush(oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<Result<()>>),
 }
@@ -182,7 +186,7 @@ impl AppendWriter {
             fatal: fatal.clone(),
             options: options.clone(),
         };
-        let driver = tokio::spawn(driver.run(receiver));
+        let driver = Some(tokio::spawn(driver.run(receiver)));
         AppendWriter {
             commands,
             slots: Arc::new(Semaphore::new(max_in_flight)),
@@ -235,12 +239,8 @@ impl AppendWriter {
         }
         let (schema_message, wires) = encode(batch, self.max_flight_data_size).await?;
         let permits = u32::try_from(wires.len().min(self.max_in_flight)).unwrap_or(u32::MAX);
-        let permit = self
-            .slots
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| Error::Transport("append writer is closed".into()))?;
+        let permit =
+            self.slots.clone().acquire_many_owned(permits).await.map_err(|_| Error::Transport("append writer is closed".into()))?;
         let (done, receiver) = oneshot::channel();
         let schema_message = if self.schema_sent { None } else { Some(schema_message) };
         let command = Command::Append { schema_message, wires, done, permit };
@@ -269,8 +269,9 @@ impl AppendWriter {
         }
         let result = rx.await.unwrap_or_else(|_| Err(self.stopped_error()));
         // The driver ends by itself after answering Close.
-        let driver = std::mem::replace(&mut self.driver, tokio::spawn(async {}));
-        let _ = driver.await;
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
         result
     }
 
@@ -285,7 +286,9 @@ impl AppendWriter {
 
 impl Drop for AppendWriter {
     fn drop(&mut self) {
-        self.driver.abort();
+        if let Some(driver) = &self.driver {
+            driver.abort();
+        }
     }
 }
 
@@ -354,7 +357,7 @@ struct Conn {
 
 enum ConnState {
     Opening(BoxFuture<'static, std::result::Result<tonic::Response<Streaming<PutResult>>, Status>>),
-    Open(Streaming<PutResult>),
+    Open(Box<Streaming<PutResult>>),
 }
 
 impl Conn {
@@ -364,7 +367,7 @@ impl Conn {
             match &mut self.state {
                 ConnState::Opening(call) => {
                     let response = call.await?;
-                    self.state = ConnState::Open(response.into_inner());
+                    self.state = ConnState::Open(Box::new(response.into_inner()));
                 }
                 ConnState::Open(stream) => return stream.message().await,
             }
@@ -535,10 +538,7 @@ impl Driver {
         self.sent -= 1;
         if let Some(sequence) = ack.sequence {
             if sequence != wire.sequence {
-                return Err(Error::Protocol(format!(
-                    "the node acknowledged sequence {sequence} where {} was expected",
-                    wire.sequence
-                )));
+                return Err(Error::Protocol(format!("the node acknowledged sequence {sequence} where {} was expected", wire.sequence)));
             }
         }
         self.streak = None;
@@ -608,9 +608,7 @@ impl Driver {
             let retries = attempts - 1;
             // Keep the node's code (e.g. Unavailable) so callers can still classify it.
             return Err(match error {
-                Error::Status { code, message } => {
-                    Error::Status { code, message: format!("giving up after {retries} retries: {message}") }
-                }
+                Error::Status { code, message } => Error::Status { code, message: format!("giving up after {retries} retries: {message}") },
                 other => Error::Transport(format!("giving up after {retries} retries: {other}")),
             });
         }
