@@ -12,6 +12,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+const HTTP2_STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+const HTTP2_CONNECTION_WINDOW: u32 = 64 * 1024 * 1024;
+const HTTP2_MAX_FRAME: u32 = 1024 * 1024;
+
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
@@ -43,12 +47,17 @@ impl RunningServer {
         let handle = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let mut stop_serving = stop.clone();
-            let serve = tonic::transport::Server::builder().tcp_nodelay(true).add_service(service).serve_with_incoming_shutdown(
-                incoming,
-                async move {
+            // HTTP/2 windows sized for multi-megabyte batches: with h2's 64 KiB default a
+            // DoPut of one large batch stalls on a WINDOW_UPDATE round trip every 64 KiB.
+            let serve = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
+                .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
+                .max_frame_size(Some(HTTP2_MAX_FRAME))
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop_serving.changed().await;
-                },
-            );
+                });
             let mut stop_grace = stop;
             tokio::select! {
                 served = serve => served.map_err(|e| Error::Internal(format!("Flight server failed: {e}")))?,

@@ -59,6 +59,10 @@ impl StromClient {
             .map_err(|e| Error::InvalidArgument(format!("bad endpoint {endpoint:?}: {e}")))?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
+            // Large windows: scans stream multi-megabyte batches; h2's 64 KiB default would
+            // stall every 64 KiB on a WINDOW_UPDATE round trip.
+            .initial_stream_window_size(16 * 1024 * 1024)
+            .initial_connection_window_size(64 * 1024 * 1024)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true)
             .connect()

@@ -222,7 +222,7 @@ fn read_chunks(
         // One read for the whole run; every batch is a zero-copy slice of it.
         let first = entries[0].position;
         let last = entries.last().expect("non-empty");
-        let bytes = Bytes::from(segment.read_at(first, (last.position + last.len as u64 - first) as usize)?);
+        let bytes = segment.bytes_at(first, (last.position + last.len as u64 - first) as usize)?;
         for e in entries {
             let at = (e.position - first) as usize;
             let entry = bytes.slice(at..at + e.len as usize);
@@ -267,48 +267,52 @@ fn data_loss(location: &str, e: &IndexEntry, err: Error) -> Error {
 
 /// Reads only the kept columns' bytes of one batch and rebuilds its message header.
 fn projected_chunk(segment: &Segment, e: &IndexEntry, bucket: u32, hw: u64, plan: &ScanPlan) -> Result<ScanChunk> {
-    let (header, column_crcs, meta) = read_prelude(segment, e)?;
-    let layout = BatchLayout::parse(&meta, &plan.table_schema)?;
-    let metadata = plan.metadata_columns.then_some(MetadataValues {
-        bucket: bucket as i32,
-        base_offset: e.base_offset as i64,
-        timestamp_ms: header.max_timestamp,
-    });
-    let projected = ipc::project(&layout, &plan.keep, metadata)?;
-    let mut body = vec![0u8; projected.body_len];
-    let body_pos = e.position + header.body_start() as u64;
-    // Coalesce runs of columns that are adjacent both on disk and in the output.
-    let mut i = 0;
-    let copies = &projected.copies;
-    while i < copies.len() {
-        let (_, (src_start, mut src_end), dest) = copies[i];
-        let mut j = i + 1;
-        while j < copies.len() && copies[j].1 .0 >= src_end && copies[j].1 .0 - src_start == copies[j].2 - dest {
-            src_end = copies[j].1 .1;
-            j += 1;
-        }
-        segment.read_into(body_pos + src_start as u64, &mut body[dest..dest + (src_end - src_start)])?;
-        for &(col, (s, en), d) in &copies[i..j] {
-            let computed = crc32c::crc32c(&body[d..d + (en - s)]);
-            if computed != column_crcs[col] {
-                return Err(Error::CrcMismatch {
-                    location: format!("{} column {:?}", segment.location(), plan.table_schema.field(col).name()),
-                    stored: column_crcs[col],
-                    computed,
-                });
-            }
-        }
-        i = j;
-    }
-    body[projected.tail_offset..].copy_from_slice(&projected.tail);
+    let metadata_bucket = plan.metadata_columns.then_some(bucket);
+    let (meta, body) = read_projected(segment, e, &plan.table_schema, &plan.keep, metadata_bucket)?;
     Ok(ScanChunk {
         bucket,
         base_offset: e.base_offset,
         high_watermark: hw,
         rows: e.count as u64,
-        meta: Bytes::from(projected.meta),
+        meta: Bytes::from(meta),
         body: Bytes::from(body),
     })
+}
+
+/// Projects one stored batch to the `keep` columns (and metadata columns for `metadata_bucket`)
+/// without decoding it: verifies the header CRC, rebuilds the IPC message header, and copies
+/// only the kept columns' byte ranges out of the segment's memory map, each checked against its
+/// column CRC. Returns the new IPC message and body.
+pub fn read_projected(
+    segment: &Segment,
+    e: &IndexEntry,
+    table_schema: &SchemaRef,
+    keep: &[usize],
+    metadata_bucket: Option<u32>,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (header, column_crcs, meta) = read_prelude(segment, e)?;
+    let layout = BatchLayout::parse(&meta, table_schema)?;
+    let metadata = metadata_bucket.map(|bucket| MetadataValues {
+        bucket: bucket as i32,
+        base_offset: e.base_offset as i64,
+        timestamp_ms: header.max_timestamp,
+    });
+    let projected = ipc::project(&layout, keep, metadata)?;
+    let stored = segment.bytes_at(e.position + header.body_start() as u64, header.body_len as usize)?;
+    let mut body = Vec::with_capacity(projected.body_len);
+    for &(col, (start, end), dest) in &projected.copies {
+        let bytes = &stored[start..end];
+        let computed = crc32c::crc32c(bytes);
+        if computed != column_crcs[col] {
+            let location = format!("{} column {:?}", segment.location(), table_schema.field(col).name());
+            return Err(Error::CrcMismatch { location, stored: column_crcs[col], computed });
+        }
+        body.resize(dest, 0); // alignment padding between columns
+        body.extend_from_slice(bytes);
+    }
+    body.resize(projected.tail_offset, 0);
+    body.extend_from_slice(&projected.tail);
+    Ok((projected.meta, body))
 }
 
 /// A batch cut by the scan's start or end offset: decoded, sliced and re-encoded.

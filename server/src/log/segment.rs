@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 const INDEX_MAGIC: &[u8; 4] = b"STRI";
 const INDEX_VERSION: u16 = 1;
@@ -90,6 +91,17 @@ pub struct Segment {
     sealed: AtomicBool,
     /// Wall-clock time the segment was opened for appends (for roll-by-time).
     pub created_ms: i64,
+    /// A read-only memory map of the file, remapped when reads reach past its end.
+    map: parking_lot::Mutex<Option<Arc<memmap2::Mmap>>>,
+}
+
+/// Lets `Bytes` own a memory map: scans hand out zero-copy slices of the page cache.
+struct SharedMap(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..]
+    }
 }
 
 pub fn segment_file_name(base_offset: u64) -> String {
@@ -122,6 +134,7 @@ impl Segment {
             size: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
             created_ms: crate::catalog::now_ms(),
+            map: parking_lot::Mutex::new(None),
         })
     }
 
@@ -190,15 +203,37 @@ impl Segment {
         Ok(())
     }
 
-    /// Reads `len` bytes at `position`.
+    /// Reads `len` bytes at `position` into a new buffer.
     pub fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        self.read_into(position, &mut buf)?;
-        Ok(buf)
+        Ok(self.bytes_at(position, len)?.to_vec())
     }
 
-    pub fn read_into(&self, position: u64, buf: &mut [u8]) -> Result<()> {
-        self.file.read_exact_at(buf, position).at(self.location())
+    /// A zero-copy view of `len` bytes at `position`, backed by a memory map of the file.
+    pub fn bytes_at(&self, position: u64, len: usize) -> Result<bytes::Bytes> {
+        let end = position + len as u64;
+        let size = self.size();
+        if end > size {
+            return Err(Error::FileTooSmall { location: self.location(), expected: end, actual: size });
+        }
+        let map = {
+            let mut cached = self.map.lock();
+            match &*cached {
+                Some(m) if m.len() as u64 >= end => m.clone(),
+                _ => {
+                    // SAFETY: a mapped range is never modified or truncated while mapped: segments
+                    // are append-only, bytes below `size` are never rewritten, truncation happens
+                    // only in the recovery scan before any reader exists, and deletion unlinks the
+                    // file (the mapping stays valid). Appends past the mapped length are not seen
+                    // through this map; reads past it remap.
+                    let m = unsafe { memmap2::MmapOptions::new().len(size as usize).map(&self.file) }.at(self.location())?;
+                    let _ = m.advise(memmap2::Advice::Sequential);
+                    let m = Arc::new(m);
+                    *cached = Some(m.clone());
+                    m
+                }
+            }
+        };
+        Ok(bytes::Bytes::from_owner(SharedMap(map)).slice(position as usize..end as usize))
     }
 
     /// Index entries of batches that overlap `[from, until)`, at most `max_bytes` worth
@@ -243,6 +278,7 @@ impl Segment {
             size: AtomicU64::new(file_len),
             sealed: AtomicBool::new(!active),
             created_ms: crate::catalog::now_ms(),
+            map: parking_lot::Mutex::new(None),
         };
         if !active {
             if let Some(entries) = segment.load_index(file_len) {
@@ -347,7 +383,7 @@ impl Segment {
 /// Reads the header and prelude (column CRCs + IPC message) of an entry, verified.
 pub fn read_prelude(segment: &Segment, entry: &IndexEntry) -> Result<(BatchHeader, Vec<u32>, Vec<u8>)> {
     let location = segment.location();
-    let bytes = segment.read_at(entry.position, entry.body_start as usize)?;
+    let bytes = segment.bytes_at(entry.position, entry.body_start as usize)?;
     let header = BatchHeader::decode(&bytes, &location)?;
     let column_crcs = format::verify_prelude(&header, &bytes, &bytes[HEADER_LEN..], &location)?;
     let meta = format::meta_of(&header, &bytes[HEADER_LEN..]).to_vec();
