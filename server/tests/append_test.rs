@@ -89,3 +89,19 @@ async fn given_os_durability_when_appended_should_be_visible_at_once_and_synced_
     f.engine.sync_all().await.unwrap();
     assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()).len(), 10);
 }
+
+#[tokio::test]
+async fn given_os_mode_rolls_when_flushed_should_seal_segments_and_survive_reopen() {
+    let mut f = EngineFixture::builder().durability(Durability::Os).segment_bytes(2 * 1024).open();
+    for i in 0..12 {
+        f.table().append(rows(i * 100, 100), None).await.unwrap();
+    }
+    let segments = f.segment_files(0);
+    assert!(segments.len() > 2, "rolled: {segments:?}");
+    let indexed = |f: &EngineFixture| f.segment_files(0).iter().filter(|s| s.with_extension("index").exists()).count();
+    assert_eq!(indexed(&f), 0, "os-mode rolls leave fsync and index to the flusher");
+    f.engine.sync_all().await.unwrap();
+    assert_eq!(indexed(&f), segments.len() - 1, "the flush sealed every rolled segment");
+    f.reopen();
+    assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()), (0..1200).collect::<Vec<_>>());
+}

@@ -73,6 +73,8 @@ pub struct BucketLog {
     durability: AtomicU8,
     high_watermark: watch::Sender<u64>,
     stopped: Mutex<Option<String>>,
+    /// Segments rolled in `os` mode whose fsync and index wait for the next flush.
+    pending_seal: Mutex<Vec<Arc<Segment>>>,
     /// Set when the table is dropped or the node stops: tailing readers end with this error.
     readers_closed: Mutex<Option<ReadersClosed>>,
 }
@@ -170,6 +172,7 @@ impl BucketLog {
             high_watermark,
             stopped: Mutex::new(None),
             readers_closed: Mutex::new(None),
+            pending_seal: Mutex::new(Vec::new()),
         };
         Ok((log, report))
     }
@@ -316,16 +319,25 @@ impl BucketLog {
         if !(full || old) {
             return Ok(());
         }
-        if let Err(e) = active.seal() {
-            return Err(self.stop_writes(e.to_string()));
-        }
         let sealed_end = state.next_offset;
+        if self.durability() == Durability::Sync {
+            // Group commits already fsynced nearly all of it: sealing now is cheap.
+            if let Err(e) = active.seal() {
+                return Err(self.stop_writes(e.to_string()));
+            }
+        } else {
+            // In `os` mode the fsync and index of the full segment are the flusher's job, so an
+            // append never waits for a whole segment to reach the disk.
+            self.pending_seal.lock().push(active.clone());
+        }
         let next = Arc::new(Segment::create(&self.dir, sealed_end)?);
         tracing::debug!(bucket = %self.location, base_offset = sealed_end, "rolled to a new segment");
         self.segments.write().push(next.clone());
         state.active = next;
-        // Sealing fsynced everything below `sealed_end`.
-        self.mark_durable(sealed_end);
+        if self.durability() == Durability::Sync {
+            // Sealing fsynced everything below `sealed_end`.
+            self.mark_durable(sealed_end);
+        }
         Ok(())
     }
 
@@ -354,15 +366,21 @@ impl BucketLog {
 
     /// fdatasyncs everything written so far (holding `sync_lock` is the caller's job).
     async fn sync_now(&self) -> Result<()> {
-        let (segment, target) = {
+        let (segment, target, sealed) = {
             let state = self.append.lock();
-            (state.active.clone(), state.next_offset)
+            (state.active.clone(), state.next_offset, std::mem::take(&mut *self.pending_seal.lock()))
         };
-        let result = tokio::task::spawn_blocking(move || segment.sync_data())
-            .await
-            .map_err(|e| Error::Internal(format!("sync task failed: {e}")))?;
-        if let Err(e) = result {
-            return Err(self.stop_writes(format!("fdatasync failed: {e}")));
+        // Segments rolled in `os` mode are fsynced (and get their index) before the active one.
+        let result = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+            for s in &sealed {
+                s.seal().map_err(|e| e.to_string())?;
+            }
+            segment.sync_data().map_err(|e| format!("fdatasync failed: {e}"))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("sync task failed: {e}")))?;
+        if let Err(detail) = result {
+            return Err(self.stop_writes(detail));
         }
         self.mark_durable(target);
         Ok(())
@@ -371,7 +389,7 @@ impl BucketLog {
     /// Flushes whatever is written but not yet durable (background flusher, shutdown).
     pub async fn sync(&self) -> Result<()> {
         let written = self.written.load(Ordering::Acquire);
-        if self.durable.load(Ordering::Acquire) >= written {
+        if self.durable.load(Ordering::Acquire) >= written && self.pending_seal.lock().is_empty() {
             return Ok(());
         }
         let _guard = self.sync_lock.lock().await;
