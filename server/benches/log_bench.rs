@@ -4,9 +4,10 @@
 //!   (`BatchEncoder`, the CPU half of an append);
 //! * `append/*`: `BucketLog::append_unconfirmed` of an already-encoded batch (entry framing,
 //!   CRC32C, write(2) into the page cache; `os` durability, no fsync);
-//! * `read/segment/*`: reading the stored batches of a 43-column table, full (one read per
-//!   batch + CRC, served verbatim) vs projected to 13 columns (prelude read, flatbuffer
-//!   rewrite, one read + CRC per run of kept columns), as the scan path does;
+//! * `read/segment/*`: reading the stored batches of a 43-column table, full (a zero-copy view
+//!   of each entry + CRC, served verbatim) vs projected to 13 columns
+//!   (`engine::scan::read_projected`: prelude, flatbuffer rewrite, copy + CRC of the kept
+//!   columns), as the scan path does;
 //! * `read/engine/*`: the same through `StorageEngine::scan` (bucket tasks, channel).
 //!
 //! Run with `cargo bench -p strom-server --bench log_bench`; each bench measures ~3 s.
@@ -23,11 +24,12 @@ use std::time::{Duration, Instant};
 use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan};
 use strom_server::catalog::options::Compression;
 use strom_server::config::{Config, Durability};
+use strom_server::engine::scan;
 use strom_server::engine::{Engine, StorageEngine};
 use strom_server::log::bucket::{BucketLog, SegmentPolicy};
 use strom_server::log::format;
-use strom_server::log::ipc::{self, BatchEncoder, BatchLayout, EncodedBatch};
-use strom_server::log::segment::{read_prelude, IndexEntry, Segment};
+use strom_server::log::ipc::{BatchEncoder, EncodedBatch};
+use strom_server::log::segment::{IndexEntry, Segment};
 
 const MEASURE: Duration = Duration::from_secs(3);
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -204,44 +206,27 @@ fn all_entries(log: &BucketLog) -> Vec<(Arc<Segment>, IndexEntry)> {
     out
 }
 
-/// Full read as the verbatim scan path does it: read the entry, verify it, slice meta + body.
+/// Full read as the verbatim scan path does it: a zero-copy view of the entry (memory map),
+/// verified, sliced into meta + body.
 fn read_full(entries: &[(Arc<Segment>, IndexEntry)]) -> usize {
     let mut bytes = 0;
     for (segment, e) in entries {
-        let entry = segment.read_at(e.position, e.len as usize).expect("read");
+        let entry = segment.bytes_at(e.position, e.len as usize).expect("read");
         let header = format::verify_entry(&entry, "bench").expect("valid entry");
         bytes += header.body_len as usize;
-        black_box(&entry[header.body_start()..header.entry_len()]);
+        black_box(entry.slice(header.body_start()..header.entry_len()));
     }
     bytes
 }
 
-/// Projected read as the scan path does it: prelude, layout, new header, kept ranges + CRCs.
+/// Projected read as the scan path does it (`engine::scan::read_projected`): prelude, layout,
+/// new header, kept column ranges copied out of the map and checked against their CRCs.
 fn read_projected(entries: &[(Arc<Segment>, IndexEntry)], schema: &SchemaRef, keep: &[usize]) -> usize {
     let mut bytes = 0;
     for (segment, e) in entries {
-        let (header, crcs, meta) = read_prelude(segment, e).expect("prelude");
-        let layout = BatchLayout::parse(&meta, schema).expect("layout");
-        let projected = ipc::project(&layout, keep, None).expect("project");
-        let mut body = vec![0u8; projected.body_len];
-        let body_pos = e.position + header.body_start() as u64;
-        let copies = &projected.copies;
-        let mut i = 0;
-        while i < copies.len() {
-            let (_, (src_start, mut src_end), dest) = copies[i];
-            let mut j = i + 1;
-            while j < copies.len() && copies[j].1 .0 >= src_end && copies[j].1 .0 - src_start == copies[j].2 - dest {
-                src_end = copies[j].1 .1;
-                j += 1;
-            }
-            segment.read_into(body_pos + src_start as u64, &mut body[dest..dest + (src_end - src_start)]).expect("read");
-            for &(col, (s, en), d) in &copies[i..j] {
-                assert_eq!(crc32c::crc32c(&body[d..d + (en - s)]), crcs[col], "column CRC");
-            }
-            i = j;
-        }
+        let (meta, body) = scan::read_projected(segment, e, schema, keep, None).expect("projected read");
         bytes += body.len();
-        black_box((&projected.meta, body));
+        black_box((meta, body));
     }
     bytes
 }

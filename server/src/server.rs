@@ -45,7 +45,16 @@ impl RunningServer {
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let engine2 = engine.clone();
         let handle = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // `Server::tcp_nodelay` only applies to listeners tonic binds itself; with our own
+            // listener each accepted socket needs it, or small acks wait for Nagle (~40 ms).
+            let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
+                if let Ok(stream) = &accepted {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
+                    }
+                }
+                accepted
+            });
             let mut stop_serving = stop.clone();
             // HTTP/2 windows sized for multi-megabyte batches: with h2's 64 KiB default a
             // DoPut of one large batch stalls on a WINDOW_UPDATE round trip every 64 KiB.
