@@ -1,1 +1,418 @@
-fn main() {}
+//! `strom-bench`: the load generator that measures Strom against an in-memory pyarrow Flight
+//! peer, with the same raw Arrow Flight client code for both (no Strom client library).
+//!
+//! It starts both servers itself (or uses running ones), then runs, for each side:
+//! * `put`: pipelined DoPut appends (64K- and 100-row batches, 1 and 4 writers, durability
+//!   `sync`/`os`, compression NONE, plus ZSTD for 64K/1 writer/os);
+//! * `scan`: full-width vs 13-of-43-column DoGet of a 1M-row, 4-bucket table, in one DoGet and
+//!   over the GetFlightInfo endpoints in parallel (NONE and ZSTD on Strom), decoded on the client;
+//! * `follow`: end-to-end latency of a follow scan while a writer appends at a fixed rate.
+//!
+//! One line per scenario and side is printed (rows/s, MB/s of Arrow IPC, p50/p99/p999), and a
+//! JSON summary is written with `--json-out`. See `docs/benchmarks.md`.
+
+#[path = "strom_bench/data.rs"]
+mod data;
+#[path = "strom_bench/net.rs"]
+mod net;
+#[path = "strom_bench/procs.rs"]
+mod procs;
+#[path = "strom_bench/scenarios.rs"]
+mod scenarios;
+#[path = "strom_bench/stats.rs"]
+mod stats;
+
+use clap::Parser;
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use procs::{Res, Server};
+use scenarios::{Env, FollowConfig, PutConfig, ScanConfig, Target};
+use stats::{ResultRow, Verdict};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+#[derive(Parser, Debug)]
+#[command(name = "strom-bench", about = "Load generator: Strom vs an in-memory pyarrow Flight peer, over raw Arrow Flight")]
+struct Args {
+    /// Scenarios to run: put, scan, follow (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "put,scan,follow")]
+    scenarios: Vec<String>,
+    /// Sides to measure: strom, peer (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "strom,peer")]
+    targets: Vec<String>,
+    /// Use a running Strom node (grpc://host:port) instead of starting one.
+    #[arg(long)]
+    strom_endpoint: Option<String>,
+    /// Use a running peer (grpc://host:port) instead of starting one.
+    #[arg(long)]
+    peer_endpoint: Option<String>,
+    /// The strom binary (default: `strom` next to this executable).
+    #[arg(long)]
+    strom_bin: Option<PathBuf>,
+    /// Node-level durability passed to `strom serve --durability` (tables set their own).
+    #[arg(long)]
+    strom_durability: Option<String>,
+    /// Python interpreter for the peer (default: the workspace's .venv/bin/python).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The peer script (default: integration/peer/pyarrow_peer.py).
+    #[arg(long)]
+    peer_script: Option<PathBuf>,
+    /// Parent directory of the temporary Strom data directory (default: the system temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write the machine-readable summary here.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+
+    /// Append: rows per batch (comma-separated shapes).
+    #[arg(long, value_delimiter = ',', default_value = "65536,100")]
+    put_batch_rows: Vec<usize>,
+    /// Append: concurrent writers (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    put_writers: Vec<usize>,
+    /// Append: Strom durability modes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "sync,os")]
+    put_durability: Vec<String>,
+    /// Append: Strom compressions (comma-separated) for every shape/writer/durability.
+    #[arg(long, value_delimiter = ',', default_value = "NONE")]
+    put_compression: Vec<String>,
+    /// Append: extra Strom run with this compression for the first shape, 1 writer, os ("" = none).
+    #[arg(long, default_value = "ZSTD")]
+    put_extra_compression: String,
+    /// Append: seconds per run.
+    #[arg(long, default_value_t = 6.0)]
+    put_seconds: f64,
+    /// Append: unacknowledged batches per writer.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Append: cap on unacknowledged bytes per writer (in-flight batches = min(--inflight,
+    /// this / batch size), at least 1).
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    inflight_bytes: u64,
+
+    /// Scan: rows in the 43-column table.
+    #[arg(long, default_value_t = 1_000_000)]
+    scan_rows: usize,
+    /// Scan: rows per loaded batch (each is one stored batch / one scan message).
+    #[arg(long, default_value_t = 16_384)]
+    scan_batch_rows: usize,
+    /// Scan: Strom compressions (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "NONE,ZSTD")]
+    scan_compression: Vec<String>,
+    /// Scan: minimum measured seconds per variant (after one warm-up scan).
+    #[arg(long, default_value_t = 3.0)]
+    scan_seconds: f64,
+    /// Scan: minimum measured scans per variant.
+    #[arg(long, default_value_t = 3)]
+    scan_iterations: u32,
+
+    /// Follow: rows per second written.
+    #[arg(long, default_value_t = 10_000)]
+    follow_rate: u64,
+    /// Follow: rows per written batch.
+    #[arg(long, default_value_t = 100)]
+    follow_batch_rows: usize,
+    /// Follow: seconds of writing.
+    #[arg(long, default_value_t = 20.0)]
+    follow_seconds: f64,
+    /// Follow: table compression.
+    #[arg(long, default_value = "ZSTD")]
+    follow_compression: String,
+
+    /// Buckets of every table.
+    #[arg(long, default_value_t = 4)]
+    buckets: u32,
+    /// HTTP/2 stream window of the client connections, bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    stream_window: u32,
+    /// HTTP/2 connection window of the client connections, bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    connection_window: u32,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bench").build().expect("tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strom-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start_strom(args: &Args, data_root: &std::path::Path) -> Res<Server> {
+    if let Some(e) = &args.strom_endpoint {
+        return Server::external("strom", e);
+    }
+    let bin = match &args.strom_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.parent().ok_or("executable has no directory")?.join("strom"),
+    };
+    let data = data_root.join("strom-data");
+    let mut serve = vec!["serve".to_string(), "--data-dir".into(), data.display().to_string(), "--listen".into(), "127.0.0.1:0".into()];
+    if let Some(d) = &args.strom_durability {
+        serve.push("--durability".into());
+        serve.push(d.clone());
+    }
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    Server::spawn(
+        "strom",
+        &bin,
+        &serve,
+        &[("RUST_LOG", rust_log.as_str())],
+        "strom: listening on",
+        data_root.join("strom.log"),
+        Duration::from_secs(60),
+    )
+}
+
+fn start_peer(args: &Args, data_root: &std::path::Path) -> Res<Server> {
+    if let Some(e) = &args.peer_endpoint {
+        return Server::external("peer", e);
+    }
+    let python = args.python.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join(".venv/bin/python"));
+    let script = args.peer_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/pyarrow_peer.py"));
+    let peer_args = vec![script.display().to_string(), "--host".into(), "127.0.0.1".into(), "--port".into(), "0".into()];
+    Server::spawn("peer", &python, &peer_args, &[], "peer: listening on", data_root.join("peer.log"), Duration::from_secs(60))
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())));
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())));
+    let load = std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.trim().to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|l| l.trim().to_string());
+    serde_json::json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu, "mem_total": mem, "kernel": kernel, "loadavg_at_start": load,
+    })
+}
+
+/// What the machine's storage path gives, for reading the append figures: buffered writes of a
+/// fresh file (page-cache growth), rewrites of cached pages, and 4 KiB write + fdatasync.
+fn storage_probe(dir: &std::path::Path) -> Res<serde_json::Value> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("storage-probe");
+    let file = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path)?;
+    let chunk = vec![0x5au8; 8 << 20];
+    let total: u64 = 512 << 20;
+    let write_all = || -> Res<f64> {
+        let t = Instant::now();
+        let mut pos = 0;
+        while pos < total {
+            file.write_all_at(&chunk, pos)?;
+            pos += chunk.len() as u64;
+        }
+        Ok(total as f64 / t.elapsed().as_secs_f64() / 1e6)
+    };
+    let fresh = write_all()?;
+    let rewrite = write_all()?;
+    file.set_len(0)?;
+    file.sync_all()?;
+    let mut h = stats::histogram();
+    let small = vec![1u8; 4096];
+    for i in 0..100u64 {
+        let t = Instant::now();
+        file.write_all_at(&small, i * 4096)?;
+        file.sync_data()?;
+        stats::record(&mut h, t.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(serde_json::json!({
+        "fresh_write_mb_s": fresh.round(),
+        "rewrite_mb_s": rewrite.round(),
+        "write_4k_fdatasync_p50_us": h.value_at_quantile(0.5),
+        "write_4k_fdatasync_p99_us": h.value_at_quantile(0.99),
+    }))
+}
+
+async fn run(args: Args) -> Res<()> {
+    let started = Instant::now();
+    let tmp = match &args.data_dir {
+        Some(p) => tempfile::Builder::new().prefix("strom-bench-").tempdir_in(p)?,
+        None => tempfile::Builder::new().prefix("strom-bench-").tempdir()?,
+    };
+    let machine = machine();
+    let want = |t: &str| args.targets.iter().any(|x| x == t);
+    for t in &args.targets {
+        if !["strom", "peer"].contains(&t.as_str()) {
+            return Err(format!("unknown target {t:?} (strom, peer)").into());
+        }
+    }
+    for s in &args.scenarios {
+        if !["put", "scan", "follow"].contains(&s.as_str()) {
+            return Err(format!("unknown scenario {s:?} (put, scan, follow)").into());
+        }
+    }
+    let storage = storage_probe(tmp.path())?;
+    println!(
+        "storage: fresh buffered writes {} MB/s, rewrites of cached pages {} MB/s, 4 KiB write+fdatasync p50 {} p99 {}",
+        storage["fresh_write_mb_s"],
+        storage["rewrite_mb_s"],
+        stats::fmt_us(storage["write_4k_fdatasync_p50_us"].as_u64().unwrap_or(0)),
+        stats::fmt_us(storage["write_4k_fdatasync_p99_us"].as_u64().unwrap_or(0))
+    );
+    let mut servers: Vec<Server> = Vec::new();
+    if want("strom") {
+        servers.push(start_strom(&args, tmp.path())?);
+    }
+    if want("peer") {
+        servers.push(start_peer(&args, tmp.path())?);
+    }
+    let targets: Vec<Target> = servers.iter().map(|s| Target { name: s.name, url: s.url.clone(), pid: s.pid() }).collect();
+    let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let env = Env { windows: net::Windows { stream: args.stream_window, connection: args.connection_window }, progress };
+    for t in &targets {
+        let health = net::action(&net::connect(&t.url, env.windows).await?, "health", &serde_json::json!({})).await?;
+        println!("{:<6} {} {}", t.name, t.url.replace("http://", "grpc://"), health);
+    }
+    println!("{}", stats::header());
+    let mut rows: Vec<ResultRow> = Vec::new();
+    if let Err(e) = run_scenarios(&args, &targets, &env, &mut rows).await {
+        for s in &servers {
+            eprintln!("--- last lines of the {} log ---\n{}", s.name, s.log_tail(20));
+        }
+        return Err(e);
+    }
+    let peaks: serde_json::Map<String, serde_json::Value> =
+        targets.iter().filter_map(|t| t.pid.and_then(procs::peak_rss_kib).map(|k| (t.name.to_string(), serde_json::json!(k)))).collect();
+    for s in &mut servers {
+        s.stop();
+    }
+    let verdicts = verdicts(&rows);
+    if !verdicts.is_empty() {
+        println!("\ntargets:");
+        for v in &verdicts {
+            println!("  [{}] {} — {}", if v.met { "met" } else { "NOT met" }, v.target, v.measured);
+        }
+    }
+    println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.json_out {
+        let summary = serde_json::json!({
+            "machine": machine,
+            "storage": storage,
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "elapsed_s": started.elapsed().as_secs_f64(),
+            "peak_rss_kib": peaks,
+            "results": rows,
+            "targets": verdicts,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
+        println!("summary written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Vec<ResultRow>) -> Res<()> {
+    let scenario = |s: &str| args.scenarios.iter().any(|x| x == s);
+
+    if scenario("put") {
+        let cfg = PutConfig {
+            shapes: args.put_batch_rows.clone(),
+            writers: args.put_writers.clone(),
+            durabilities: args.put_durability.clone(),
+            compressions: args.put_compression.iter().map(|c| c.to_uppercase()).collect(),
+            extra_compression: Some(args.put_extra_compression.to_uppercase()).filter(|c| !c.is_empty()),
+            duration: Duration::from_secs_f64(args.put_seconds),
+            inflight: args.inflight,
+            inflight_bytes: args.inflight_bytes,
+            buckets: args.buckets,
+        };
+        for t in targets {
+            scenarios::run_put(t, &cfg, env, rows).await?;
+        }
+    }
+    if scenario("scan") {
+        let cfg = ScanConfig {
+            rows: args.scan_rows,
+            load_batch_rows: args.scan_batch_rows.max(1),
+            compressions: args.scan_compression.iter().map(|c| c.to_uppercase()).collect(),
+            min_duration: Duration::from_secs_f64(args.scan_seconds),
+            min_iterations: args.scan_iterations.max(1),
+            buckets: args.buckets,
+        };
+        let wide = scenarios::wide_data(&cfg)?;
+        for t in targets {
+            scenarios::run_scans(t, &cfg, &wide, env, rows).await?;
+        }
+    }
+    if scenario("follow") {
+        let cfg = FollowConfig {
+            rate: args.follow_rate,
+            batch_rows: args.follow_batch_rows.max(1),
+            duration: Duration::from_secs_f64(args.follow_seconds),
+            buckets: args.buckets,
+            durability: "os".into(),
+            compression: args.follow_compression.to_uppercase(),
+        };
+        for t in targets.iter().filter(|t| t.is_strom()) {
+            scenarios::run_follow(t, &cfg, env, rows).await?;
+        }
+    }
+
+    Ok(())
+}
+
+fn find<'a>(rows: &'a [ResultRow], scenario: &str, target: &str) -> Option<&'a ResultRow> {
+    rows.iter().find(|r| r.scenario == scenario && r.target == target)
+}
+
+/// The brief's targets, computed from the measured rows when both sides were measured.
+fn verdicts(rows: &[ResultRow]) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for strom_scan in rows.iter().filter(|r| r.target == "strom" && r.scenario.starts_with("scan/full")) {
+        // scan/full43/1get/NONE → peer row scan/full43/1get
+        let base = strom_scan.scenario.rsplit_once('/').map(|(b, _)| b).unwrap_or(&strom_scan.scenario);
+        if let Some(peer) = find(rows, base, "peer") {
+            let ratio = strom_scan.rows_per_s / peer.rows_per_s;
+            out.push(Verdict {
+                target: format!("{}: full-width DoGet >= 0.8x peer", strom_scan.scenario),
+                measured: format!(
+                    "{} vs {} rows/s = {ratio:.2}x",
+                    stats::fmt_rate(strom_scan.rows_per_s),
+                    stats::fmt_rate(peer.rows_per_s)
+                ),
+                met: ratio >= 0.8,
+            });
+        }
+    }
+    for r in rows.iter().filter(|r| r.extra.contains_key("speedup_vs_bytes_ratio")) {
+        let eff = r.extra["speedup_vs_bytes_ratio"].as_f64().unwrap_or(0.0);
+        out.push(Verdict {
+            target: format!("{} {}: projected speedup >= 0.8x bytes ratio", r.target, r.scenario),
+            measured: format!(
+                "speedup {:.2}x vs bytes ratio {:.2}x = {eff:.2}",
+                r.extra["speedup"].as_f64().unwrap_or(0.0),
+                r.extra["bytes_ratio"].as_f64().unwrap_or(0.0)
+            ),
+            met: eff >= 0.8,
+        });
+    }
+    for strom_put in rows.iter().filter(|r| r.target == "strom" && r.scenario.starts_with("put/") && r.scenario.contains("/os/NONE")) {
+        let base = strom_put.scenario.trim_end_matches("/os/NONE");
+        if let Some(peer) = find(rows, base, "peer") {
+            let ratio = strom_put.rows_per_s / peer.rows_per_s;
+            out.push(Verdict {
+                target: format!("{}: DoPut os >= peer", strom_put.scenario),
+                measured: format!("{} vs {} rows/s = {ratio:.2}x", stats::fmt_rate(strom_put.rows_per_s), stats::fmt_rate(peer.rows_per_s)),
+                met: ratio >= 1.0,
+            });
+        }
+    }
+    for f in rows.iter().filter(|r| r.scenario.starts_with("follow/")) {
+        out.push(Verdict {
+            target: format!("{}: follow p99 <= 2 ms", f.scenario),
+            measured: format!("p50 {} p99 {} p999 {}", stats::fmt_us(f.p50_us), stats::fmt_us(f.p99_us), stats::fmt_us(f.p999_us)),
+            met: f.p99_us <= 2000,
+        });
+    }
+    out
+}
