@@ -4,7 +4,7 @@
 //! Writing batch i+1 while batch i waits for its fdatasync lets one stream share group commits
 //! with itself; memory permits bound what is decoded but not yet written.
 
-use crate::engine::table::PendingAck;
+use crate::engine::table::{PendingAck, TableRuntime};
 use crate::engine::StorageEngine;
 use crate::error::{Error, Result};
 use crate::log::bucket::BatchIdentity;
@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
 use strom_flight_api::{WriteCommand, WriteKind};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, Streaming};
 
 /// Acks (or the error that ended the stream) waiting to be sent in order.
@@ -91,12 +91,18 @@ pub async fn do_put(
         return Err(Error::invalid("\"writer_id\" must be >= 0").into());
     }
     let table = ctx.engine.table(&command.database, &command.table)?;
-    let (tx, rx) = mpsc::channel::<Result<PendingAck>>(64);
+    // Two stages so one stream uses two cores: the decode stage reads and decodes message N+1
+    // while the write stage conforms, encodes and writes batch N. Order is kept end to end.
+    let (ack_tx, rx) = mpsc::channel::<Result<PendingAck>>(64);
+    let (decoded_tx, decoded_rx) = mpsc::channel::<Result<DecodedBatch>>(2);
+    let engine = ctx.engine.clone();
+    let writer_table = table.clone();
     tokio::spawn(async move {
-        if let Err(e) = write_loop(&ctx, &table, &command, input, &tx).await {
-            let _ = tx.send(Err(e)).await;
+        if let Err(e) = decode_loop(&ctx, &table, &command, input, &decoded_tx).await {
+            let _ = decoded_tx.send(Err(e)).await;
         }
     });
+    tokio::spawn(write_stage(engine, writer_table, decoded_rx, ack_tx));
     Ok(Box::pin(ack_stream(rx)))
 }
 
@@ -121,12 +127,40 @@ fn ack_stream(rx: mpsc::Receiver<Result<PendingAck>>) -> impl Stream<Item = Resu
     })
 }
 
-async fn write_loop(
+/// A decoded batch on its way to the write stage, holding its memory permits.
+type DecodedBatch = (RecordBatch, Option<BatchIdentity>, OwnedSemaphorePermit);
+
+/// Writes decoded batches in order; the first error (its own or the decode stage's) is queued
+/// after the acks of the batches before it, and ends the stream.
+async fn write_stage(
+    engine: Arc<dyn StorageEngine>,
+    table: Arc<TableRuntime>,
+    mut decoded: mpsc::Receiver<Result<DecodedBatch>>,
+    acks: AckQueue,
+) {
+    while let Some(item) = decoded.recv().await {
+        let outcome = match item {
+            Ok((batch, id, permits)) => {
+                let pending = engine.append(&table, batch, id).await;
+                drop(permits); // written (or refused): its decoded form is gone
+                pending
+            }
+            Err(e) => Err(e),
+        };
+        let failed = outcome.is_err();
+        if acks.send(outcome).await.is_err() || failed {
+            return; // the response side is gone, or the stream ended with an error
+        }
+    }
+}
+
+/// Reads and decodes the DoPut messages, checking the schema before any data arrives.
+async fn decode_loop(
     ctx: &PutContext,
-    table: &Arc<crate::engine::table::TableRuntime>,
+    table: &Arc<TableRuntime>,
     command: &WriteCommand,
     mut input: futures::stream::Peekable<Streaming<FlightData>>,
-    acks: &AckQueue,
+    decoded: &mpsc::Sender<Result<DecodedBatch>>,
 ) -> Result<()> {
     let mut schema: Option<SchemaRef> = None;
     let mut batch_index: i64 = 0;
@@ -174,10 +208,8 @@ async fn write_loop(
                     .map_err(|e| Error::invalid(format!("DoPut record batch does not decode: {e}")))?;
                 let id = command.writer_id.map(|w| BatchIdentity { writer_id: w, sequence: command.sequence.unwrap_or(0) + batch_index });
                 batch_index += 1;
-                let pending = ctx.engine.append(table, batch, id).await?;
-                drop(permits);
-                if acks.send(Ok(pending)).await.is_err() {
-                    return Ok(()); // the response side is gone
+                if decoded.send(Ok((batch, id, permits))).await.is_err() {
+                    return Ok(()); // the write stage stopped
                 }
             }
             MessageHeader::DictionaryBatch => {
