@@ -294,3 +294,19 @@ def check_ack(ack: dict, rows: int, bucket_num: int | None = None) -> None:
         assert b["count"] > 0 and b["base_offset"] >= 0, ack
         if bucket_num is not None:
             assert 0 <= b["bucket"] < bucket_num, ack
+
+
+def assert_dense_offsets(acks: list[dict]) -> dict[int, list[tuple[int, int]]]:
+    """Checks that the acked (base_offset, count) spans of each bucket tile 0..n without gaps
+    or overlaps; returns the spans per bucket."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for ack in acks:
+        for b in ack["buckets"]:
+            spans.setdefault(b["bucket"], []).append((b["base_offset"], b["count"]))
+    for bucket, items in spans.items():
+        items.sort()
+        expected_next = 0
+        for base, n in items:
+            assert base == expected_next, f"bucket {bucket}: offsets overlap or leave a gap: {items}"
+            expected_next = base + n
+    return spans

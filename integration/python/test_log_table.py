@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from flight_helpers import (action1, append_cmd, call_options, check_ack, count, decode_ack,
+from flight_helpers import (action1, assert_dense_offsets, append_cmd, call_options, check_ack, count, decode_ack,
                             path, put, scan)
 
 ROWS = 200_000
@@ -167,16 +167,7 @@ def test_given_200k_rows_in_batches_when_appended_should_ack_every_row(wide):
     for ack in wide.acks:
         check_ack(ack, ack["rows"], BUCKETS)
     # With a single writer, each bucket's offsets are dense and never overlap.
-    ranges: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for ack in wide.acks:
-        for b in ack["buckets"]:
-            ranges[b["bucket"]].append((b["base_offset"], b["count"]))
-    for bucket, spans in ranges.items():
-        spans.sort()
-        expected_next = 0
-        for base, n in spans:
-            assert base == expected_next, f"bucket {bucket}: offsets {spans}"
-            expected_next = base + n
+    ranges = assert_dense_offsets(wide.acks)
     # No bucket key: rows are spread over the buckets, not all in one.
     assert len(ranges) > 1, f"all rows went to buckets {sorted(ranges)}"
 

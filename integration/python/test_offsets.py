@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from flight_helpers import action1, append_cmd, count, path, put, raises_grpc, scan
+from flight_helpers import action1, append_cmd, assert_dense_offsets, count, path, put, raises_grpc, scan
 
 COLUMNS = [{"name": "id", "type": "BIGINT", "nullable": False}, {"name": "v", "type": "STRING"}]
 SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), ("v", pa.string())])
@@ -102,16 +101,7 @@ def test_given_concurrent_writers_when_appending_should_assign_dense_unique_offs
         t.join(60)
     assert not errors, errors
     assert len(acks) == 60
-    spans = defaultdict(list)
-    for ack in acks:
-        for b in ack["buckets"]:
-            spans[b["bucket"]].append((b["base_offset"], b["count"]))
-    for bucket, items in spans.items():
-        items.sort()
-        nxt = 0
-        for base, n in items:
-            assert base == nxt, f"bucket {bucket}: offsets overlap or leave a gap: {items}"
-            nxt = base + n
+    assert_dense_offsets(acks)
     got = scan(client, database, table, metadata_columns=True)
     assert got.num_rows == 6_000
     assert len(set(got.column("id").to_pylist())) == 6_000
