@@ -70,33 +70,65 @@ pub struct DropDatabase {
 }
 
 /// A column of `create_table`, and of the table info returned by `get_table`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "RawColumnSpec")]
 pub struct ColumnSpec {
     pub name: String,
     /// SQL type name: `BIGINT`, `STRING`, `DECIMAL(10, 2)`, `TIMESTAMP(3)`, `ARRAY<INT>`, ...
     #[serde(rename = "type")]
     pub data_type: String,
-    /// Defaults to true; primary-key columns are always NOT NULL.
-    #[serde(default = "default_true")]
+    /// Defaults to true; primary-key columns default to NOT NULL (declaring one nullable is an error).
     pub nullable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Whether the JSON said `"nullable"` explicitly (not sent; the node needs it to tell an
+    /// omitted `nullable` on a key column, which means NOT NULL, from a declared `true`).
+    #[serde(skip)]
+    pub nullable_declared: bool,
+}
+
+/// The wire form of [`ColumnSpec`], with `nullable` optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumnSpec {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    #[serde(default)]
+    nullable: Option<bool>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Equality of what a column is; how its nullability was spelled does not matter.
+impl PartialEq for ColumnSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.data_type == other.data_type && self.nullable == other.nullable && self.comment == other.comment
+    }
+}
+
+impl From<RawColumnSpec> for ColumnSpec {
+    fn from(raw: RawColumnSpec) -> Self {
+        Self {
+            name: raw.name,
+            data_type: raw.data_type,
+            nullable: raw.nullable.unwrap_or(true),
+            comment: raw.comment,
+            nullable_declared: raw.nullable.is_some(),
+        }
+    }
 }
 
 impl ColumnSpec {
     pub fn new(name: impl Into<String>, data_type: impl Into<String>) -> Self {
-        Self { name: name.into(), data_type: data_type.into(), nullable: true, comment: None }
+        Self { name: name.into(), data_type: data_type.into(), nullable: true, comment: None, nullable_declared: false }
     }
 
     pub fn not_null(mut self) -> Self {
         self.nullable = false;
+        self.nullable_declared = true;
         self
     }
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// `create_table`.
@@ -468,6 +500,16 @@ mod tests {
         assert!(TicketRequest::parse(br#"{"foo":1}"#).unwrap_err().contains("foo"));
         let err = TicketRequest::parse(br#"{"scan":"log","database":"d","table":"t","colums":["a"]}"#).unwrap_err();
         assert!(err.contains("colums"), "{err}");
+    }
+
+    #[test]
+    fn given_column_json_when_parsed_should_remember_whether_nullable_was_declared() {
+        let cols: Vec<ColumnSpec> =
+            serde_json::from_str(r#"[{"name":"a","type":"INT"},{"name":"b","type":"INT","nullable":true}]"#).unwrap();
+        assert!(cols[0].nullable && !cols[0].nullable_declared);
+        assert!(cols[1].nullable && cols[1].nullable_declared);
+        let err = serde_json::from_str::<ColumnSpec>(r#"{"name":"a","type":"INT","nullabel":false}"#).unwrap_err().to_string();
+        assert!(err.contains("nullabel"), "{err}");
     }
 
     #[test]

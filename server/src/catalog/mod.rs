@@ -4,6 +4,7 @@
 //! atomically on every change. Mutations are serialized; readers see an immutable snapshot.
 
 pub mod options;
+pub mod pk;
 pub mod types;
 
 use crate::config::Durability;
@@ -288,13 +289,16 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
             return Err(Error::invalid(format!("duplicate column {:?}", c.name)));
         }
         let ty = types::parse_sql_type(&c.name, &c.data_type)?;
-        columns.push(ColumnSpec { name: c.name.clone(), data_type: ty.normalized, nullable: c.nullable, comment: c.comment.clone() });
-    }
-    if !req.primary_key.is_empty() {
-        return Err(Error::Unimplemented(format!(
-            "table {}.{}: primary-key tables are not served by this node version yet",
-            req.database, req.table
-        )));
+        // Key columns are NOT NULL unless the request says otherwise (which `pk` rejects).
+        let in_key = req.primary_key.contains(&c.name);
+        let nullable = c.nullable && !(in_key && !c.nullable_declared);
+        columns.push(ColumnSpec {
+            name: c.name.clone(),
+            data_type: ty.normalized,
+            nullable,
+            comment: c.comment.clone(),
+            nullable_declared: true,
+        });
     }
     if !req.partition_keys.is_empty() {
         return Err(Error::Unimplemented(format!(
@@ -335,7 +339,19 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
             return Err(Error::invalid(format!("bucket key column {k:?} is listed twice")));
         }
     }
-    let mut full = options::validate_and_fill(&req.options, bucket_num, defaults.durability)?;
+    let mut full = options::validate_and_fill(&req.options, bucket_num, defaults.durability, !req.primary_key.is_empty())?;
+    if !req.primary_key.is_empty() {
+        let fields = columns
+            .iter()
+            .map(|c| Ok(Field::new(&c.name, types::parse_sql_type(&c.name, &c.data_type)?.arrow, c.nullable)))
+            .collect::<Result<Vec<_>>>()?;
+        let declared_nullable: Vec<bool> = req.columns.iter().map(|c| c.nullable && c.nullable_declared).collect();
+        pk::validate(&Schema::new(fields), &req.primary_key, &bucket_key, &declared_nullable, &req.options)?;
+        return Err(Error::Unimplemented(format!(
+            "table {}.{}: the primary-key definition is valid, but primary-key tables are not served by this node version yet",
+            req.database, req.table
+        )));
+    }
     if !bucket_key.is_empty() {
         full.insert(options::BUCKET_KEY.into(), bucket_key.join(","));
     }

@@ -21,11 +21,6 @@ pub const DEFAULT_TTL: &str = "7 d";
 
 /// Options of the contract that a later node version acts on: accepted names, refused values.
 const NOT_YET: &[&str] = &[
-    "table.merge-engine",
-    "table.merge-engine.versioned.ver-column",
-    "table.delete.behavior",
-    "table.changelog.image",
-    "auto-increment.fields",
     "table.auto-partition.enabled",
     "table.auto-partition.key",
     "table.auto-partition.time-unit",
@@ -131,10 +126,8 @@ fn validate_option(key: &str, value: &str) -> Result<()> {
             return Err(Error::Unimplemented(format!("option {k:?} is part of the contract but not served by this node version yet")));
         }
         k if k.starts_with("client.") || k.starts_with("scan.") || k.starts_with("lookup.") || k.starts_with("sink.") => {}
-        k if k.starts_with("fields.") => {
-            return Err(Error::Unimplemented(format!(
-                "option {k:?} configures aggregation tables, which this node version does not serve yet"
-            )));
+        k if super::pk::PK_ONLY.contains(&k) || k.starts_with("fields.") => {
+            return Err(Error::invalid(format!("option {k:?} applies to primary-key tables; this table has no primary key")));
         }
         k => return Err(Error::invalid(format!("unknown table option {k:?}"))),
     }
@@ -159,12 +152,17 @@ fn parse_assigner(value: &str) -> std::result::Result<NoKeyAssigner, String> {
 }
 
 /// Validates every option of a new table; returns the map with defaults filled in.
+/// Primary-key options (`table.merge-engine`, `fields.*`, ...) are validated by `catalog::pk`.
 pub fn validate_and_fill(
     options: &BTreeMap<String, String>,
     bucket_num: u32,
     node_durability: Durability,
+    primary_key_table: bool,
 ) -> Result<BTreeMap<String, String>> {
     for (k, v) in options {
+        if primary_key_table && (super::pk::PK_ONLY.contains(&k.as_str()) || k.starts_with("fields.")) {
+            continue;
+        }
         validate_option(k, v)?;
     }
     let mut full = options.clone();
@@ -221,7 +219,7 @@ mod tests {
 
     #[test]
     fn given_no_options_when_filled_should_use_defaults() {
-        let full = validate_and_fill(&BTreeMap::new(), 4, Durability::Sync).unwrap();
+        let full = validate_and_fill(&BTreeMap::new(), 4, Durability::Sync, false).unwrap();
         let parsed = log_options(&full).unwrap();
         assert_eq!(parsed.compression, Compression::Zstd);
         assert_eq!(parsed.ttl, Duration::from_secs(7 * 86400));
@@ -232,14 +230,23 @@ mod tests {
     #[test]
     fn given_bad_options_when_validated_should_name_them() {
         for (k, v) in [(COMPRESSION, "GZIP"), (LOG_TTL, "banana"), (NO_KEY_ASSIGNER, "RANDOM"), ("table.unknown", "x"), (BUCKET_NUM, "0")] {
-            let err = validate_and_fill(&opts(&[(k, v)]), 1, Durability::Sync).unwrap_err().to_string();
+            let err = validate_and_fill(&opts(&[(k, v)]), 1, Durability::Sync, false).unwrap_err().to_string();
             assert!(err.contains(k), "{k}: {err}");
         }
     }
 
     #[test]
+    fn given_primary_key_options_on_a_log_table_when_validated_should_refuse_them() {
+        for k in ["table.merge-engine", "fields.x.agg", "auto-increment.fields"] {
+            let err = validate_and_fill(&opts(&[(k, "x")]), 1, Durability::Sync, false).unwrap_err().to_string();
+            assert!(err.contains(k) && err.contains("primary-key tables"), "{err}");
+        }
+        assert!(validate_and_fill(&opts(&[("table.merge-engine", "x")]), 1, Durability::Sync, true).is_ok(), "left to catalog::pk");
+    }
+
+    #[test]
     fn given_client_options_when_validated_should_be_kept() {
-        let full = validate_and_fill(&opts(&[("scan.startup.mode", "earliest")]), 1, Durability::Os).unwrap();
+        let full = validate_and_fill(&opts(&[("scan.startup.mode", "earliest")]), 1, Durability::Os, false).unwrap();
         assert_eq!(full["scan.startup.mode"], "earliest");
         assert_eq!(full[DURABILITY], "os");
     }

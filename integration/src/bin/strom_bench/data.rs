@@ -28,10 +28,8 @@ pub struct TableDef {
 
 impl TableDef {
     fn new(cols: &[(String, &str, bool)]) -> Self {
-        let columns = cols
-            .iter()
-            .map(|(n, t, nullable)| ColumnSpec { name: n.clone(), data_type: t.to_string(), nullable: *nullable, comment: None })
-            .collect();
+        let columns =
+            cols.iter().map(|(n, t, nullable)| ColumnSpec { nullable: *nullable, ..ColumnSpec::new(n.clone(), t.to_string()) }).collect();
         let fields: Vec<Field> = cols.iter().map(|(n, t, nullable)| Field::new(n, arrow_type(t), *nullable)).collect();
         Self { columns, schema: Arc::new(Schema::new(fields)) }
     }
