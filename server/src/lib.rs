@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod flight;
 pub mod fsutil;
+pub mod kv;
 pub mod log;
 pub mod server;
 

@@ -291,7 +291,7 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
         let ty = types::parse_sql_type(&c.name, &c.data_type)?;
         // Key columns are NOT NULL unless the request says otherwise (which `pk` rejects).
         let in_key = req.primary_key.contains(&c.name);
-        let nullable = c.nullable && !(in_key && !c.nullable_declared);
+        let nullable = c.nullable && (c.nullable_declared || !in_key);
         columns.push(ColumnSpec {
             name: c.name.clone(),
             data_type: ty.normalized,
