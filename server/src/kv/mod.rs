@@ -2,4 +2,5 @@
 //! order-preserving key encoding. The KV engine over RocksDB builds on these.
 
 pub mod keys;
+pub mod merge;
 pub mod value;
