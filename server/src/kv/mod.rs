@@ -1,6 +1,7 @@
-//! Building blocks of primary-key tables: typed row values with a stable encoding, and
-//! order-preserving key encoding. The KV engine over RocksDB builds on these.
+//! Building blocks of primary-key tables: typed row values with a stable encoding,
+//! order-preserving keys, merge engines, and the RocksDB store they are applied to.
 
 pub mod keys;
 pub mod merge;
+pub mod store;
 pub mod value;

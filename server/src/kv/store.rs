@@ -1,0 +1,212 @@
+//! The node's RocksDB instance for primary-key tables.
+//!
+//! One keyspace for the node: every table bucket owns the key range under its 12-byte prefix
+//! (`keys::bucket_prefix`). RocksDB's own WAL is off: the bucket log is the write-ahead log. Each
+//! `apply` writes a bucket's rows together with the log offset they are applied up to in one
+//! write batch, so after a crash RocksDB holds a consistent earlier state (rows and offset lost
+//! together) and recovery replays the log from the recorded offset as plain puts and deletes.
+//! `flush` makes the applied state durable; log retention must flush before it deletes changelog
+//! segments that RocksDB may still need.
+
+use super::keys::{bucket_prefix, prefix_end, BUCKET_PREFIX_LEN};
+use crate::error::{Error, Result};
+use rocksdb::{BlockBasedOptions, DBCompressionType, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+
+/// Metadata lives under table id 0, which no table has (ids start at 1).
+const META_TABLE: u64 = 0;
+const APPLIED_TAG: &[u8] = b"applied";
+
+fn kv_error(e: rocksdb::Error) -> Error {
+    Error::Internal(format!("RocksDB: {e}"))
+}
+
+fn applied_key(table_id: u64, bucket: u32) -> Vec<u8> {
+    let mut key = bucket_prefix(META_TABLE, 0).to_vec();
+    key.extend_from_slice(APPLIED_TAG);
+    key.extend_from_slice(&bucket_prefix(table_id, bucket));
+    key
+}
+
+/// One change to apply: a put (`Some(value)`) or a delete (`None`).
+pub type KvWrite = (Vec<u8>, Option<Vec<u8>>);
+
+pub struct KvStore {
+    db: DB,
+}
+
+impl KvStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.increase_parallelism(2);
+        options.set_compression_type(DBCompressionType::Lz4);
+        options.set_bottommost_compression_type(DBCompressionType::Zstd);
+        let mut table = BlockBasedOptions::default();
+        // Point lookups of keys that do not exist skip the data blocks.
+        table.set_bloom_filter(10.0, false);
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(256 * 1024 * 1024));
+        table.set_cache_index_and_filter_blocks(true);
+        options.set_block_based_table_factory(&table);
+        let db = DB::open(&options, dir).map_err(kv_error)?;
+        Ok(Self { db })
+    }
+
+    fn write_options() -> WriteOptions {
+        let mut w = WriteOptions::default();
+        // The bucket log is the WAL (see the module documentation).
+        w.disable_wal(true);
+        w
+    }
+
+    /// Applies a bucket's changes and records `applied_offset`, atomically.
+    pub fn apply(&self, table_id: u64, bucket: u32, writes: &[KvWrite], applied_offset: u64) -> Result<()> {
+        let prefix = bucket_prefix(table_id, bucket);
+        let mut batch = WriteBatch::default();
+        for (key, value) in writes {
+            if !key.starts_with(&prefix) {
+                return Err(Error::Internal(format!("key outside table {table_id} bucket {bucket}")));
+            }
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
+        batch.put(applied_key(table_id, bucket), applied_offset.to_le_bytes());
+        self.db.write_opt(batch, &Self::write_options()).map_err(kv_error)
+    }
+
+    /// The log offset the bucket is applied up to (None: nothing applied yet).
+    pub fn applied_offset(&self, table_id: u64, bucket: u32) -> Result<Option<u64>> {
+        match self.db.get(applied_key(table_id, bucket)).map_err(kv_error)? {
+            None => Ok(None),
+            Some(v) => {
+                let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| Error::DataLoss {
+                    location: format!("KV applied offset of table {table_id} bucket {bucket}"),
+                    detail: format!("{} bytes instead of 8", v.len()),
+                })?;
+                Ok(Some(u64::from_le_bytes(bytes)))
+            }
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(kv_error)
+    }
+
+    /// Looks up many keys in one call (RocksDB batches the block reads).
+    pub fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.db.multi_get(keys).into_iter().map(|r| r.map_err(kv_error)).collect()
+    }
+
+    /// A consistent view for snapshot scans and lookups across buckets.
+    pub fn snapshot(&self) -> KvSnapshot<'_> {
+        KvSnapshot { snapshot: self.db.snapshot() }
+    }
+
+    /// Removes every row and the applied offset of a bucket (a dropped table).
+    pub fn delete_bucket(&self, table_id: u64, bucket: u32) -> Result<()> {
+        let prefix = bucket_prefix(table_id, bucket);
+        let end = prefix_end(&prefix).ok_or_else(|| Error::Internal("bucket prefix has no end".into()))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range(prefix.as_slice(), end.as_slice());
+        batch.delete(applied_key(table_id, bucket));
+        self.db.write_opt(batch, &Self::write_options()).map_err(kv_error)
+    }
+
+    /// Persists everything applied so far (memtables to SST files).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(kv_error)
+    }
+}
+
+/// A point-in-time view of the store.
+pub struct KvSnapshot<'a> {
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl KvSnapshot<'_> {
+    pub fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.snapshot.multi_get(keys).into_iter().map(|r| r.map_err(kv_error)).collect()
+    }
+
+    /// Key/value pairs whose key starts with `prefix`, in key order, at most `limit`.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if prefix.len() < BUCKET_PREFIX_LEN {
+            return Err(Error::Internal("a scan must stay inside one table bucket".into()));
+        }
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(prefix.to_vec());
+        if let Some(end) = prefix_end(prefix) {
+            read.set_iterate_upper_bound(end);
+        }
+        let mut out = Vec::new();
+        for item in self.snapshot.iterator_opt(IteratorMode::Start, read) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(kv_error)?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::keys::encode_key;
+    use crate::kv::value::Value;
+    use arrow_schema::DataType;
+
+    fn key(table: u64, bucket: u32, user: i64, order: i64) -> Vec<u8> {
+        encode_key(table, bucket, &[&Value::Int(user), &Value::Int(order)], &[&DataType::Int64, &DataType::Int64]).unwrap()
+    }
+
+    #[test]
+    fn given_applied_batches_when_reopened_after_flush_should_keep_rows_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let kv = KvStore::open(dir.path()).unwrap();
+            assert_eq!(kv.applied_offset(1, 0).unwrap(), None);
+            kv.apply(1, 0, &[(key(1, 0, 5, 1), Some(b"a".to_vec())), (key(1, 0, 5, 2), Some(b"b".to_vec()))], 2).unwrap();
+            kv.apply(1, 0, &[(key(1, 0, 5, 1), None)], 3).unwrap();
+            kv.flush().unwrap();
+        }
+        let kv = KvStore::open(dir.path()).unwrap();
+        assert_eq!(kv.applied_offset(1, 0).unwrap(), Some(3));
+        assert_eq!(kv.get(&key(1, 0, 5, 1)).unwrap(), None, "the delete was applied");
+        assert_eq!(kv.multi_get(&[key(1, 0, 5, 2), key(1, 0, 6, 1)]).unwrap(), vec![Some(b"b".to_vec()), None]);
+        assert!(kv.apply(1, 0, &[(key(2, 0, 1, 1), Some(vec![]))], 4).is_err(), "a bucket writes only its own keys");
+    }
+
+    #[test]
+    fn given_prefix_scan_on_a_snapshot_should_return_only_that_prefix_as_of_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KvStore::open(dir.path()).unwrap();
+        let rows: Vec<KvWrite> =
+            [(4, 9), (5, 3), (5, 1), (6, 0)].iter().map(|&(u, o)| (key(1, 0, u, o), Some(vec![u as u8, o as u8]))).collect();
+        kv.apply(1, 0, &rows, 4).unwrap();
+        let snapshot = kv.snapshot();
+        kv.apply(1, 0, &[(key(1, 0, 5, 2), Some(vec![5, 2]))], 5).unwrap();
+        let user5 = encode_key(1, 0, &[&Value::Int(5)], &[&DataType::Int64]).unwrap();
+        let seen: Vec<Vec<u8>> = snapshot.scan_prefix(&user5, 100).unwrap().into_iter().map(|(_, v)| v).collect();
+        assert_eq!(seen, vec![vec![5, 1], vec![5, 3]], "user 5's orders in key order, without the later write");
+        assert_eq!(kv.snapshot().scan_prefix(&user5, 100).unwrap().len(), 3);
+        assert_eq!(kv.snapshot().scan_prefix(&user5, 1).unwrap().len(), 1, "limit");
+    }
+
+    #[test]
+    fn given_dropped_bucket_when_deleted_should_leave_other_buckets_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KvStore::open(dir.path()).unwrap();
+        kv.apply(1, 0, &[(key(1, 0, 1, 1), Some(vec![1]))], 1).unwrap();
+        kv.apply(1, 1, &[(key(1, 1, 1, 1), Some(vec![2]))], 1).unwrap();
+        kv.delete_bucket(1, 0).unwrap();
+        assert_eq!(kv.get(&key(1, 0, 1, 1)).unwrap(), None);
+        assert_eq!(kv.applied_offset(1, 0).unwrap(), None);
+        assert_eq!(kv.get(&key(1, 1, 1, 1)).unwrap(), Some(vec![2]));
+    }
+}
