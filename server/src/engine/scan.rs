@@ -245,7 +245,7 @@ fn read_chunks(
     }
     for e in entries {
         if !whole(e) {
-            let entry = segment.read_at(e.position, e.len as usize)?;
+            let entry = segment.bytes_at(e.position, e.len as usize)?;
             let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
             out.push(partial_chunk(&entry, &header, e, from, until, bucket, hw, plan, &location)?);
             continue;
@@ -318,7 +318,7 @@ pub fn read_projected(
 /// A batch cut by the scan's start or end offset: decoded, sliced and re-encoded.
 #[allow(clippy::too_many_arguments)] // the read context of one batch; a struct would only rename it
 fn partial_chunk(
-    entry: &[u8],
+    entry: &Bytes,
     header: &BatchHeader,
     e: &IndexEntry,
     from: u64,
@@ -329,7 +329,7 @@ fn partial_chunk(
     location: &str,
 ) -> Result<ScanChunk> {
     let meta = format::meta_of(header, &entry[format::HEADER_LEN..]);
-    let body = Bytes::copy_from_slice(&entry[header.body_start()..header.entry_len()]);
+    let body = entry.slice(header.body_start()..header.entry_len());
     let batch = ipc::decode(meta, body, &plan.table_schema)
         .map_err(|err| Error::DataLoss { location: location.into(), detail: err.to_string() })?;
     let start = from.saturating_sub(e.base_offset) as usize;

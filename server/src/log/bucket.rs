@@ -2,7 +2,7 @@
 //! watermark readers follow, idempotent writer state, recovery and retention.
 //!
 //! Durability in names: `append_unconfirmed` returns once the batch is in the page cache;
-//! `wait_durable` (group commit) returns once an fdatasync covers it; `append_synced` does both.
+//! `wait_durable` (group commit) returns once an fdatasync covers it; acks need both in `sync` mode.
 
 use super::format::{self, EntryParts};
 use super::ipc::EncodedBatch;
@@ -396,15 +396,6 @@ impl BucketLog {
         self.sync_now().await
     }
 
-    /// Appends and waits until durable under `durability`.
-    pub async fn append_synced(&self, batch: &EncodedBatch, rows: u32, schema_id: u32, id: Option<BatchIdentity>) -> Result<Appended> {
-        let appended = self.append_unconfirmed(batch, rows, schema_id, id)?;
-        if self.durability() == Durability::Sync {
-            self.wait_durable(appended.end_offset()).await?;
-        }
-        Ok(appended)
-    }
-
     /// Whether acks must wait for `wait_durable`.
     pub fn acks_wait_for_sync(&self) -> bool {
         self.durability() == Durability::Sync
@@ -478,11 +469,6 @@ impl BucketLog {
         let segments = self.segments.read();
         let bytes = segments.iter().map(|s| s.size()).sum();
         (self.high_watermark().saturating_sub(self.log_start_offset()), bytes)
-    }
-
-    /// Seals nothing, but makes everything written durable (graceful shutdown).
-    pub async fn close(&self) -> Result<()> {
-        self.sync().await
     }
 
     /// The sequences this log holds per writer (for the table's gap check).

@@ -158,10 +158,6 @@ impl Segment {
         self.entries.read().last().copied()
     }
 
-    pub fn first_entry(&self) -> Option<IndexEntry> {
-        self.entries.read().first().copied()
-    }
-
     /// Offset after the last batch of this segment.
     pub fn next_offset(&self) -> u64 {
         self.last_entry().map(|e| e.next_offset()).unwrap_or(self.base_offset)
@@ -201,11 +197,6 @@ impl Segment {
         fsutil::write_atomic(&index_path(&self.path), &fsutil::envelope(INDEX_MAGIC, INDEX_VERSION, &body))?;
         self.sealed.store(true, Ordering::Release);
         Ok(())
-    }
-
-    /// Reads `len` bytes at `position` into a new buffer.
-    pub fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>> {
-        Ok(self.bytes_at(position, len)?.to_vec())
     }
 
     /// A zero-copy view of `len` bytes at `position`, backed by a memory map of the file.
