@@ -308,10 +308,23 @@ pub struct LogScan {
     pub metadata_columns: bool,
 }
 
-/// `{"count": "log", ...}`: one row with the number of records.
+/// What a count ticket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CountKind {
+    /// `{"count": "log"}`: records in the log (for primary-key tables: change records).
+    #[default]
+    Log,
+    /// `{"count": "rows"}`: rows of the current state (primary-key tables; the same as `log`
+    /// for log tables).
+    Rows,
+}
+
+/// `{"count": "log" | "rows", ...}`: one row with the number of records.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CountRequest {
+    #[serde(skip)]
+    pub kind: CountKind,
     pub database: String,
     pub table: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -320,11 +333,105 @@ pub struct CountRequest {
     pub buckets: Option<Vec<u32>>,
 }
 
+/// A comparison of one column with a JSON value; a filter is the AND of its predicates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Predicate {
+    pub column: String,
+    pub op: PredicateOp,
+    /// The operand: a scalar, or an array for `in`; absent for `is_null` / `is_not_null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum PredicateOp {
+    #[serde(rename = "=")]
+    Eq,
+    #[serde(rename = "!=")]
+    NotEq,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    LtEq,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    GtEq,
+    #[serde(rename = "in")]
+    In,
+    #[serde(rename = "is_null")]
+    IsNull,
+    #[serde(rename = "is_not_null")]
+    IsNotNull,
+}
+
+/// `{"scan": "snapshot", ...}`: the current rows of a primary-key table, read from one
+/// consistent point in time across buckets, in key order within a bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotScan {
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// The AND of these predicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Vec<Predicate>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// How a lookup matches its keys.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupKind {
+    /// Keys are full primary keys; at most one row each.
+    #[default]
+    PrimaryKey,
+    /// Keys are values of the bucket key, a strict prefix of the primary key; every row with
+    /// that prefix.
+    Prefix,
+}
+
+/// `{"lookup": "primary_key" | "prefix", ...}` as a DoGet ticket (JSON keys), or as the CMD
+/// descriptor of a DoExchange (keys as Arrow batches; `keys` omitted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    pub lookup: LookupKind,
+    pub database: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// One array per key, values in key-column order (primary key, or the prefix columns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<Vec<serde_json::Value>>,
+    /// Columns to return; the key columns are always returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// Insert missing keys (key + auto-increment id, nulls elsewhere) and return them too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insert_if_not_exists: bool,
+}
+
+/// The first column of every DoExchange lookup result: the row of the request batch a result
+/// row answers.
+pub const KEY_INDEX_COLUMN: &str = "_key_index";
+/// The column of changelog scans that carries each record's change type.
+pub const CHANGE_TYPE_COLUMN: &str = "_change_type";
+
 /// A DoGet ticket. The JSON discriminator is the key (`scan`, `count`, `lookup`) and its value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TicketRequest {
     LogScan(LogScan),
+    SnapshotScan(SnapshotScan),
     Count(CountRequest),
+    Lookup(LookupRequest),
 }
 
 impl TicketRequest {
@@ -335,11 +442,21 @@ impl TicketRequest {
                 v["scan"] = "log".into();
                 v
             }
-            TicketRequest::Count(count) => {
-                let mut v = serde_json::to_value(count).expect("serializable");
-                v["count"] = "log".into();
+            TicketRequest::SnapshotScan(scan) => {
+                let mut v = serde_json::to_value(scan).expect("serializable");
+                v["scan"] = "snapshot".into();
                 v
             }
+            TicketRequest::Count(count) => {
+                let mut v = serde_json::to_value(count).expect("serializable");
+                v["count"] = match count.kind {
+                    CountKind::Log => "log",
+                    CountKind::Rows => "rows",
+                }
+                .into();
+                v
+            }
+            TicketRequest::Lookup(lookup) => serde_json::to_value(lookup).expect("serializable"),
         };
         if let Some(map) = value.as_object_mut() {
             map.retain(|_, v| !v.is_null());
@@ -359,21 +476,29 @@ impl TicketRequest {
                 Some("log") => {
                     serde_json::from_value(value).map(TicketRequest::LogScan).map_err(|e| format!("invalid log scan ticket: {e}"))
                 }
-                Some("snapshot") => Err("snapshot scans need a primary-key table; this node version serves log tables only".into()),
-                other => Err(format!("unknown scan kind {other:?}: expected \"log\"")),
+                Some("snapshot") => serde_json::from_value(value)
+                    .map(TicketRequest::SnapshotScan)
+                    .map_err(|e| format!("invalid snapshot scan ticket: {e}")),
+                other => Err(format!("unknown scan kind {other:?}: expected \"log\" or \"snapshot\"")),
             }
         } else if let Some(kind) = map.remove("count") {
-            match kind.as_str() {
-                Some("log") | Some("rows") => {
-                    serde_json::from_value(value).map(TicketRequest::Count).map_err(|e| format!("invalid count ticket: {e}"))
-                }
-                other => Err(format!("unknown count kind {other:?}: expected \"log\"")),
-            }
+            let kind = match kind.as_str() {
+                Some("log") => CountKind::Log,
+                Some("rows") => CountKind::Rows,
+                other => return Err(format!("unknown count kind {other:?}: expected \"log\" or \"rows\"")),
+            };
+            serde_json::from_value(value)
+                .map(|c| TicketRequest::Count(CountRequest { kind, ..c }))
+                .map_err(|e| format!("invalid count ticket: {e}"))
         } else if map.contains_key("lookup") {
-            Err("lookups need a primary-key table; this node version serves log tables only".into())
+            let lookup: LookupRequest = serde_json::from_value(value).map_err(|e| format!("invalid lookup ticket: {e}"))?;
+            if lookup.keys.is_empty() {
+                return Err("lookup ticket needs \"keys\": [[v1, ...], ...] (one array per key)".into());
+            }
+            Ok(TicketRequest::Lookup(lookup))
         } else {
             let keys: Vec<&String> = map.keys().collect();
-            Err(format!("unknown ticket: expected a \"scan\" or \"count\" key, got keys {keys:?}"))
+            Err(format!("unknown ticket: expected a \"scan\", \"count\" or \"lookup\" key, got keys {keys:?}"))
         }
     }
 }
@@ -453,6 +578,16 @@ pub struct BatchMetadata {
     pub high_watermark: u64,
 }
 
+/// The app_metadata of each record-batch FlightData of a snapshot scan: the snapshot holds
+/// exactly the changes of `bucket` before changelog offset `log_offset`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotMetadata {
+    pub bucket: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    pub log_offset: u64,
+}
+
 /// The answer of `health`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Health {
@@ -490,6 +625,45 @@ mod tests {
         assert_eq!(TicketRequest::parse(&t.to_json()).unwrap(), t);
         let c = TicketRequest::Count(CountRequest { database: "d".into(), table: "t".into(), ..Default::default() });
         assert_eq!(TicketRequest::parse(&c.to_json()).unwrap(), c);
+        let rows = TicketRequest::Count(CountRequest { kind: CountKind::Rows, database: "d".into(), table: "t".into(), ..Default::default() });
+        assert_eq!(TicketRequest::parse(&rows.to_json()).unwrap(), rows);
+        let snap = TicketRequest::SnapshotScan(SnapshotScan {
+            database: "d".into(),
+            table: "t".into(),
+            filter: Some(vec![Predicate { column: "a".into(), op: PredicateOp::In, value: Some(serde_json::json!([1, 2])) }]),
+            limit: Some(5),
+            ..Default::default()
+        });
+        assert_eq!(TicketRequest::parse(&snap.to_json()).unwrap(), snap);
+        let lookup = TicketRequest::Lookup(LookupRequest {
+            lookup: LookupKind::Prefix,
+            database: "d".into(),
+            table: "t".into(),
+            keys: vec![vec![serde_json::json!(1)]],
+            insert_if_not_exists: true,
+            ..Default::default()
+        });
+        assert_eq!(TicketRequest::parse(&lookup.to_json()).unwrap(), lookup);
+    }
+
+    #[test]
+    fn given_lookup_and_snapshot_json_when_parsed_should_read_every_field() {
+        let t = TicketRequest::parse(
+            br#"{"lookup":"primary_key","database":"d","table":"t","keys":[[1,"a"],[2,"b"]],"columns":["v"],"insert_if_not_exists":true}"#,
+        )
+        .unwrap();
+        let TicketRequest::Lookup(l) = t else { panic!("not a lookup") };
+        assert_eq!(l.lookup, LookupKind::PrimaryKey);
+        assert_eq!(l.keys.len(), 2);
+        assert!(l.insert_if_not_exists);
+        let err = TicketRequest::parse(br#"{"lookup":"prefix","database":"d","table":"t"}"#).unwrap_err();
+        assert!(err.contains("keys"), "{err}");
+        let err = TicketRequest::parse(br#"{"lookup":"range","database":"d","table":"t","keys":[[1]]}"#).unwrap_err();
+        assert!(err.contains("range"), "{err}");
+        let t = TicketRequest::parse(br#"{"scan":"snapshot","database":"d","table":"t","filter":[{"column":"x","op":">=","value":3},{"column":"y","op":"is_null"}]}"#)
+            .unwrap();
+        let TicketRequest::SnapshotScan(s) = t else { panic!("not a snapshot scan") };
+        assert_eq!(s.filter.unwrap()[1].op, PredicateOp::IsNull);
     }
 
     #[test]
