@@ -310,3 +310,153 @@ def assert_dense_offsets(acks: list[dict]) -> dict[int, list[tuple[int, int]]]:
             assert base == expected_next, f"bucket {bucket}: offsets overlap or leave a gap: {items}"
             expected_next = base + n
     return spans
+
+
+# ------------------------------------------------------------------------------------------
+# Primary-key tables (docs/protocol.md: upserts and deletes, snapshot scans, lookups)
+# ------------------------------------------------------------------------------------------
+_SQL_ARROW = {
+    "BOOLEAN": pa.bool_(), "TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INT": pa.int32(),
+    "BIGINT": pa.int64(), "FLOAT": pa.float32(), "DOUBLE": pa.float64(), "STRING": pa.string(),
+    "BYTES": pa.binary(), "DATE": pa.date32(),
+}
+
+
+def arrow_type(sql: str) -> pa.DataType:
+    """The Arrow type protocol.md maps a (scalar) SQL type to."""
+    sql = sql.upper().replace(" ", "")
+    if sql in _SQL_ARROW:
+        return _SQL_ARROW[sql]
+    if m := re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", sql):
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    if m := re.fullmatch(r"TIMESTAMP(_LTZ)?\((\d)\)", sql):
+        p = int(m.group(2))
+        unit = "s" if p == 0 else "ms" if p <= 3 else "us" if p <= 6 else "ns"
+        return pa.timestamp(unit, tz="UTC" if m.group(1) else None)
+    raise AssertionError(f"no Arrow mapping in the test helpers for {sql}")
+
+
+def arrow_schema(columns: list[dict], only: list[str] | None = None) -> pa.Schema:
+    """The Arrow schema of (some of) a create_table column list, every field nullable as a
+    pyarrow user writes it (the server accepts that for NOT NULL columns without nulls)."""
+    by_name = {c["name"]: c for c in columns}
+    names = only if only is not None else [c["name"] for c in columns]
+    return pa.schema([pa.field(n, arrow_type(by_name[n]["type"])) for n in names])
+
+
+def record_batch(schema: pa.Schema, rows: list[dict]) -> pa.RecordBatch:
+    """A record batch of `schema` from row dicts (only the schema's columns are taken)."""
+    return pa.RecordBatch.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
+
+
+def create_pk_table(client, database: str, table: str, columns: list[dict], primary_key: list[str],
+                    **extra) -> dict:
+    info = action1(client, "create_table", {"database": database, "table": table, "columns": columns,
+                                            "primary_key": primary_key, **extra})
+    assert info["kind"] == "primary_key", info
+    return info
+
+
+def write_cmd(kind: str, database: str, table: str, **extra) -> flight.FlightDescriptor:
+    """The CMD descriptor of a DoPut: kind is "append", "upsert" or "delete"."""
+    return flight.FlightDescriptor.for_command(
+        json.dumps({"write": kind, "database": database, "table": table, **extra}))
+
+
+def check_pk_ack(ack: dict, rows: int, changes: int, bucket_num: int | None = None) -> None:
+    """An upsert/delete ack: `rows` of the batch, `changes` change records over its buckets."""
+    assert ack["rows"] == rows, ack
+    assert not ack.get("duplicate", False), ack
+    for b in ack["buckets"]:
+        assert set(b) >= {"bucket", "base_offset", "count"}, ack
+        assert b["count"] >= 0 and b["base_offset"] >= 0, ack
+        if bucket_num is not None:
+            assert 0 <= b["bucket"] < bucket_num, ack
+    assert sum(b["count"] for b in ack["buckets"]) == changes, (
+        f"the model predicts {changes} change records for this batch, the ack says {ack}")
+
+
+def read_chunks(client, tkt: flight.Ticket) -> tuple[pa.Schema, list[tuple[pa.RecordBatch, dict | None]]]:
+    """Every record batch of a DoGet with its decoded app_metadata."""
+    reader = client.do_get(tkt, options=call_options())
+    chunks = []
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            break
+        meta = json.loads(chunk.app_metadata.to_pybytes()) if chunk.app_metadata is not None else None
+        if chunk.data is not None:
+            chunks.append((chunk.data, meta))
+    return reader.schema, chunks
+
+
+class Snapshot:
+    """A snapshot scan: the rows, and per bucket its rows (in served order) and log_offset."""
+
+    def __init__(self, schema: pa.Schema, chunks):
+        self.table = pa.Table.from_batches([b for b, _ in chunks], schema=schema)
+        self.rows = self.table.to_pylist()
+        self.log_offsets: dict[int, int] = {}
+        self.bucket_rows: dict[int, list[dict]] = {}
+        self.bucket_order: list[int] = []
+        for batch, meta in chunks:
+            assert meta is not None and set(meta) >= {"bucket", "log_offset"}, \
+                f"every snapshot batch carries {{bucket, log_offset}}, got {meta!r}"
+            b = meta["bucket"]
+            if b in self.log_offsets:
+                assert self.log_offsets[b] == meta["log_offset"], f"bucket {b}: two log offsets in one snapshot"
+                assert self.bucket_order[-1] == b, f"buckets are sent one after another: {self.bucket_order} then {b}"
+            else:
+                self.bucket_order.append(b)
+            self.log_offsets[b] = meta["log_offset"]
+            self.bucket_rows.setdefault(b, []).extend(batch.to_pylist())
+
+
+def snapshot(client, database: str, table: str, **fields) -> Snapshot:
+    return Snapshot(*read_chunks(client, ticket(scan="snapshot", database=database, table=table, **fields)))
+
+
+def changelog(client, database: str, table: str, **fields) -> pa.Table:
+    """The changelog of a primary-key table (a log scan), with _bucket/_offset by default,
+    sorted by bucket then offset."""
+    fields.setdefault("metadata_columns", True)
+    got = scan(client, database, table, **fields)
+    if fields["metadata_columns"]:
+        got = got.sort_by([("_bucket", "ascending"), ("_offset", "ascending")])
+    return got
+
+
+def lookup(client, database: str, table: str, keys: list[list], kind: str = "primary_key", **fields) -> pa.Table:
+    return client.do_get(ticket(lookup=kind, database=database, table=table, keys=keys, **fields),
+                         options=call_options()).read_all()
+
+
+def count_of(client, database: str, table: str, kind: str = "log", **fields) -> int:
+    result = client.do_get(ticket(count=kind, database=database, table=table, **fields),
+                           options=call_options()).read_all()
+    assert result.num_rows == 1 and result.column_names == ["count"], result
+    assert result.schema.field("count").type == pa.int64(), result.schema
+    return result.column(0)[0].as_py()
+
+
+def exchange(client, request: dict, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """A DoExchange lookup: sends each key batch and reads its answer before the next."""
+    descriptor = flight.FlightDescriptor.for_command(json.dumps(request))
+    writer, reader = client.do_exchange(descriptor, options=call_options())
+    answers = []
+    try:
+        writer.begin(batches[0].schema)
+        for batch in batches:
+            writer.write_batch(batch)
+            answers.append(reader.read_chunk().data)
+        writer.done_writing()
+        try:
+            extra = reader.read_chunk()
+        except StopIteration:
+            pass
+        else:
+            pytest.fail(f"one answer per key batch expected, got an extra message: {extra.data}")
+    finally:
+        writer.close()
+    return answers
