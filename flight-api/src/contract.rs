@@ -476,9 +476,9 @@ impl TicketRequest {
                 Some("log") => {
                     serde_json::from_value(value).map(TicketRequest::LogScan).map_err(|e| format!("invalid log scan ticket: {e}"))
                 }
-                Some("snapshot") => serde_json::from_value(value)
-                    .map(TicketRequest::SnapshotScan)
-                    .map_err(|e| format!("invalid snapshot scan ticket: {e}")),
+                Some("snapshot") => {
+                    serde_json::from_value(value).map(TicketRequest::SnapshotScan).map_err(|e| format!("invalid snapshot scan ticket: {e}"))
+                }
                 other => Err(format!("unknown scan kind {other:?}: expected \"log\" or \"snapshot\"")),
             }
         } else if let Some(kind) = map.remove("count") {
@@ -625,7 +625,8 @@ mod tests {
         assert_eq!(TicketRequest::parse(&t.to_json()).unwrap(), t);
         let c = TicketRequest::Count(CountRequest { database: "d".into(), table: "t".into(), ..Default::default() });
         assert_eq!(TicketRequest::parse(&c.to_json()).unwrap(), c);
-        let rows = TicketRequest::Count(CountRequest { kind: CountKind::Rows, database: "d".into(), table: "t".into(), ..Default::default() });
+        let rows =
+            TicketRequest::Count(CountRequest { kind: CountKind::Rows, database: "d".into(), table: "t".into(), ..Default::default() });
         assert_eq!(TicketRequest::parse(&rows.to_json()).unwrap(), rows);
         let snap = TicketRequest::SnapshotScan(SnapshotScan {
             database: "d".into(),

@@ -8,6 +8,9 @@ pub mod client;
 pub mod contract;
 pub mod error;
 
-pub use client::{AckFuture, AppendWriter, AppendWriterOptions, LogScanStream, ScanBatch, StromClient};
+pub use client::{
+    AckFuture, AppendWriter, AppendWriterOptions, DeleteWriter, LogScanStream, LookupFuture, LookupOptions, Lookuper, ScanBatch, Snapshot,
+    SnapshotBatch, SnapshotScanStream, StromClient, TableWriter, UpsertWriter, WriterOptions,
+};
 pub use contract::*;
 pub use error::{Error, Result};

@@ -21,8 +21,8 @@ use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::{AppendWriterOptions, StromClient};
-use crate::contract::{BucketAppend, PutAck, WriteCommand};
+use super::{AppendWriterOptions, StromClient, WriterOptions};
+use crate::contract::{BucketAppend, PutAck, WriteCommand, WriteKind};
 
 #[derive(Default)]
 struct MockState {
@@ -40,6 +40,8 @@ struct MockState {
     /// Answer every call with Unavailable.
     unavailable: bool,
     streams: usize,
+    /// The CMD descriptor of every stream, in order.
+    commands: Vec<WriteCommand>,
 }
 
 #[derive(Clone, Default)]
@@ -54,6 +56,10 @@ impl Mock {
 
     fn streams(&self) -> usize {
         self.state.lock().unwrap().streams
+    }
+
+    fn commands(&self) -> Vec<WriteCommand> {
+        self.state.lock().unwrap().commands.clone()
     }
 
     /// Handles one message of a stream; `Err` ends the stream with that status.
@@ -98,6 +104,7 @@ impl Mock {
                 return;
             }
         };
+        self.state.lock().unwrap().commands.push(command.clone());
         let schema = Arc::new(Schema::try_from(&first).expect("schema message first"));
         let writer = command.writer_id.expect("writer id");
         let mut sequence = command.sequence.unwrap_or(0);
@@ -351,4 +358,78 @@ async fn given_batch_with_other_schema_when_appended_should_be_rejected_locally(
     let other = RecordBatch::try_from_iter([("w", other)]).unwrap();
     assert!(matches!(writer.append(other).await, Err(crate::Error::InvalidArgument(_))));
     writer.close().await.unwrap();
+}
+
+fn key_value(keys: &[i64], values: &[i64], value_column: &str) -> RecordBatch {
+    let k: ArrayRef = Arc::new(Int64Array::from(keys.to_vec()));
+    let v: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
+    RecordBatch::try_from_iter([("k", k), (value_column, v)]).unwrap()
+}
+
+#[tokio::test]
+async fn given_partial_upsert_writer_when_writing_should_send_upsert_cmd_with_target_columns() {
+    let mock = Mock::default();
+    let client = StromClient::connect(&start(mock.clone()).await.to_string()).await.unwrap();
+    let options = WriterOptions { writer_id: Some(9), sequence: 0, ..Default::default() };
+    let mut writer = client.upsert_writer("d", "t", Some(vec!["a".into()]), options);
+    assert_eq!(writer.target_columns(), Some(&["a".to_string()][..]));
+    let first = writer.upsert(key_value(&[1, 2], &[10, 20], "a")).await.unwrap();
+    let second = writer.upsert(key_value(&[3], &[30], "a")).await.unwrap();
+    writer.close().await.unwrap();
+    assert_eq!((first.sequence, second.sequence), (Some(0), Some(1)));
+    let commands = mock.commands();
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0].write, WriteKind::Upsert);
+    assert_eq!(commands[0].target_columns, Some(vec!["a".to_string()]));
+    assert_eq!((commands[0].writer_id, commands[0].sequence), (Some(9), Some(0)));
+    assert_eq!((commands[0].database.as_str(), commands[0].table.as_str()), ("d", "t"));
+}
+
+#[tokio::test]
+async fn given_full_row_upsert_writer_when_writing_should_send_no_target_columns() {
+    let mock = Mock::default();
+    let client = StromClient::connect(&start(mock.clone()).await.to_string()).await.unwrap();
+    let mut writer = client.upsert_writer("d", "t", None, WriterOptions::default());
+    writer.upsert(key_value(&[1], &[10], "a")).await.unwrap();
+    writer.close().await.unwrap();
+    let commands = mock.commands();
+    assert_eq!((commands[0].write, commands[0].target_columns.clone()), (WriteKind::Upsert, None));
+}
+
+#[tokio::test]
+async fn given_delete_stream_broken_after_an_unacked_write_when_retried_should_resume_at_the_same_sequence() {
+    let mock = Mock::default();
+    // The second write (sequence 1) is stored but its ack is lost.
+    mock.state.lock().unwrap().break_after_writes = vec![2];
+    let client = StromClient::connect(&start(mock.clone()).await.to_string()).await.unwrap();
+    let mut writer = client.delete_writer("d", "t", fast_retries());
+    let mut acks = Vec::new();
+    for i in 0..4 {
+        acks.push(writer.delete_unconfirmed(key_value(&[i], &[0], "ignored")).await.unwrap());
+    }
+    let acks: Vec<PutAck> = futures::future::try_join_all(acks).await.unwrap();
+    writer.close().await.unwrap();
+    assert_eq!(acks.iter().map(|a| a.sequence.unwrap()).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(acks.iter().filter(|a| a.duplicate).count(), 1, "the stored-but-unacked delete comes back as a duplicate");
+    assert_eq!(mock.rows(), vec![0, 1, 2, 3], "each delete reached the node once");
+    let commands = mock.commands();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert!(commands.iter().all(|c| c.write == WriteKind::Delete && c.target_columns.is_none()));
+    assert_eq!(commands[0].writer_id, commands[1].writer_id, "a retry keeps the writer id");
+    assert_eq!((commands[0].sequence, commands[1].sequence), (Some(0), Some(1)), "the new stream starts at the oldest unacked batch");
+}
+
+#[tokio::test]
+async fn given_batch_without_a_target_column_when_upserting_should_fail_locally_and_send_nothing() {
+    let mock = Mock::default();
+    let client = StromClient::connect(&start(mock.clone()).await.to_string()).await.unwrap();
+    let mut writer = client.upsert_writer("d", "t", Some(vec!["a".into(), "b".into()]), WriterOptions::default());
+    let err = writer.upsert(key_value(&[1], &[10], "a")).await.unwrap_err();
+    assert!(matches!(&err, crate::Error::InvalidArgument(m) if m.contains("\"b\"")), "{err}");
+    let mut twice = client.upsert_writer("d", "t", Some(vec!["a".into(), "a".into()]), WriterOptions::default());
+    assert!(matches!(twice.upsert(key_value(&[1], &[10], "a")).await, Err(crate::Error::InvalidArgument(_))));
+    let mut delete = client.table_writer("d", "t", WriteKind::Delete, Some(vec!["a".into()]), WriterOptions::default());
+    assert!(matches!(delete.write(key_value(&[1], &[10], "a")).await, Err(crate::Error::InvalidArgument(_))));
+    writer.close().await.unwrap();
+    assert_eq!(mock.streams(), 0);
 }

@@ -2,8 +2,9 @@
 //!
 //! Everything here is plain Arrow Flight with JSON bodies (see `docs/protocol.md`), so the
 //! client never does anything a pyarrow script could not do by hand; it only adds types,
-//! pipelined idempotent writes with retries ([`AppendWriter`]) and decoded scans
-//! ([`LogScanStream`]).
+//! pipelined idempotent writes with retries ([`AppendWriter`], [`UpsertWriter`],
+//! [`DeleteWriter`], all built on [`TableWriter`]), pipelined lookups over `DoExchange`
+//! ([`Lookuper`]) and decoded scans ([`LogScanStream`], [`SnapshotScanStream`]).
 //!
 //! ```no_run
 //! # async fn demo() -> strom_flight_api::Result<()> {
@@ -19,10 +20,14 @@
 //! ```
 
 mod admin;
+mod lookuper;
+#[cfg(test)]
+mod mock_kv_tests;
 #[cfg(test)]
 mod mock_tests;
 mod scanner;
 mod writer;
+mod writers;
 
 use std::time::Duration;
 
@@ -32,8 +37,10 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{Error, Result};
 
 pub use admin::path_descriptor;
-pub use scanner::{LogScanStream, ScanBatch};
-pub use writer::{AckFuture, AppendWriter, AppendWriterOptions};
+pub use lookuper::{LookupFuture, LookupOptions, Lookuper};
+pub use scanner::{LogScanStream, ScanBatch, Snapshot, SnapshotBatch, SnapshotScanStream};
+pub use writer::{AckFuture, AppendWriterOptions, TableWriter, WriterOptions};
+pub use writers::{AppendWriter, DeleteWriter, UpsertWriter};
 
 /// Largest gRPC message the client sends or accepts. Scans stream stored batches as they are,
 /// so a batch written by another client with a larger limit must still be readable; 64 MiB

@@ -1,6 +1,7 @@
-//! Log scans (`DoGet` with a JSON ticket) decoded into record batches with their per-batch
-//! metadata, and `count`.
+//! Log scans and snapshot scans (`DoGet` with a JSON ticket) decoded into record batches
+//! with their per-batch metadata, and `count`.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -14,7 +15,7 @@ use arrow_schema::{DataType, SchemaRef};
 use futures::{Stream, StreamExt, TryStreamExt};
 
 use super::StromClient;
-use crate::contract::{BatchMetadata, CountRequest, LogScan, TicketRequest};
+use crate::contract::{BatchMetadata, CountRequest, LogScan, SnapshotMetadata, SnapshotScan, TicketRequest};
 use crate::error::{Error, Result};
 
 /// One batch of a log scan with where it came from.
@@ -76,12 +77,115 @@ impl Stream for LogScanStream {
 
 /// The contract puts the metadata on every record-batch message; a batch without it cannot
 /// be placed (no offsets), so its absence is a protocol error rather than a silent default.
-fn parse_metadata(bytes: &[u8]) -> Result<BatchMetadata> {
+fn parse_metadata<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     if bytes.is_empty() {
-        return Err(Error::Protocol("scan batch without app_metadata (bucket, base_offset, high_watermark)".into()));
+        return Err(Error::Protocol(format!("scan batch without app_metadata (expected {})", std::any::type_name::<T>())));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| Error::Protocol(format!("scan batch app_metadata {:?} does not decode: {e}", String::from_utf8_lossy(bytes))))
+}
+
+/// One batch of a snapshot scan with the bucket it holds rows of and the changelog offset
+/// the snapshot of that bucket stands at.
+#[derive(Debug, Clone)]
+pub struct SnapshotBatch {
+    pub batch: RecordBatch,
+    /// `{"bucket", "partition"?, "log_offset"}` of the message.
+    pub metadata: SnapshotMetadata,
+}
+
+/// A whole snapshot scan: the rows, and for every bucket the changelog offset the snapshot
+/// stands at (it holds exactly the changes before it), so a changelog scan of that bucket
+/// from that offset continues it exactly once.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The (projected) schema; `None` only if the node sent no message at all.
+    pub schema: Option<SchemaRef>,
+    /// Batches in the order sent: buckets one after another, key order within a bucket.
+    pub batches: Vec<RecordBatch>,
+    /// One entry per bucket (and partition) scanned, in the order the buckets came.
+    pub buckets: Vec<SnapshotMetadata>,
+}
+
+impl Snapshot {
+    /// Rows across all batches.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// The changelog offset of `bucket` (of an unpartitioned table).
+    pub fn log_offset(&self, bucket: u32) -> Option<u64> {
+        self.buckets.iter().find(|m| m.bucket == bucket && m.partition.is_none()).map(|m| m.log_offset)
+    }
+
+    /// Bucket → changelog offset, for unpartitioned tables.
+    pub fn log_offsets(&self) -> BTreeMap<u32, u64> {
+        self.buckets.iter().filter(|m| m.partition.is_none()).map(|m| (m.bucket, m.log_offset)).collect()
+    }
+
+    /// Adds one batch, checking that a bucket keeps one offset (the whole scan is one snapshot).
+    fn push(&mut self, next: SnapshotBatch) -> Result<()> {
+        let metadata = next.metadata;
+        match self.buckets.iter().find(|m| m.bucket == metadata.bucket && m.partition == metadata.partition) {
+            Some(known) if known.log_offset != metadata.log_offset => {
+                return Err(Error::Protocol(format!(
+                    "snapshot scan sent bucket {} at log offsets {} and {}: one scan is one snapshot",
+                    metadata.bucket, known.log_offset, metadata.log_offset
+                )));
+            }
+            Some(_) => {}
+            None => self.buckets.push(metadata),
+        }
+        self.batches.push(next.batch);
+        Ok(())
+    }
+}
+
+/// The batches of a snapshot scan as the node sends them; every bucket sends at least one
+/// (possibly empty) batch, so every bucket's log offset is seen.
+pub struct SnapshotScanStream {
+    decoder: FlightDataDecoder,
+}
+
+impl SnapshotScanStream {
+    /// The schema of the scan, once the node has sent it.
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        self.decoder.schema()
+    }
+
+    /// Reads the whole scan: the batches and each bucket's log offset.
+    pub async fn collect_all(mut self) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        while let Some(next) = self.try_next().await? {
+            snapshot.push(next)?;
+        }
+        snapshot.schema = self.decoder.schema().cloned();
+        Ok(snapshot)
+    }
+}
+
+impl std::fmt::Debug for SnapshotScanStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotScanStream").field("schema", &self.decoder.schema()).finish()
+    }
+}
+
+impl Stream for SnapshotScanStream {
+    type Item = Result<SnapshotBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let next = match self.decoder.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Error::from(e)))),
+                Poll::Ready(Some(Ok(decoded))) => decoded,
+            };
+            let metadata_bytes = next.app_metadata();
+            let DecodedPayload::RecordBatch(batch) = next.payload else { continue };
+            return Poll::Ready(Some(parse_metadata(&metadata_bytes).map(|metadata| SnapshotBatch { batch, metadata })));
+        }
+    }
 }
 
 impl StromClient {
@@ -98,6 +202,20 @@ impl StromClient {
         Ok(LogScanStream::new(FlightDataDecoder::new(stream)))
     }
 
+    /// Starts a snapshot scan of a primary-key table (`{"scan": "snapshot", ...}`): the
+    /// current rows, all from one consistent snapshot across buckets.
+    pub async fn scan_snapshot(&self, scan: SnapshotScan) -> Result<SnapshotScanStream> {
+        let mut client = self.inner.clone();
+        let stream = client.do_get(Ticket::new(TicketRequest::SnapshotScan(scan).to_json())).await?.into_inner();
+        let stream = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
+        Ok(SnapshotScanStream { decoder: FlightDataDecoder::new(stream) })
+    }
+
+    /// Reads a whole snapshot scan: rows and per-bucket changelog offsets.
+    pub async fn collect_snapshot(&self, scan: SnapshotScan) -> Result<Snapshot> {
+        self.scan_snapshot(scan).await?.collect_all().await
+    }
+
     /// Reads a bounded log scan to the end.
     pub async fn collect_log(&self, scan: LogScan) -> Result<Vec<ScanBatch>> {
         if scan.follow {
@@ -106,7 +224,9 @@ impl StromClient {
         self.scan_log(scan).await?.collect_all().await
     }
 
-    /// Number of records (`{"count": "log", ...}`): one batch with one `count` column.
+    /// Number of records (`{"count": "log", ...}`) or, with [`crate::CountKind::Rows`], of
+    /// current rows of a primary-key table (`{"count": "rows", ...}`): one batch with one
+    /// `count` column.
     pub async fn count(&self, request: CountRequest) -> Result<u64> {
         let mut client = self.inner.clone();
         let ticket = Ticket::new(TicketRequest::Count(request).to_json());
@@ -154,14 +274,18 @@ mod tests {
 
     #[test]
     fn given_metadata_json_when_parsed_should_read_bucket_and_offsets() {
-        let m = parse_metadata(br#"{"bucket":2,"base_offset":10,"high_watermark":42}"#).unwrap();
+        let m: BatchMetadata = parse_metadata(br#"{"bucket":2,"base_offset":10,"high_watermark":42}"#).unwrap();
         assert_eq!((m.bucket, m.base_offset, m.high_watermark, m.partition), (2, 10, 42, None));
     }
 
     #[test]
     fn given_missing_or_bad_metadata_when_parsed_should_be_protocol_error() {
-        assert!(matches!(parse_metadata(b""), Err(Error::Protocol(_))));
-        assert!(matches!(parse_metadata(b"{\"bucket\":1}"), Err(Error::Protocol(_))));
+        assert!(matches!(parse_metadata::<BatchMetadata>(b""), Err(Error::Protocol(_))));
+        assert!(matches!(parse_metadata::<BatchMetadata>(b"{\"bucket\":1}"), Err(Error::Protocol(_))));
+        assert!(matches!(
+            parse_metadata::<SnapshotMetadata>(br#"{"bucket":1,"base_offset":0,"high_watermark":0}"#),
+            Err(Error::Protocol(_))
+        ));
     }
 
     #[test]

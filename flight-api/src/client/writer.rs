@@ -1,12 +1,14 @@
-//! Pipelined, idempotent appends over one long-lived `DoPut` stream.
+//! Pipelined, idempotent writes over one long-lived `DoPut` stream: [`TableWriter`] serves
+//! every write kind of the contract (appends to log tables; upserts, partial updates and
+//! deletes on primary-key tables), and the typed writers of `writers.rs` wrap it.
 //!
 //! # Why it is built this way
 //! * **Pipelining**: waiting for each ack before sending the next batch would cost one fsync
 //!   round trip per batch; the node group-commits, so many batches in flight share one sync.
-//!   [`AppendWriter::append_unconfirmed`] returns at once with an [`AckFuture`]; a background
+//!   [`TableWriter::write_unconfirmed`] returns at once with an [`AckFuture`]; a background
 //!   task reads the PutResults (one per batch, in order) and resolves the acks FIFO.
 //! * **Bounded memory**: at most `max_in_flight` wire batches are unacknowledged; the next
-//!   append waits for a slot.
+//!   write waits for a slot.
 //! * **Exactly-once on retry**: every stream carries `writer_id` and the sequence of its first
 //!   batch; batch `i` of a stream has sequence `sequence + i`. After a broken stream the
 //!   writer opens a new one whose first sequence is the oldest unacknowledged batch and sends
@@ -23,6 +25,9 @@
 //!   ("probing") until the rejected one fails again on its own. That batch's ack fails with
 //!   the node's code, nothing of it was written, and the batches after it take over its
 //!   sequence numbers (the node consumed none for it), so the writer carries on.
+//! * **Every kind alike**: upserts and deletes carry `writer_id`/`sequence` exactly as appends
+//!   and are deduplicated by the node the same way, so the rules above hold for all of them;
+//!   only the CMD descriptor (`"write"`, `"target_columns"`) differs.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -49,12 +54,13 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use super::{duplicate_error, StromClient};
-use crate::contract::{PutAck, WriteCommand};
+use crate::contract::{PutAck, WriteCommand, WriteKind};
 use crate::error::{Error, Result};
 
-/// How an [`AppendWriter`] numbers, bounds and retries its batches.
+/// How a writer ([`TableWriter`] and the typed writers around it) numbers, bounds and
+/// retries its batches.
 #[derive(Debug, Clone)]
-pub struct AppendWriterOptions {
+pub struct WriterOptions {
     /// Identity for idempotent retries; a random positive id when `None`. Reuse an id (with
     /// the right `sequence`) only to resume a writer whose batches you know.
     pub writer_id: Option<i64>,
@@ -75,7 +81,10 @@ pub struct AppendWriterOptions {
     pub max_flight_data_size: usize,
 }
 
-impl Default for AppendWriterOptions {
+/// The name the append writer's options had first; the same options serve every writer.
+pub type AppendWriterOptions = WriterOptions;
+
+impl Default for WriterOptions {
     fn default() -> Self {
         Self {
             writer_id: None,
@@ -92,14 +101,34 @@ impl Default for AppendWriterOptions {
 }
 
 impl StromClient {
-    /// Opens an idempotent append writer on a log table. Nothing is sent until the first
-    /// batch (whose schema becomes the writer's schema).
-    pub fn append_writer(&self, database: &str, table: &str, options: AppendWriterOptions) -> AppendWriter {
-        AppendWriter::new(self.inner.clone(), database, table, options)
+    /// Opens an idempotent writer of any kind. `target_columns` (a partial update) is only
+    /// valid with [`WriteKind::Upsert`]; a wrong combination fails the first write with
+    /// `InvalidArgument`, before anything is sent. Nothing is sent until the first batch
+    /// (whose schema becomes the writer's schema). The typed writers
+    /// ([`StromClient::append_writer`], [`StromClient::upsert_writer`],
+    /// [`StromClient::delete_writer`]) are the usual way in.
+    pub fn table_writer(
+        &self,
+        database: &str,
+        table: &str,
+        kind: WriteKind,
+        target_columns: Option<Vec<String>>,
+        options: WriterOptions,
+    ) -> TableWriter {
+        let command = WriteCommand {
+            write: kind,
+            database: database.into(),
+            table: table.into(),
+            partition: options.partition.clone(),
+            target_columns,
+            writer_id: None,
+            sequence: None,
+        };
+        TableWriter::new(self.inner.clone(), command, options)
     }
 }
 
-/// Resolves to the [`PutAck`] of one appended batch once it is durable on the node.
+/// Resolves to the [`PutAck`] of one written batch once it is durable on the node.
 #[derive(Debug)]
 pub struct AckFuture {
     state: AckState,
@@ -119,17 +148,20 @@ impl Future for AckFuture {
             AckState::Ready(result) => Poll::Ready(result.take().expect("AckFuture polled after completion")),
             AckState::Waiting(rx) => Pin::new(rx).poll(cx).map(|r| {
                 r.unwrap_or_else(|_| {
-                    Err(Error::Transport("append writer stopped before the batch was acknowledged; it may or may not be written".into()))
+                    Err(Error::Transport("writer stopped before the batch was acknowledged; it may or may not be written".into()))
                 })
             }),
         }
     }
 }
 
-/// Appends record batches to one log table through a pipelined, idempotent `DoPut` stream.
-/// See the module documentation for the retry rules. Call [`AppendWriter::close`] at the
-/// end: dropping the writer abandons unacknowledged batches (they may or may not be written).
-pub struct AppendWriter {
+/// Writes record batches of one kind (append, upsert, delete) to one table through a
+/// pipelined, idempotent `DoPut` stream. See the module documentation for the retry rules.
+/// Call [`TableWriter::close`] at the end: dropping the writer abandons unacknowledged
+/// batches (they may or may not be written).
+pub struct TableWriter {
+    kind: WriteKind,
+    target_columns: Option<Vec<String>>,
     commands: mpsc::Sender<Command>,
     slots: Arc<Semaphore>,
     max_in_flight: usize,
@@ -142,14 +174,19 @@ pub struct AppendWriter {
     driver: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for AppendWriter {
+impl std::fmt::Debug for TableWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppendWriter").field("writer_id", &self.writer_id).field("schema", &self.schema).finish()
+        f.debug_struct("TableWriter")
+            .field("kind", &self.kind)
+            .field("target_columns", &self.target_columns)
+            .field("writer_id", &self.writer_id)
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
 enum Command {
-    Append {
+    Write {
         schema_message: Option<FlightData>,
         wires: Vec<FlightData>,
         done: oneshot::Sender<Result<PutAck>>,
@@ -159,15 +196,14 @@ enum Command {
     Close(oneshot::Sender<Result<()>>),
 }
 
-impl AppendWriter {
-    fn new(client: FlightServiceClient<Channel>, database: &str, table: &str, options: AppendWriterOptions) -> Self {
+impl TableWriter {
+    fn new(client: FlightServiceClient<Channel>, mut command: WriteCommand, options: WriterOptions) -> Self {
         let writer_id = options.writer_id.unwrap_or_else(random_writer_id);
         let max_in_flight = options.max_in_flight.max(1);
         let (commands, receiver) = mpsc::channel(max_in_flight);
         let fatal = Arc::new(Mutex::new(None));
-        let mut command = WriteCommand::append(database, table);
-        command.partition = options.partition.clone();
         command.writer_id = Some(writer_id);
+        let (kind, target_columns) = (command.write, command.target_columns.clone());
         let driver = Driver {
             client,
             command,
@@ -187,7 +223,9 @@ impl AppendWriter {
             options: options.clone(),
         };
         let driver = Some(tokio::spawn(driver.run(receiver)));
-        AppendWriter {
+        TableWriter {
+            kind,
+            target_columns,
             commands,
             slots: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
@@ -210,18 +248,29 @@ impl AppendWriter {
         self.schema.as_ref()
     }
 
+    /// What this writer sends: `append`, `upsert` or `delete`.
+    pub fn kind(&self) -> WriteKind {
+        self.kind
+    }
+
+    /// The columns a partial update changes (`None`: full rows, or not an upsert writer).
+    pub fn target_columns(&self) -> Option<&[String]> {
+        self.target_columns.as_deref()
+    }
+
     /// Sends a batch and waits until it is durable.
-    pub async fn append(&mut self, batch: RecordBatch) -> Result<PutAck> {
-        self.append_unconfirmed(batch).await?.await
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<PutAck> {
+        self.write_unconfirmed(batch).await?.await
     }
 
     /// Sends a batch without waiting for its ack (waits only for an in-flight slot). The
     /// returned future resolves once the node acknowledged it; dropping the future does not
     /// cancel the write.
-    pub async fn append_unconfirmed(&mut self, batch: RecordBatch) -> Result<AckFuture> {
+    pub async fn write_unconfirmed(&mut self, batch: RecordBatch) -> Result<AckFuture> {
         if let Some(e) = self.fatal_error() {
             return Err(e);
         }
+        self.check_target_columns(&batch)?;
         // An empty batch writes nothing; sending it would only cost a sequence number.
         if batch.num_rows() == 0 {
             return Ok(AckFuture { state: AckState::Ready(Some(Ok(PutAck::default()))) });
@@ -239,11 +288,10 @@ impl AppendWriter {
         }
         let (schema_message, wires) = encode(batch, self.max_flight_data_size).await?;
         let permits = u32::try_from(wires.len().min(self.max_in_flight)).unwrap_or(u32::MAX);
-        let permit =
-            self.slots.clone().acquire_many_owned(permits).await.map_err(|_| Error::Transport("append writer is closed".into()))?;
+        let permit = self.slots.clone().acquire_many_owned(permits).await.map_err(|_| Error::Transport("writer is closed".into()))?;
         let (done, receiver) = oneshot::channel();
         let schema_message = if self.schema_sent { None } else { Some(schema_message) };
-        let command = Command::Append { schema_message, wires, done, permit };
+        let command = Command::Write { schema_message, wires, done, permit };
         if self.commands.send(command).await.is_err() {
             return Err(self.stopped_error());
         }
@@ -275,16 +323,38 @@ impl AppendWriter {
         result
     }
 
+    /// A partial update must carry every target column, named once (the node checks the
+    /// rest: the key columns, and that nothing else is there). Refused before anything is
+    /// sent, so a typo does not cost a round trip and a rejected stream.
+    fn check_target_columns(&self, batch: &RecordBatch) -> Result<()> {
+        let Some(targets) = &self.target_columns else { return Ok(()) };
+        if self.kind != WriteKind::Upsert {
+            return Err(Error::InvalidArgument(format!("target_columns {targets:?} apply to upserts only, not to {:?} writes", self.kind)));
+        }
+        for (i, column) in targets.iter().enumerate() {
+            if targets[..i].contains(column) {
+                return Err(Error::InvalidArgument(format!("target column {column:?} is listed twice in {targets:?}")));
+            }
+            if batch.schema().column_with_name(column).is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "partial update batch lacks target column {column:?} (target_columns {targets:?}, batch columns {:?})",
+                    batch.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn fatal_error(&self) -> Option<Error> {
         self.fatal.lock().expect("not poisoned").as_ref().map(duplicate_error)
     }
 
     fn stopped_error(&self) -> Error {
-        self.fatal_error().unwrap_or_else(|| Error::Transport("append writer stopped".into()))
+        self.fatal_error().unwrap_or_else(|| Error::Transport("writer stopped".into()))
     }
 }
 
-impl Drop for AppendWriter {
+impl Drop for TableWriter {
     fn drop(&mut self) {
         if let Some(driver) = &self.driver {
             driver.abort();
@@ -310,7 +380,7 @@ async fn encode(batch: RecordBatch, max_flight_data_size: usize) -> Result<(Flig
             MessageHeader::RecordBatch => wires.push(message),
             // Dictionaries are hydrated by the encoder's default, so none are expected; a
             // message the node would not count as a batch must not get a sequence.
-            other => return Err(Error::InvalidArgument(format!("cannot append a batch that encodes a {other:?} message"))),
+            other => return Err(Error::InvalidArgument(format!("cannot write a batch that encodes a {other:?} message"))),
         }
     }
     let schema = schema.ok_or_else(|| Error::Protocol("encoder produced no schema message".into()))?;
@@ -385,7 +455,7 @@ enum Event {
 struct Driver {
     client: FlightServiceClient<Channel>,
     command: WriteCommand,
-    options: AppendWriterOptions,
+    options: WriterOptions,
     next_sequence: i64,
     schema_message: Option<FlightData>,
     /// Unacknowledged wires in sequence order.
@@ -413,7 +483,7 @@ impl Driver {
         let mut commands_open = true;
         loop {
             if !self.wires.is_empty() && self.conn.is_none() && !self.open() {
-                self.give_up(Error::Protocol("append writer has batches but no schema message".into()));
+                self.give_up(Error::Protocol("writer has batches but no schema message".into()));
                 return;
             }
             self.send_unsent();
@@ -448,7 +518,7 @@ impl Driver {
 
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Append { schema_message, wires, done, permit } => {
+            Command::Write { schema_message, wires, done, permit } => {
                 if let Some(schema) = schema_message {
                     self.schema_message = Some(schema);
                 }
@@ -469,7 +539,7 @@ impl Driver {
     /// Returns false if there is nothing to open a stream with (no wire or no schema).
     fn open(&mut self) -> bool {
         let Some(first) = self.wires.front() else { return false };
-        // The first Append carries the schema message, so it is known once wires exist.
+        // The first Write carries the schema message, so it is known once wires exist.
         let Some(schema) = self.schema_message.clone() else { return false };
         let mut command = self.command.clone();
         command.sequence = Some(first.sequence);
@@ -562,13 +632,13 @@ impl Driver {
         let outstanding = self.sent;
         self.sent = 0;
         if outstanding == 0 || self.wires.is_empty() {
-            tracing::warn!(%error, "append stream rejected with nothing outstanding");
+            tracing::warn!(%error, "write stream rejected with nothing outstanding");
             self.record_error(error);
             return;
         }
         if outstanding > 1 {
             let last = self.wires[outstanding - 1].sequence;
-            tracing::debug!(%error, outstanding, "append rejected with several batches in flight; probing one at a time");
+            tracing::debug!(%error, outstanding, "write rejected with several batches in flight; probing one at a time");
             self.probe_until = Some(last);
             return;
         }
@@ -614,7 +684,7 @@ impl Driver {
         }
         let exponent = attempts.saturating_sub(1).min(16);
         let backoff = self.options.initial_backoff.saturating_mul(1u32 << exponent).min(self.options.max_backoff);
-        tracing::debug!(%error, attempts, ?backoff, unacked = self.wires.len(), "append stream broke; resending unacknowledged batches");
+        tracing::debug!(%error, attempts, ?backoff, unacked = self.wires.len(), "write stream broke; resending unacknowledged batches");
         tokio::time::sleep(backoff).await;
         Ok(())
     }
@@ -655,7 +725,7 @@ impl Driver {
             match drained {
                 Ok(Err(e)) if e.code() != Some(tonic::Code::Cancelled) => self.record_error(e),
                 Ok(_) => {}
-                Err(_) => tracing::warn!("the node did not end the append stream within 30s of close"),
+                Err(_) => tracing::warn!("the node did not end the write stream within 30s of close"),
             }
         }
         match self.first_error.take() {
@@ -667,7 +737,7 @@ impl Driver {
     /// Out of retries (or the node broke the protocol): every waiter gets the error and the
     /// writer refuses further batches.
     fn give_up(&mut self, error: Error) {
-        tracing::warn!(%error, unacked = self.wires.len(), "append writer gives up");
+        tracing::warn!(%error, unacked = self.wires.len(), "writer gives up");
         self.conn = None;
         self.wires.clear();
         for batch in self.batches.drain(..) {
