@@ -6,7 +6,12 @@
 //!   `sync`/`os`, compression NONE, plus ZSTD for 64K/1 writer/os);
 //! * `scan`: full-width vs 13-of-43-column DoGet of a 1M-row, 4-bucket table, in one DoGet and
 //!   over the GetFlightInfo endpoints in parallel (NONE and ZSTD on Strom), decoded on the client;
-//! * `follow`: end-to-end latency of a follow scan while a writer appends at a fixed rate.
+//! * `follow`: end-to-end latency of a follow scan while a writer appends at a fixed rate;
+//! * `pk` (or its parts `pk-load`, `pk-point`, `pk-batch`, `pk-prefix`, `pk-partial`,
+//!   `pk-changelog`, `pk-dbbench`): primary-key tables on Strom vs a rocksdict Flight peer
+//!   (`integration/peer/rocksdict_peer.py`) and RocksDB's db_bench (`integration/peer/db_bench.sh`):
+//!   bulk upsert load, point lookups (DoExchange / DoGet ticket, uniform / Zipf, 10 % misses),
+//!   batched DoExchange lookups, prefix lookups, partial vs full upserts, changelog scans.
 //!
 //! One line per scenario and side is printed (rows/s, MB/s of Arrow IPC, p50/p99/p999), and a
 //! JSON summary is written with `--json-out`. See `docs/benchmarks.md`.
@@ -15,6 +20,10 @@
 mod data;
 #[path = "strom_bench/net.rs"]
 mod net;
+#[path = "strom_bench/pk.rs"]
+mod pk;
+#[path = "strom_bench/pk_data.rs"]
+mod pk_data;
 #[path = "strom_bench/procs.rs"]
 mod procs;
 #[path = "strom_bench/scenarios.rs"]
@@ -33,13 +42,18 @@ use std::time::{Duration, Instant};
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 #[derive(Parser, Debug)]
-#[command(name = "strom-bench", about = "Load generator: Strom vs an in-memory pyarrow Flight peer, over raw Arrow Flight")]
+#[command(
+    name = "strom-bench",
+    about = "Load generator: Strom vs pyarrow Flight peers (in-memory log tables; rocksdict primary-key tables) and db_bench, over raw Arrow Flight"
+)]
 struct Args {
-    /// Scenarios to run: put, scan, follow (comma-separated).
+    /// Scenarios to run: put, scan, follow, pk (= pk-load, pk-point, pk-batch, pk-prefix,
+    /// pk-partial, pk-changelog, pk-dbbench), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "put,scan,follow")]
     scenarios: Vec<String>,
-    /// Sides to measure: strom, peer (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "strom,peer")]
+    /// Sides to measure: strom, peer (log-table scenarios), rocksdict (pk scenarios); a side is
+    /// started only when a chosen scenario uses it.
+    #[arg(long, value_delimiter = ',', default_value = "strom,peer,rocksdict")]
     targets: Vec<String>,
     /// Use a running Strom node (grpc://host:port) instead of starting one.
     #[arg(long)]
@@ -47,6 +61,12 @@ struct Args {
     /// Use a running peer (grpc://host:port) instead of starting one.
     #[arg(long)]
     peer_endpoint: Option<String>,
+    /// Use a running rocksdict peer (grpc://host:port) instead of starting one.
+    #[arg(long)]
+    rocksdict_endpoint: Option<String>,
+    /// The rocksdict peer script (default: integration/peer/rocksdict_peer.py).
+    #[arg(long)]
+    rocksdict_script: Option<PathBuf>,
     /// The strom binary (default: `strom` next to this executable).
     #[arg(long)]
     strom_bin: Option<PathBuf>,
@@ -124,6 +144,73 @@ struct Args {
     /// Buckets of every table.
     #[arg(long, default_value_t = 4)]
     buckets: u32,
+    /// PK: table sizes in keys (comma-separated), each loaded, looked up and run by db_bench.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    pk_keys: Vec<u64>,
+    /// PK: buckets of every primary-key table on Strom.
+    #[arg(long, default_value_t = 4)]
+    pk_buckets: u32,
+    /// PK: `table.log.durability` of the primary-key tables on Strom.
+    #[arg(long, default_value = "os")]
+    pk_durability: String,
+    /// PK: changelog compression on Strom ("" = the node default, ZSTD).
+    #[arg(long, default_value = "")]
+    pk_compression: String,
+    /// PK: rows per DoPut batch of a load.
+    #[arg(long, default_value_t = 10_000)]
+    pk_load_batch_rows: usize,
+    /// PK: unacknowledged DoPut batches of loads and upserts.
+    #[arg(long, default_value_t = 8)]
+    pk_inflight: usize,
+    /// PK: seconds per one-key-at-a-time latency variant.
+    #[arg(long, default_value_t = 4.0)]
+    pk_point_seconds: f64,
+    /// PK: keys per DoExchange batch of the batched lookups.
+    #[arg(long, default_value_t = 1000)]
+    pk_batch_keys: usize,
+    /// PK: concurrent DoExchange streams (each on its own connection).
+    #[arg(long, default_value_t = 4)]
+    pk_streams: usize,
+    /// PK: unanswered batches per DoExchange stream.
+    #[arg(long, default_value_t = 2)]
+    pk_batch_inflight: usize,
+    /// PK: seconds per batched-lookup variant.
+    #[arg(long, default_value_t = 5.0)]
+    pk_batch_seconds: f64,
+    /// PK: share of looked-up keys that do not exist.
+    #[arg(long, default_value_t = 0.1)]
+    pk_miss_ratio: f64,
+    /// PK: Zipf exponent of the skewed key distribution.
+    #[arg(long, default_value_t = 0.99)]
+    pk_zipf_theta: f64,
+    /// PK: rows per prefix of the prefix-lookup tables (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    pk_prefix_rows: Vec<usize>,
+    /// PK: rows of each prefix-lookup table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pk_prefix_table_rows: usize,
+    /// PK: prefixes per DoExchange batch of the batched prefix lookups.
+    #[arg(long, default_value_t = 100)]
+    pk_prefix_batch: usize,
+    /// PK: rows of the 10-column partial-update table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pk_partial_rows: usize,
+    /// PK: rows per upsert batch of the partial/full comparison.
+    #[arg(long, default_value_t = 10_000)]
+    pk_partial_batch_rows: usize,
+    /// PK: seconds per upsert variant of the partial/full comparison.
+    #[arg(long, default_value_t = 6.0)]
+    pk_partial_seconds: f64,
+    /// PK: the db_bench wrapper (default: integration/peer/db_bench.sh).
+    #[arg(long)]
+    db_bench_script: Option<PathBuf>,
+    /// PK: seconds of each db_bench read benchmark.
+    #[arg(long, default_value_t = 10)]
+    db_bench_seconds: u32,
+    /// PK: db_bench reader threads.
+    #[arg(long, default_value_t = 2)]
+    db_bench_threads: u32,
+
     /// HTTP/2 stream window of the client connections, bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     stream_window: u32,
@@ -166,6 +253,33 @@ fn start_strom(args: &Args, data_root: &std::path::Path) -> Res<Server> {
         &[("RUST_LOG", rust_log.as_str())],
         "strom: listening on",
         data_root.join("strom.log"),
+        Duration::from_secs(60),
+    )
+}
+
+fn start_rocksdict(args: &Args, data_root: &std::path::Path) -> Res<Server> {
+    if let Some(e) = &args.rocksdict_endpoint {
+        return Server::external("rocksdict", e);
+    }
+    let python = args.python.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join(".venv/bin/python"));
+    let script = args.rocksdict_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/rocksdict_peer.py"));
+    let data = data_root.join("rocksdict-data");
+    let peer_args = vec![
+        script.display().to_string(),
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        "0".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    Server::spawn(
+        "rocksdict",
+        &python,
+        &peer_args,
+        &[],
+        "rocksdict-peer: listening on",
+        data_root.join("rocksdict.log"),
         Duration::from_secs(60),
     )
 }
@@ -243,15 +357,20 @@ async fn run(args: Args) -> Res<()> {
     let machine = machine();
     let want = |t: &str| args.targets.iter().any(|x| x == t);
     for t in &args.targets {
-        if !["strom", "peer"].contains(&t.as_str()) {
-            return Err(format!("unknown target {t:?} (strom, peer)").into());
+        if !["strom", "peer", "rocksdict"].contains(&t.as_str()) {
+            return Err(format!("unknown target {t:?} (strom, peer, rocksdict)").into());
         }
     }
+    const SCENARIOS: &[&str] =
+        &["put", "scan", "follow", "pk", "pk-load", "pk-point", "pk-batch", "pk-prefix", "pk-partial", "pk-changelog", "pk-dbbench"];
     for s in &args.scenarios {
-        if !["put", "scan", "follow"].contains(&s.as_str()) {
-            return Err(format!("unknown scenario {s:?} (put, scan, follow)").into());
+        if !SCENARIOS.contains(&s.as_str()) {
+            return Err(format!("unknown scenario {s:?} ({})", SCENARIOS.join(", ")).into());
         }
     }
+    let scenario = |s: &str| args.scenarios.iter().any(|x| x == s);
+    let pk_parts = pk::PkParts::from_scenarios(&args.scenarios);
+    let log_scenarios = scenario("put") || scenario("scan") || scenario("follow");
     let storage = storage_probe(tmp.path())?;
     println!(
         "storage: fresh buffered writes {} MB/s, rewrites of cached pages {} MB/s, 4 KiB write+fdatasync p50 {} p99 {}",
@@ -261,22 +380,25 @@ async fn run(args: Args) -> Res<()> {
         stats::fmt_us(storage["write_4k_fdatasync_p99_us"].as_u64().unwrap_or(0))
     );
     let mut servers: Vec<Server> = Vec::new();
-    if want("strom") {
+    if want("strom") && (log_scenarios || pk_parts.any_flight()) {
         servers.push(start_strom(&args, tmp.path())?);
     }
-    if want("peer") {
+    if want("peer") && (scenario("put") || scenario("scan")) {
         servers.push(start_peer(&args, tmp.path())?);
+    }
+    if want("rocksdict") && pk_parts.any_flight() {
+        servers.push(start_rocksdict(&args, tmp.path())?);
     }
     let targets: Vec<Target> = servers.iter().map(|s| Target { name: s.name, url: s.url.clone(), pid: s.pid() }).collect();
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let env = Env { windows: net::Windows { stream: args.stream_window, connection: args.connection_window }, progress };
     for t in &targets {
         let health = net::action(&net::connect(&t.url, env.windows).await?, "health", &serde_json::json!({})).await?;
-        println!("{:<6} {} {}", t.name, t.url.replace("http://", "grpc://"), health);
+        println!("{:<9} {} {}", t.name, t.url.replace("http://", "grpc://"), health);
     }
     println!("{}", stats::header());
     let mut rows: Vec<ResultRow> = Vec::new();
-    if let Err(e) = run_scenarios(&args, &targets, &env, &mut rows).await {
+    if let Err(e) = run_scenarios(&args, &targets, &env, &mut rows, tmp.path()).await {
         for s in &servers {
             eprintln!("--- last lines of the {} log ---\n{}", s.name, s.log_tail(20));
         }
@@ -311,8 +433,11 @@ async fn run(args: Args) -> Res<()> {
     Ok(())
 }
 
-async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Vec<ResultRow>) -> Res<()> {
+async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Vec<ResultRow>, tmp: &std::path::Path) -> Res<()> {
     let scenario = |s: &str| args.scenarios.iter().any(|x| x == s);
+    // Log-table scenarios run against strom and the in-memory peer; pk ones against strom and
+    // the rocksdict peer.
+    let log_targets: Vec<&Target> = targets.iter().filter(|t| t.name != "rocksdict").collect();
 
     if scenario("put") {
         let cfg = PutConfig {
@@ -326,7 +451,7 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             inflight_bytes: args.inflight_bytes,
             buckets: args.buckets,
         };
-        for t in targets {
+        for t in &log_targets {
             scenarios::run_put(t, &cfg, env, rows).await?;
         }
     }
@@ -340,7 +465,7 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             buckets: args.buckets,
         };
         let wide = scenarios::wide_data(&cfg)?;
-        for t in targets {
+        for t in &log_targets {
             scenarios::run_scans(t, &cfg, &wide, env, rows).await?;
         }
     }
@@ -356,6 +481,38 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
         for t in targets.iter().filter(|t| t.is_strom()) {
             scenarios::run_follow(t, &cfg, env, rows).await?;
         }
+    }
+    let parts = pk::PkParts::from_scenarios(&args.scenarios);
+    if parts.any_flight() || parts.db_bench {
+        let pk_targets: Vec<Target> =
+            targets.iter().filter(|t| t.name != "peer").map(|t| Target { name: t.name, url: t.url.clone(), pid: t.pid }).collect();
+        let cfg = pk::PkConfig {
+            parts,
+            keys: args.pk_keys.clone(),
+            buckets: args.pk_buckets,
+            durability: args.pk_durability.clone(),
+            compression: args.pk_compression.to_uppercase(),
+            load_batch_rows: args.pk_load_batch_rows.max(1),
+            inflight: args.pk_inflight.max(1),
+            point_duration: Duration::from_secs_f64(args.pk_point_seconds),
+            batch_keys: args.pk_batch_keys.max(1),
+            streams: args.pk_streams.max(1),
+            batch_inflight: args.pk_batch_inflight.max(1),
+            batch_duration: Duration::from_secs_f64(args.pk_batch_seconds),
+            miss_ratio: args.pk_miss_ratio,
+            zipf_theta: args.pk_zipf_theta,
+            prefix_rows: args.pk_prefix_rows.clone(),
+            prefix_table_rows: args.pk_prefix_table_rows,
+            prefix_batch: args.pk_prefix_batch.max(1),
+            partial_rows: args.pk_partial_rows,
+            partial_batch_rows: args.pk_partial_batch_rows.max(1),
+            partial_duration: Duration::from_secs_f64(args.pk_partial_seconds),
+            db_bench_script: args.db_bench_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/db_bench.sh")),
+            db_bench_seconds: args.db_bench_seconds.max(1),
+            db_bench_threads: args.db_bench_threads.max(1),
+            db_bench_dir: tmp.to_path_buf(),
+        };
+        pk::run_pk(&pk_targets, &cfg, env, rows).await?;
     }
 
     Ok(())
@@ -414,5 +571,6 @@ fn verdicts(rows: &[ResultRow]) -> Vec<Verdict> {
             met: f.p99_us <= 2000,
         });
     }
+    out.extend(pk::verdicts(rows));
     out
 }

@@ -27,7 +27,7 @@ pub struct TableDef {
 }
 
 impl TableDef {
-    fn new(cols: &[(String, &str, bool)]) -> Self {
+    pub fn new(cols: &[(String, &str, bool)]) -> Self {
         let columns =
             cols.iter().map(|(n, t, nullable)| ColumnSpec { nullable: *nullable, ..ColumnSpec::new(n.clone(), t.to_string()) }).collect();
         let fields: Vec<Field> = cols.iter().map(|(n, t, nullable)| Field::new(n, arrow_type(t), *nullable)).collect();

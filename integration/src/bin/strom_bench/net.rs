@@ -253,3 +253,96 @@ pub fn ticker(pb: &ProgressBar, rows: Arc<AtomicU64>, budget: Duration) -> tokio
         }
     })
 }
+
+/// Encodes single record batches as Flight messages (for key batches built on the fly).
+pub struct BatchEncoder {
+    generator: arrow_ipc::writer::IpcDataGenerator,
+    tracker: arrow_ipc::writer::DictionaryTracker,
+    options: arrow_ipc::writer::IpcWriteOptions,
+    context: arrow_ipc::writer::CompressionContext,
+}
+
+impl Default for BatchEncoder {
+    fn default() -> Self {
+        Self {
+            generator: Default::default(),
+            tracker: arrow_ipc::writer::DictionaryTracker::new(false),
+            options: Default::default(),
+            context: Default::default(),
+        }
+    }
+}
+
+impl BatchEncoder {
+    pub fn schema(&self, schema: &SchemaRef) -> FlightData {
+        arrow_flight::SchemaAsIpc::new(schema, &self.options).into()
+    }
+
+    /// One record-batch message (the bench's key batches have no dictionaries).
+    pub fn batch(&mut self, batch: &RecordBatch) -> Res<FlightData> {
+        let (dictionaries, message) = self.generator.encode(batch, &mut self.tracker, &self.options, &mut self.context)?;
+        if !dictionaries.is_empty() {
+            return Err("dictionary-encoded key batches are not supported by the bench".into());
+        }
+        Ok(message.into())
+    }
+}
+
+/// A DoExchange lookup stream: the CMD descriptor and the key schema go first, then each key
+/// batch sent is answered by one result batch, in order.
+pub struct Exchange {
+    tx: tokio::sync::mpsc::Sender<FlightData>,
+    call: Option<tokio::task::JoinHandle<Result<tonic::Streaming<FlightData>, tonic::Status>>>,
+    answers: Option<FlightRecordBatchStream>,
+    counters: Arc<WireCounters>,
+    encoder: BatchEncoder,
+    /// IPC bytes of the key batches sent.
+    pub sent_bytes: u64,
+}
+
+impl Exchange {
+    pub async fn open(channel: Channel, command: &serde_json::Value, key_schema: &SchemaRef) -> Res<Self> {
+        let mut c = client(channel);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<FlightData>(64);
+        let encoder = BatchEncoder::default();
+        let mut first = encoder.schema(key_schema);
+        first.flight_descriptor = Some(FlightDescriptor::new_cmd(serde_json::to_vec(command)?));
+        tx.send(first).await.map_err(|_| "DoExchange request stream closed")?;
+        let request = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        // The call resolves with the response headers, which a server may send only with its
+        // first answer: keep it running while key batches are sent.
+        let call = tokio::spawn(async move { c.do_exchange(request).await.map(|r| r.into_inner()) });
+        Ok(Self { tx, call: Some(call), answers: None, counters: Default::default(), encoder, sent_bytes: 0 })
+    }
+
+    /// Sends a pre-encoded key batch.
+    pub async fn send_encoded(&mut self, message: FlightData) -> Res<()> {
+        self.sent_bytes += ipc_len(&message);
+        self.tx.send(message).await.map_err(|_| "DoExchange request stream closed early".into())
+    }
+
+    pub async fn send(&mut self, batch: &RecordBatch) -> Res<()> {
+        let message = self.encoder.batch(batch)?;
+        self.send_encoded(message).await
+    }
+
+    /// The next answer batch.
+    pub async fn recv(&mut self) -> Res<RecordBatch> {
+        if self.answers.is_none() {
+            let call = self.call.take().ok_or("DoExchange call already failed")?;
+            let response = tokio::time::timeout(STALL, call).await.map_err(|_| "DoExchange: no response for 60 s")??;
+            let response = response.map_err(|s| format!("DoExchange: {} {}", s.code(), s.message()))?;
+            self.answers = Some(decode_counted(response, self.counters.clone()));
+        }
+        let answers = self.answers.as_mut().expect("set above");
+        match tokio::time::timeout(STALL, answers.next()).await.map_err(|_| "DoExchange: no answer for 60 s")? {
+            Some(batch) => Ok(batch.map_err(|e| format!("DoExchange: {e}"))?),
+            None => Err("DoExchange: the server ended the stream before answering".into()),
+        }
+    }
+
+    /// IPC bytes of the answers received so far.
+    pub fn received_bytes(&self) -> u64 {
+        self.counters.ipc.load(Ordering::Relaxed)
+    }
+}

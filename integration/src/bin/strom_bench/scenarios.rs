@@ -30,7 +30,7 @@ impl Target {
         self.name == "strom"
     }
 
-    fn probe(&self) -> procs::CpuProbe {
+    pub fn probe(&self) -> procs::CpuProbe {
         procs::CpuProbe::start(self.pid)
     }
 }
@@ -43,7 +43,7 @@ pub struct Env {
 
 impl Env {
     /// Adds the CPU split of a measurement to its row, and warns when other load was present.
-    fn cpu(&self, row: ResultRow, probe: &procs::CpuProbe, per: f64) -> ResultRow {
+    pub fn cpu(&self, row: ResultRow, probe: &procs::CpuProbe, per: f64) -> ResultRow {
         let Some(u) = probe.finish() else { return row };
         let r3 = |x: f64| (x / per * 1000.0).round() / 1000.0;
         let seconds = row.seconds.max(1e-9);
@@ -64,7 +64,7 @@ impl Env {
         self.progress.suspend(|| println!("{}", line.as_ref()));
     }
 
-    fn bar(&self, label: &str, budget: Duration) -> ProgressBar {
+    pub fn bar(&self, label: &str, budget: Duration) -> ProgressBar {
         let pb = self.progress.add(ProgressBar::new(budget.as_millis().max(1) as u64));
         pb.set_style(
             ProgressStyle::with_template("{prefix:<44} [{bar:30}] {elapsed:>4} {msg}").expect("valid template").progress_chars("=> "),
@@ -74,7 +74,7 @@ impl Env {
     }
 }
 
-async fn control(target: &Target, env: &Env) -> Res<Channel> {
+pub async fn control(target: &Target, env: &Env) -> Res<Channel> {
     net::connect(&target.url, env.windows).await
 }
 
@@ -93,7 +93,7 @@ async fn create_table(ch: &Channel, table: &str, def: &TableDef, buckets: u32, o
     Ok(())
 }
 
-async fn drop_table(ch: &Channel, table: &str) -> Res<()> {
+pub async fn drop_table(ch: &Channel, table: &str) -> Res<()> {
     net::action(ch, "drop_table", &json!({"database": DATABASE, "table": table, "if_exists": true})).await?;
     Ok(())
 }

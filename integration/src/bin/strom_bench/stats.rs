@@ -94,12 +94,12 @@ pub fn fmt_rate(r: f64) -> String {
 }
 
 pub fn header() -> String {
-    format!("{:<34} {:<6} {:>9} {:>9} {:>9} {:>9} {:>9}  {}", "scenario", "target", "rows/s", "MB/s", "p50", "p99", "p999", "latency of")
+    format!("{:<34} {:<9} {:>9} {:>9} {:>9} {:>9} {:>9}  {}", "scenario", "target", "rows/s", "MB/s", "p50", "p99", "p999", "latency of")
 }
 
 pub fn line(r: &ResultRow) -> String {
     format!(
-        "{:<34} {:<6} {:>9} {:>9.1} {:>9} {:>9} {:>9}  {}",
+        "{:<34} {:<9} {:>9} {:>9.1} {:>9} {:>9} {:>9}  {}",
         r.scenario,
         r.target,
         fmt_rate(r.rows_per_s),
