@@ -70,7 +70,7 @@ pub struct DropDatabase {
 }
 
 /// A column of `create_table`, and of the table info returned by `get_table`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(from = "RawColumnSpec")]
 pub struct ColumnSpec {
     pub name: String,
@@ -85,6 +85,26 @@ pub struct ColumnSpec {
     /// omitted `nullable` on a key column, which means NOT NULL, from a declared `true`).
     #[serde(skip)]
     pub nullable_declared: bool,
+}
+
+/// `nullable` is sent only when it was declared (or is false), so a key column built with
+/// `ColumnSpec::new` is NOT NULL by the primary-key default rather than explicitly nullable.
+impl Serialize for ColumnSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let send_nullable = self.nullable_declared || !self.nullable;
+        let n = 2 + send_nullable as usize + self.comment.is_some() as usize;
+        let mut st = serializer.serialize_struct("ColumnSpec", n)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("type", &self.data_type)?;
+        if send_nullable {
+            st.serialize_field("nullable", &self.nullable)?;
+        }
+        if let Some(c) = &self.comment {
+            st.serialize_field("comment", c)?;
+        }
+        st.end()
+    }
 }
 
 /// The wire form of [`ColumnSpec`], with `nullable` optional.
@@ -683,6 +703,8 @@ mod tests {
             serde_json::from_str(r#"[{"name":"a","type":"INT"},{"name":"b","type":"INT","nullable":true}]"#).unwrap();
         assert!(cols[0].nullable && !cols[0].nullable_declared);
         assert!(cols[1].nullable && cols[1].nullable_declared);
+        let sent = serde_json::to_string(&[ColumnSpec::new("k", "INT"), ColumnSpec::new("v", "INT").not_null()]).unwrap();
+        assert_eq!(sent, r#"[{"name":"k","type":"INT"},{"name":"v","type":"INT","nullable":false}]"#, "undeclared nullability is not sent");
         let err = serde_json::from_str::<ColumnSpec>(r#"{"name":"a","type":"INT","nullabel":false}"#).unwrap_err().to_string();
         assert!(err.contains("nullabel"), "{err}");
     }

@@ -160,7 +160,7 @@ fn bench_append(c: &mut Criterion) {
                     since_cleanup += bytes;
                     // Keep the disk footprint bounded: drop sealed segments (not measured).
                     if since_cleanup > 512 * 1024 * 1024 {
-                        log.delete_segments_before(i64::MAX).expect("delete segments");
+                        log.delete_segments_before(i64::MAX, u64::MAX).expect("delete segments");
                         since_cleanup = 0;
                     }
                 }
@@ -284,7 +284,10 @@ fn bench_read_engine(c: &mut Criterion) {
         let rt = engine.table("bench", &table).expect("runtime");
         runtime.block_on(async {
             for i in 0..batches {
-                let pending = engine.append(&rt, wide_batch(&schema, rows_per_batch, i), None).await.expect("append");
+                let pending = engine
+                    .write(&rt, wide_batch(&schema, rows_per_batch, i), strom_server::engine::table::WriteOp::Append, None)
+                    .await
+                    .expect("append");
                 pending.wait_durable().await.expect("durable");
             }
         });

@@ -15,6 +15,21 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
+    pub kv: KvConfig,
+}
+
+/// The RocksDB store of primary-key tables; see `config/strom.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvConfig {
+    pub block_cache_bytes: usize,
+    pub snapshot_batch_rows: usize,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        Self { block_cache_bytes: 256 * 1024 * 1024, snapshot_batch_rows: 8192 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +145,7 @@ impl Config {
             (self.log.default_bucket_num >= 1, "log.default_bucket_num must be >= 1"),
             (self.log.scan_read_bytes >= 64 * 1024, "log.scan_read_bytes must be at least 65536"),
             (self.log.retention_check_interval_ms > 0, "log.retention_check_interval_ms must be > 0"),
+            (self.kv.snapshot_batch_rows >= 1, "kv.snapshot_batch_rows must be >= 1"),
         ];
         for (ok, msg) in checks {
             if !ok {

@@ -75,7 +75,8 @@ impl RunningServer {
                 }
             }
             engine2.sync_all().await?;
-            tracing::info!("all logs flushed and fsynced; stopped");
+            engine2.flush_kv()?;
+            tracing::info!("all logs flushed and fsynced, KV state flushed; stopped");
             Ok(())
         });
         Ok(Self { addr, engine, shutdown, handle })

@@ -113,7 +113,8 @@ async fn given_offsets_when_listed_should_report_earliest_latest_and_counts() {
         })
         .unwrap();
     assert_eq!(latest[0].offset, 500);
-    let count = f.engine.count(&strom_flight_api::CountRequest { database: DB.into(), table: TABLE.into(), ..Default::default() }).unwrap();
+    let count =
+        f.engine.count(&strom_flight_api::CountRequest { database: DB.into(), table: TABLE.into(), ..Default::default() }).await.unwrap();
     assert_eq!(count, 500);
     let bad = f.engine.scan(&LogScan { buckets: Some(vec![3]), ..EngineFixture::full_scan() }).err().unwrap();
     assert!(bad.to_string().contains("bucket 3"), "{bad}");

@@ -73,6 +73,16 @@ impl TableMeta {
     pub fn path(&self) -> String {
         format!("{}.{}", self.database, self.name)
     }
+
+    /// The validated primary-key definition (None for log tables).
+    pub fn pk_spec(&self) -> Result<Option<pk::PkSpec>> {
+        if self.primary_key.is_empty() {
+            return Ok(None);
+        }
+        let schema = self.arrow_schema()?;
+        let declared_nullable = vec![false; schema.fields().len()];
+        pk::validate(&schema, &self.primary_key, &self.bucket_key, &declared_nullable, &self.options).map(Some)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -347,11 +357,9 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
             .collect::<Result<Vec<_>>>()?;
         let declared_nullable: Vec<bool> = req.columns.iter().map(|c| c.nullable && c.nullable_declared).collect();
         pk::validate(&Schema::new(fields), &req.primary_key, &bucket_key, &declared_nullable, &req.options)?;
-        return Err(Error::Unimplemented(format!(
-            "table {}.{}: the primary-key definition is valid, but primary-key tables are not served by this node version yet",
-            req.database, req.table
-        )));
     }
+    // A primary-key table's bucket key defaults to its whole primary key.
+    let bucket_key = if bucket_key.is_empty() { req.primary_key.clone() } else { bucket_key };
     if !bucket_key.is_empty() {
         full.insert(options::BUCKET_KEY.into(), bucket_key.join(","));
     }
@@ -361,7 +369,7 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
         name: req.table.clone(),
         schema_id: 1,
         columns,
-        primary_key: vec![],
+        primary_key: req.primary_key.clone(),
         partition_keys: vec![],
         bucket_key,
         bucket_num,

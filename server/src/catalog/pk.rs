@@ -125,6 +125,8 @@ pub struct PkSpec {
     pub delete_behavior: DeleteBehavior,
     pub changelog_image: ChangelogImage,
     pub auto_increment: Option<usize>,
+    /// Column names by position (for error messages).
+    pub column_names: Vec<String>,
 }
 
 fn invalid(msg: String) -> Error {
@@ -239,7 +241,8 @@ pub fn validate(
             Some(column)
         }
     };
-    Ok(PkSpec { key, bucket_key: bucket, prefix_len, merge_engine, delete_behavior, changelog_image, auto_increment })
+    let column_names = schema.fields().iter().map(|f| f.name().clone()).collect();
+    Ok(PkSpec { key, bucket_key: bucket, prefix_len, merge_engine, delete_behavior, changelog_image, auto_increment, column_names })
 }
 
 /// `fields.<col>.agg` and `fields.<col>.listagg.delimiter` for an aggregation table; columns

@@ -4,6 +4,7 @@
 //! `StorageEngine` is the narrow interface the Flight layer calls; it speaks the contract's
 //! request types and engine types, never gRPC.
 
+pub mod pk;
 pub mod scan;
 pub mod table;
 pub mod write;
@@ -11,20 +12,23 @@ pub mod write;
 use crate::catalog::{Catalog, TableDefaults};
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
+use crate::kv::store::KvStore;
 use crate::log::bucket::{BatchIdentity, ReadersClosed, SegmentPolicy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parking_lot::RwLock;
+use pk::read::SnapshotPlan;
+use pk::serve::{LookupPlan, SnapshotStream};
 use scan::{ScanSpec, ScanStream};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use strom_flight_api::{
-    AlterTable, BucketOffset, CountRequest, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets, LogScan, OffsetSpec,
-    TableInfo,
+    AlterTable, BucketOffset, CountKind, CountRequest, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets, LogScan,
+    LookupRequest, OffsetSpec, SnapshotScan, TableInfo, CHANGE_TYPE_COLUMN,
 };
-use table::{PendingAck, TableRuntime};
+use table::{PendingAck, TableRuntime, WriteOp};
 
 /// What the Flight front door needs from storage.
 #[tonic::async_trait]
@@ -46,9 +50,12 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// Resolves a table for a stream of appends.
     fn table(&self, database: &str, table: &str) -> Result<Arc<TableRuntime>>;
     /// Writes a batch; the returned ack resolves once it is durable.
-    async fn append(&self, table: &Arc<TableRuntime>, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<PendingAck>;
+    async fn write(&self, table: &Arc<TableRuntime>, batch: RecordBatch, op: WriteOp, id: Option<BatchIdentity>) -> Result<PendingAck>;
     fn scan(&self, req: &LogScan) -> Result<ScanStream>;
-    fn count(&self, req: &CountRequest) -> Result<u64>;
+    fn snapshot_scan(&self, req: &SnapshotScan) -> Result<SnapshotStream>;
+    /// Resolves a lookup (ticket or DoExchange stream) against its table.
+    fn lookup_plan(&self, req: &LookupRequest) -> Result<LookupPlan>;
+    async fn count(&self, req: &CountRequest) -> Result<u64>;
 }
 
 pub struct Engine {
@@ -56,6 +63,9 @@ pub struct Engine {
     data_dir: PathBuf,
     catalog: Catalog,
     tables: RwLock<HashMap<u64, Arc<TableRuntime>>>,
+    /// The node's RocksDB instance, opened with the first primary-key table (so a node with
+    /// only log tables never opens RocksDB).
+    kv: parking_lot::Mutex<Option<Arc<KvStore>>>,
     started: Instant,
 }
 
@@ -65,17 +75,35 @@ impl Engine {
         let data_dir = config.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir).at(data_dir.display())?;
         let catalog = Catalog::open(&data_dir.join("catalog"))?;
-        let engine = Self { config, data_dir, catalog, tables: RwLock::new(HashMap::new()), started: Instant::now() };
+        let engine = Self {
+            config,
+            data_dir,
+            catalog,
+            tables: RwLock::new(HashMap::new()),
+            kv: parking_lot::Mutex::new(None),
+            started: Instant::now(),
+        };
         let metas = engine.catalog.all_tables();
         let started = Instant::now();
         for (i, meta) in metas.iter().enumerate() {
-            let runtime = TableRuntime::open(meta.clone(), &engine.data_dir, engine.policy())?;
+            let runtime = TableRuntime::open(meta.clone(), &engine.data_dir, engine.policy(), || engine.kv())?;
             engine.tables.write().insert(meta.table_id, Arc::new(runtime));
             tracing::info!(progress = format!("{}/{}", i + 1, metas.len()), table = %meta.path(), "recovery");
         }
         engine.remove_orphan_table_dirs()?;
         tracing::info!(tables = metas.len(), elapsed_ms = started.elapsed().as_millis() as u64, data_dir = %engine.data_dir.display(), "storage opened");
         Ok(Arc::new(engine))
+    }
+
+    /// The KV store, opened on first use.
+    fn kv(&self) -> Result<Arc<KvStore>> {
+        let mut slot = self.kv.lock();
+        if let Some(kv) = &*slot {
+            return Ok(kv.clone());
+        }
+        let kv = Arc::new(KvStore::open_with_cache(&self.data_dir.join("kv"), self.config.kv.block_cache_bytes)?);
+        *slot = Some(kv.clone());
+        Ok(kv)
     }
 
     fn policy(&self) -> SegmentPolicy {
@@ -108,6 +136,11 @@ impl Engine {
             for b in &rt.buckets {
                 b.close_readers(ReadersClosed::TableDropped);
             }
+            if let Some(pk) = &rt.pk {
+                if let Err(e) = pk.delete_data() {
+                    tracing::warn!(table = rt.meta().path(), error = %e, "could not delete a dropped table's KV rows");
+                }
+            }
             if let Err(e) = std::fs::remove_dir_all(&rt.dir) {
                 tracing::warn!(dir = %rt.dir.display(), error = %e, "could not delete a dropped table's data; it is removed at the next start");
             }
@@ -136,8 +169,18 @@ impl Engine {
         let tables: Vec<_> = self.tables.read().values().cloned().collect();
         for t in tables {
             t.sync_all().await?;
+            t.apply_durable()?;
         }
         Ok(())
+    }
+
+    /// Persists the KV store's applied state (shutdown), so the next start replays little.
+    pub fn flush_kv(&self) -> Result<()> {
+        let kv = self.kv.lock().clone();
+        match kv {
+            Some(kv) => kv.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Ends every tailing reader (graceful shutdown), so running requests can finish.
@@ -223,7 +266,7 @@ impl StorageEngine for Engine {
         let defaults = TableDefaults { bucket_num: self.config.log.default_bucket_num, durability: self.config.log.durability };
         match self.catalog.create_table(req, defaults)? {
             Some(meta) => {
-                let runtime = match TableRuntime::open(meta.clone(), &self.data_dir, self.policy()) {
+                let runtime = match TableRuntime::open(meta.clone(), &self.data_dir, self.policy(), || self.kv()) {
                     Ok(rt) => rt,
                     Err(e) => {
                         // Keep the catalog and the disk in agreement.
@@ -297,8 +340,8 @@ impl StorageEngine for Engine {
         self.runtime(database, table)
     }
 
-    async fn append(&self, table: &Arc<TableRuntime>, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<PendingAck> {
-        table.append_unconfirmed(batch, id).await
+    async fn write(&self, table: &Arc<TableRuntime>, batch: RecordBatch, op: WriteOp, id: Option<BatchIdentity>) -> Result<PendingAck> {
+        table.write_unconfirmed(batch, op, id).await
     }
 
     fn scan(&self, req: &LogScan) -> Result<ScanStream> {
@@ -328,6 +371,13 @@ impl StorageEngine for Engine {
                     }
                     idx.push(i);
                 }
+                if table.pk.is_some() {
+                    // A changelog without its change types cannot be read correctly.
+                    let ct = table.schema.index_of(CHANGE_TYPE_COLUMN).expect("changelog schema");
+                    if !idx.contains(&ct) {
+                        idx.push(ct);
+                    }
+                }
                 Some(idx)
             }
         };
@@ -343,11 +393,40 @@ impl StorageEngine for Engine {
         scan::start_scan(table, spec, self.config.log.scan_read_bytes)
     }
 
-    fn count(&self, req: &CountRequest) -> Result<u64> {
+    async fn count(&self, req: &CountRequest) -> Result<u64> {
         if req.partition.is_some() {
             return Err(Error::invalid(format!("table {}.{} is not partitioned", req.database, req.table)));
         }
         let table = self.runtime(&req.database, &req.table)?;
-        Ok(Self::buckets_of(&table, &req.buckets)?.into_iter().map(|b| table.buckets[b as usize].totals().0).sum())
+        let buckets = Self::buckets_of(&table, &req.buckets)?;
+        if req.kind == CountKind::Rows && table.pk.is_some() {
+            return tokio::task::spawn_blocking(move || table.pk.as_ref().expect("checked").count_rows(&buckets))
+                .await
+                .map_err(|e| Error::Internal(format!("count task failed: {e}")))?;
+        }
+        Ok(buckets.into_iter().map(|b| table.buckets[b as usize].totals().0).sum())
+    }
+
+    fn snapshot_scan(&self, req: &SnapshotScan) -> Result<SnapshotStream> {
+        if req.partition.is_some() {
+            return Err(Error::invalid(format!("table {}.{} is not partitioned", req.database, req.table)));
+        }
+        let table = self.runtime(&req.database, &req.table)?;
+        let path = table.meta().path();
+        let pk = table.pk.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(format!("table {path} has no primary key: read it with a log scan ({{\"scan\": \"log\"}})"))
+        })?;
+        let plan = SnapshotPlan {
+            buckets: Self::buckets_of(&table, &req.buckets)?,
+            projection: pk.projection(&path, &req.columns, false)?,
+            filters: pk.compile_filter(&path, req.filter.as_deref().unwrap_or_default())?,
+            limit: req.limit,
+            batch_rows: self.config.kv.snapshot_batch_rows,
+        };
+        pk::serve::start_snapshot_scan(table, plan)
+    }
+
+    fn lookup_plan(&self, req: &LookupRequest) -> Result<LookupPlan> {
+        LookupPlan::new(self.runtime(&req.database, &req.table)?, req)
     }
 }

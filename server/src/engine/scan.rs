@@ -218,6 +218,12 @@ fn read_chunks(
     let location = segment.location();
     let mut out = Vec::with_capacity(entries.len());
     let whole = |e: &IndexEntry| e.base_offset >= from && e.next_offset() <= until;
+    // Zero-record entries only record an idempotent primary-key write that changed nothing.
+    let entries: Vec<IndexEntry> = entries.iter().filter(|e| e.count > 0).copied().collect();
+    if entries.is_empty() {
+        return Ok(vec![]);
+    }
+    let entries = entries.as_slice();
     if plan.verbatim {
         // One read for the whole run; every batch is a zero-copy slice of it.
         let first = entries[0].position;

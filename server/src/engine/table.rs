@@ -1,9 +1,11 @@
 //! A table's runtime: its bucket logs, its writers' sequence state, and the append path.
 
+use super::pk::{PkOp, PkTable};
 use super::write::{self, Routing};
 use crate::catalog::options::{self, LogOptions, NoKeyAssigner};
 use crate::catalog::TableMeta;
 use crate::error::{Error, Result};
+use crate::kv::store::KvStore;
 use crate::log::bucket::{Appended, BatchIdentity, BucketLog, RecoveryReport, SegmentPolicy};
 use crate::log::ipc::BatchEncoder;
 use arrow_array::RecordBatch;
@@ -15,9 +17,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use strom_flight_api::{BucketAppend, PutAck};
 
+/// What a write does: append to a log table, or a primary-key operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    Append,
+    Pk(PkOp),
+}
+
 pub struct TableRuntime {
     meta: RwLock<Arc<TableMeta>>,
+    /// What the bucket logs hold and scans return (for primary-key tables: the changelog).
     pub schema: SchemaRef,
+    /// The KV side of a primary-key table.
+    pub pk: Option<PkTable>,
     pub dir: PathBuf,
     pub buckets: Vec<Arc<BucketLog>>,
     key_columns: Vec<usize>,
@@ -30,10 +42,15 @@ pub struct TableRuntime {
 
 impl TableRuntime {
     /// Opens (recovering) the bucket logs of a table.
-    pub fn open(meta: Arc<TableMeta>, data_dir: &Path, policy: SegmentPolicy) -> Result<Self> {
-        let schema = meta.arrow_schema()?;
+    pub fn open(meta: Arc<TableMeta>, data_dir: &Path, policy: SegmentPolicy, kv: impl FnOnce() -> Result<Arc<KvStore>>) -> Result<Self> {
+        let row_schema = meta.arrow_schema()?;
         let opts = options::log_options(&meta.options)?;
         let dir = data_dir.join("tables").join(meta.table_id.to_string());
+        let pk = match meta.pk_spec()? {
+            Some(spec) => Some(PkTable::new(spec, meta.table_id, row_schema.clone(), meta.bucket_num, kv()?, &dir)?),
+            None => None,
+        };
+        let schema = pk.as_ref().map_or(row_schema, |p| p.changelog_schema.clone());
         let started = std::time::Instant::now();
         let mut buckets = Vec::with_capacity(meta.bucket_num as usize);
         let mut total = RecoveryReport::default();
@@ -56,10 +73,16 @@ impl TableRuntime {
             }
         }
         let writers = last.into_iter().map(|(w, s)| (w, Arc::new(tokio::sync::Mutex::new(Some(s))))).collect();
+        if let Some(pk) = &pk {
+            for log in &buckets {
+                pk.replay(log)?;
+            }
+        }
         let key_columns = meta.bucket_key.iter().map(|k| schema.index_of(k)).collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Self {
             meta: RwLock::new(meta),
             schema,
+            pk,
             dir,
             buckets,
             key_columns,
@@ -101,6 +124,28 @@ impl TableRuntime {
     /// of one writer are written in call order. The returned `PendingAck` resolves once the
     /// batch is durable; retries of a stored (writer, sequence) resolve to the original offsets.
     pub async fn append_unconfirmed(self: &Arc<Self>, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<PendingAck> {
+        self.write_unconfirmed(batch, WriteOp::Append, id).await
+    }
+
+    /// Writes one client batch (an append, or a primary-key upsert/delete/insert) into the page
+    /// cache; the returned `PendingAck` resolves once it is durable (and, for primary-key
+    /// tables, applied to the KV store).
+    pub async fn write_unconfirmed(self: &Arc<Self>, batch: RecordBatch, op: WriteOp, id: Option<BatchIdentity>) -> Result<PendingAck> {
+        match (&op, &self.pk) {
+            (WriteOp::Append, Some(_)) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "table {} has a primary key: write it with \"upsert\" or \"delete\", not \"append\"",
+                    self.meta().path()
+                )))
+            }
+            (WriteOp::Pk(_), None) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "table {} is a log table: \"upsert\" and \"delete\" need a primary-key table",
+                    self.meta().path()
+                )))
+            }
+            _ => {}
+        }
         let writer_lock = id.map(|i| self.writers.lock().entry(i.writer_id).or_default().clone());
         let mut writer_state = match &writer_lock {
             Some(l) => Some(l.clone().lock_owned().await),
@@ -119,9 +164,12 @@ impl TableRuntime {
         }
         let rows = batch.num_rows() as u64;
         let this = self.clone();
-        let appended = tokio::task::spawn_blocking(move || this.write_parts(batch, id))
-            .await
-            .map_err(|e| Error::Internal(format!("append task failed: {e}")))??;
+        let appended = tokio::task::spawn_blocking(move || match op {
+            WriteOp::Append => this.write_parts(batch, id),
+            WriteOp::Pk(op) => this.write_pk_parts(batch, &op, id),
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("append task failed: {e}")))??;
         if let (Some(id), Some(state)) = (id, writer_state.as_deref_mut()) {
             *state = Some(state.map_or(id.sequence, |s| s.max(id.sequence)));
         }
@@ -179,13 +227,33 @@ impl TableRuntime {
         Ok(())
     }
 
-    /// Deletes expired segments of every bucket.
+    /// Applies durable primary-key changes whose acknowledging request went away.
+    pub fn apply_durable(&self) -> Result<()> {
+        if let Some(pk) = &self.pk {
+            for log in &self.buckets {
+                if pk.has_unapplied(log.bucket) {
+                    pk.apply_through(log.bucket, log.acknowledgeable_offset())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes expired segments of every bucket. A primary-key table first makes its KV state
+    /// durable and keeps every segment the KV store has not applied.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let ttl = self.options()?.ttl;
         let cutoff = now_ms - ttl.as_millis() as i64;
+        if let Some(pk) = &self.pk {
+            pk.kv.flush()?;
+        }
         let mut deleted = 0;
         for b in &self.buckets {
-            deleted += b.delete_segments_before(cutoff)?;
+            let keep_from = match &self.pk {
+                Some(pk) => pk.kv.applied_offset(pk.table_id, b.bucket)?.unwrap_or(0),
+                None => u64::MAX,
+            };
+            deleted += b.delete_segments_before(cutoff, keep_from)?;
         }
         Ok(deleted)
     }
@@ -209,6 +277,12 @@ impl PendingAck {
             .filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync())
             .map(|(b, a)| buckets[*b as usize].wait_durable(a.end_offset()));
         futures::future::try_join_all(waits).await?;
+        if let Some(pk) = &self.table.pk {
+            // Durable: apply to RocksDB before acknowledging, so lookups see the write.
+            for (b, a) in &self.appended {
+                pk.apply_through(*b, a.end_offset())?;
+            }
+        }
         let duplicate = !self.appended.is_empty() && self.appended.iter().all(|(_, a)| a.duplicate);
         Ok(PutAck {
             rows: self.rows,

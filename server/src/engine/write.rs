@@ -144,6 +144,22 @@ pub enum Routing<'a> {
     NoKey { assigner: NoKeyAssigner, choice: u64 },
 }
 
+/// The bucket of every row of `batch`, by the murmur3 hash of its `key_columns`.
+pub fn buckets_of_rows(batch: &RecordBatch, key_columns: &[usize], bucket_num: u32) -> Result<Vec<u32>> {
+    let mut scratch = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        scratch.clear();
+        for &c in key_columns {
+            key_bytes(batch.column(c).as_ref(), row, &mut scratch);
+        }
+        let hash =
+            murmur3::murmur3_32(&mut std::io::Cursor::new(&scratch), 0).map_err(|e| Error::Internal(format!("hashing failed: {e}")))?;
+        out.push(bucket_of(hash, bucket_num));
+    }
+    Ok(out)
+}
+
 /// Splits `batch` into (bucket, rows) parts. A batch that falls into one bucket is not copied.
 pub fn route(batch: &RecordBatch, bucket_num: u32, routing: Routing<'_>) -> Result<Vec<(u32, RecordBatch)>> {
     if batch.num_rows() == 0 {
@@ -157,15 +173,8 @@ pub fn route(batch: &RecordBatch, bucket_num: u32, routing: Routing<'_>) -> Resu
         return Ok(vec![(0, batch.clone())]);
     }
     let mut per_bucket: Vec<Vec<u32>> = vec![Vec::new(); bucket_num as usize];
-    let mut scratch = Vec::with_capacity(64);
-    for row in 0..batch.num_rows() {
-        scratch.clear();
-        for &c in key_columns {
-            key_bytes(batch.column(c).as_ref(), row, &mut scratch);
-        }
-        let hash =
-            murmur3::murmur3_32(&mut std::io::Cursor::new(&scratch), 0).map_err(|e| Error::Internal(format!("hashing failed: {e}")))?;
-        per_bucket[bucket_of(hash, bucket_num) as usize].push(row as u32);
+    for (row, bucket) in buckets_of_rows(batch, key_columns, bucket_num)?.into_iter().enumerate() {
+        per_bucket[bucket as usize].push(row as u32);
     }
     let mut out = Vec::new();
     for (bucket, rows) in per_bucket.into_iter().enumerate() {

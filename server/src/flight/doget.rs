@@ -10,23 +10,55 @@ use arrow_schema::{DataType, Field, Schema};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
-use strom_flight_api::{BatchMetadata, LogScan, TableRef, TicketRequest};
+use strom_flight_api::{BatchMetadata, LogScan, SnapshotMetadata, SnapshotScan, TableRef, TicketRequest};
 use tonic::Status;
 
 pub type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
 
-pub fn do_get(engine: &dyn StorageEngine, ticket: &Ticket) -> Result<FlightDataStream> {
+pub async fn do_get(engine: &dyn StorageEngine, ticket: &Ticket) -> Result<FlightDataStream> {
     let request = TicketRequest::parse(&ticket.ticket).map_err(Error::invalid)?;
     match request {
         TicketRequest::LogScan(scan) => log_scan(engine, &scan),
+        TicketRequest::SnapshotScan(scan) => snapshot_scan(engine, &scan),
         TicketRequest::Count(count) => {
-            let n = engine.count(&count)?;
+            let n = engine.count(&count).await?;
             let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::Int64, false)]));
             let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![n as i64]))])?;
             let data = arrow_flight::utils::batches_to_flight_data(&schema, vec![batch])?;
             Ok(Box::pin(futures::stream::iter(data.into_iter().map(Ok))))
         }
+        TicketRequest::Lookup(lookup) => {
+            let plan = engine.lookup_plan(&lookup)?;
+            let key_batch = plan.table.pk.as_ref().expect("a lookup plan has a primary-key table").keys_from_json(
+                &plan.path,
+                plan.kind,
+                &lookup.keys,
+            )?;
+            let result = plan.run(key_batch, false).await?;
+            let data = arrow_flight::utils::batches_to_flight_data(&result.schema(), vec![result])?;
+            Ok(Box::pin(futures::stream::iter(data.into_iter().map(Ok))))
+        }
     }
+}
+
+/// Encodes one record batch as a FlightData message (no dictionaries: Strom never sends them).
+pub fn batch_message(batch: &RecordBatch, app_metadata: Vec<u8>) -> Result<FlightData> {
+    let generator = arrow_ipc::writer::IpcDataGenerator::default();
+    let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
+    let mut compression = arrow_ipc::writer::CompressionContext::default();
+    let (_, encoded) = generator.encode(batch, &mut tracker, &IpcWriteOptions::default(), &mut compression)?;
+    Ok(FlightData::from(encoded).with_app_metadata(app_metadata))
+}
+
+fn snapshot_scan(engine: &dyn StorageEngine, scan: &SnapshotScan) -> Result<FlightDataStream> {
+    let stream = engine.snapshot_scan(scan)?;
+    let schema_message = FlightData::from(SchemaAsIpc::new(&stream.schema, &IpcWriteOptions::default()));
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
+        let chunk = chunk.map_err(Status::from)?;
+        let metadata = SnapshotMetadata { bucket: chunk.bucket, partition: None, log_offset: chunk.log_offset };
+        Ok(batch_message(&chunk.batch, serde_json::to_vec(&metadata).expect("metadata serializes"))?)
+    });
+    Ok(Box::pin(futures::stream::once(async { Ok(schema_message) }).chain(chunks)))
 }
 
 fn log_scan(engine: &dyn StorageEngine, scan: &LogScan) -> Result<FlightDataStream> {

@@ -4,7 +4,8 @@
 //! Writing batch i+1 while batch i waits for its fdatasync lets one stream share group commits
 //! with itself; memory permits bound what is decoded but not yet written.
 
-use crate::engine::table::{PendingAck, TableRuntime};
+use crate::engine::pk::PkOp;
+use crate::engine::table::{PendingAck, TableRuntime, WriteOp};
 use crate::engine::StorageEngine;
 use crate::error::{Error, Result};
 use crate::log::bucket::BatchIdentity;
@@ -35,6 +36,39 @@ pub fn parse_descriptor(d: &FlightDescriptor) -> Result<WriteCommand> {
             .map_err(|e| Error::invalid(format!("DoPut CMD descriptor is not a valid write command: {e}")));
     }
     Err(Error::invalid("DoPut needs a PATH [database, table] or a CMD {\"write\": ...} descriptor"))
+}
+
+fn d_is_path(d: &FlightDescriptor) -> bool {
+    d.r#type == DescriptorType::Path as i32
+}
+
+/// What the stream's batches do to `table`: a PATH descriptor appends to a log table and
+/// upserts full rows into a primary-key table; a CMD descriptor says it.
+fn write_op(table: &TableRuntime, command: &WriteCommand, is_path: bool) -> Result<WriteOp> {
+    let path = table.meta().path();
+    if command.target_columns.is_some() && command.write != WriteKind::Upsert {
+        return Err(Error::invalid("target_columns (partial updates) apply to \"upsert\" writes only"));
+    }
+    Ok(match (&table.pk, command.write) {
+        (Some(_), WriteKind::Append) if is_path => WriteOp::Pk(PkOp::Upsert { targets: None }),
+        (Some(pk), WriteKind::Upsert) => {
+            let targets = command.target_columns.as_deref().map(|names| pk.resolve_targets(&path, names)).transpose()?;
+            WriteOp::Pk(PkOp::Upsert { targets })
+        }
+        (Some(_), WriteKind::Delete) => WriteOp::Pk(PkOp::Delete),
+        (Some(_), WriteKind::Append) => {
+            return Err(Error::FailedPrecondition(format!(
+                "table {path} has a primary key: write it with \"upsert\" or \"delete\", not \"append\""
+            )))
+        }
+        (None, WriteKind::Append) => WriteOp::Append,
+        (None, kind) => {
+            return Err(Error::FailedPrecondition(format!(
+                "table {path} is a log table: {:?} writes need a primary-key table",
+                format!("{kind:?}").to_lowercase()
+            )))
+        }
+    })
 }
 
 /// Maps a stream error: tonic's "message too large" becomes RESOURCE_EXHAUSTED per the contract.
@@ -68,21 +102,8 @@ pub async fn do_put(
         .clone()
         .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry a flight descriptor naming the table"))?;
     let command = parse_descriptor(&descriptor)?;
-    match command.write {
-        WriteKind::Append => {}
-        WriteKind::Upsert | WriteKind::Delete => {
-            return Err(Error::FailedPrecondition(format!(
-                "table {}.{}: {:?} writes need a primary-key table; this node version serves log tables only",
-                command.database, command.table, command.write
-            ))
-            .into());
-        }
-    }
     if command.partition.is_some() {
         return Err(Error::invalid(format!("table {}.{} is not partitioned", command.database, command.table)).into());
-    }
-    if command.target_columns.is_some() {
-        return Err(Error::invalid("target_columns (partial updates) apply to primary-key tables only").into());
     }
     if command.sequence.is_some() && command.writer_id.is_none() {
         return Err(Error::invalid("\"sequence\" needs \"writer_id\"").into());
@@ -91,18 +112,20 @@ pub async fn do_put(
         return Err(Error::invalid("\"writer_id\" must be >= 0").into());
     }
     let table = ctx.engine.table(&command.database, &command.table)?;
+    let op = write_op(&table, &command, d_is_path(&descriptor))?;
     // Two stages so one stream uses two cores: the decode stage reads and decodes message N+1
     // while the write stage conforms, encodes and writes batch N. Order is kept end to end.
     let (ack_tx, rx) = mpsc::channel::<Result<PendingAck>>(64);
     let (decoded_tx, decoded_rx) = mpsc::channel::<Result<DecodedBatch>>(2);
     let engine = ctx.engine.clone();
     let writer_table = table.clone();
+    let decode_op = op.clone();
     tokio::spawn(async move {
-        if let Err(e) = decode_loop(&ctx, &table, &command, input, &decoded_tx).await {
+        if let Err(e) = decode_loop(&ctx, &table, &command, &decode_op, input, &decoded_tx).await {
             let _ = decoded_tx.send(Err(e)).await;
         }
     });
-    tokio::spawn(write_stage(engine, writer_table, decoded_rx, ack_tx));
+    tokio::spawn(write_stage(engine, writer_table, op, decoded_rx, ack_tx));
     Ok(Box::pin(ack_stream(rx)))
 }
 
@@ -135,13 +158,14 @@ type DecodedBatch = (RecordBatch, Option<BatchIdentity>, OwnedSemaphorePermit);
 async fn write_stage(
     engine: Arc<dyn StorageEngine>,
     table: Arc<TableRuntime>,
+    op: WriteOp,
     mut decoded: mpsc::Receiver<Result<DecodedBatch>>,
     acks: AckQueue,
 ) {
     while let Some(item) = decoded.recv().await {
         let outcome = match item {
             Ok((batch, id, permits)) => {
-                let pending = engine.append(&table, batch, id).await;
+                let pending = engine.write(&table, batch, op.clone(), id).await;
                 drop(permits); // written (or refused): its decoded form is gone
                 pending
             }
@@ -159,6 +183,7 @@ async fn decode_loop(
     ctx: &PutContext,
     table: &Arc<TableRuntime>,
     command: &WriteCommand,
+    op: &WriteOp,
     mut input: futures::stream::Peekable<Streaming<FlightData>>,
     decoded: &mpsc::Sender<Result<DecodedBatch>>,
 ) -> Result<()> {
@@ -198,7 +223,13 @@ async fn decode_loop(
                 let fields: Vec<_> = declared.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
                 let s = Arc::new(Schema::new_with_metadata(fields, declared.metadata().clone()));
                 // Check the schema before any data arrives, so a mismatch fails fast.
-                crate::engine::write::conform(&RecordBatch::new_empty(s.clone()), &table.schema, &table.meta().path())?;
+                let empty = RecordBatch::new_empty(s.clone());
+                match (op, &table.pk) {
+                    (WriteOp::Pk(op), Some(pk)) => pk.check_batch_schema(&table.meta().path(), &empty, op)?,
+                    _ => {
+                        crate::engine::write::conform(&empty, &table.schema, &table.meta().path())?;
+                    }
+                }
                 schema = Some(s);
             }
             MessageHeader::RecordBatch => {

@@ -2,6 +2,7 @@
 //! maps errors to gRPC status codes (through the single `From<Error> for Status`).
 
 pub mod actions;
+pub mod doexchange;
 pub mod doget;
 pub mod doput;
 
@@ -83,7 +84,7 @@ impl FlightService for StromFlightService {
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        Ok(Response::new(doget::do_get(self.engine.as_ref(), request.get_ref())?))
+        Ok(Response::new(doget::do_get(self.engine.as_ref(), request.get_ref()).await?))
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
@@ -96,8 +97,9 @@ impl FlightService for StromFlightService {
         Ok(Response::new(stream))
     }
 
-    async fn do_exchange(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
-        Err(Status::unimplemented("DoExchange carries batched primary-key lookups, which this node version does not serve yet"))
+    async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+        let stream = doexchange::do_exchange(self.engine.clone(), request.into_inner(), self.max_message_bytes).await?;
+        Ok(Response::new(stream))
     }
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {

@@ -100,15 +100,17 @@ pub fn merge(spec: &PkSpec, old: Option<&[Value]>, write: Write) -> Result<Merge
                     None => row,
                     Some(t) => old.iter().enumerate().map(|(i, v)| if t.contains(&i) { row[i].clone() } else { v.clone() }).collect(),
                 },
-                MergeEngine::Aggregation { functions } => old
-                    .iter()
-                    .enumerate()
-                    .map(|(i, stored)| match &functions[i] {
-                        None => Ok(stored.clone()), // key column
-                        Some(_) if targets.as_ref().is_some_and(|t| !t.contains(&i)) => Ok(stored.clone()),
-                        Some(agg) => aggregate(agg, stored, &row[i]).map_err(|e| Error::invalid(format!("column {i}: {e}"))),
-                    })
-                    .collect::<Result<Vec<_>>>()?,
+                MergeEngine::Aggregation { functions } => {
+                    old.iter()
+                        .enumerate()
+                        .map(|(i, stored)| match &functions[i] {
+                            None => Ok(stored.clone()), // key column
+                            Some(_) if targets.as_ref().is_some_and(|t| !t.contains(&i)) => Ok(stored.clone()),
+                            Some(agg) => aggregate(agg, stored, &row[i])
+                                .map_err(|e| Error::invalid(format!("column {:?}: {e}", spec.column_names[i]))),
+                        })
+                        .collect::<Result<Vec<_>>>()?
+                }
             };
             if new == old {
                 return Ok(unchanged(Some(old)));

@@ -38,6 +38,11 @@ pub struct KvStore {
 impl KvStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_cache(dir, 256 * 1024 * 1024)
+    }
+
+    /// Opens the store with a block cache of `block_cache_bytes`.
+    pub fn open_with_cache(dir: &Path, block_cache_bytes: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         let mut options = Options::default();
         options.create_if_missing(true);
@@ -47,7 +52,7 @@ impl KvStore {
         let mut table = BlockBasedOptions::default();
         // Point lookups of keys that do not exist skip the data blocks.
         table.set_bloom_filter(10.0, false);
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(256 * 1024 * 1024));
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(block_cache_bytes));
         table.set_cache_index_and_filter_blocks(true);
         options.set_block_based_table_factory(&table);
         let db = DB::open(&options, dir).map_err(kv_error)?;
@@ -130,6 +135,39 @@ pub struct KvSnapshot<'a> {
 impl KvSnapshot<'_> {
     pub fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         self.snapshot.multi_get(keys).into_iter().map(|r| r.map_err(kv_error)).collect()
+    }
+
+    /// The log offset the bucket was applied up to when the snapshot was taken.
+    pub fn applied_offset(&self, table_id: u64, bucket: u32) -> Result<Option<u64>> {
+        match self.snapshot.get(applied_key(table_id, bucket)).map_err(kv_error)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(u64::from_le_bytes(v.as_slice().try_into().map_err(|_| Error::DataLoss {
+                location: format!("KV applied offset of table {table_id} bucket {bucket}"),
+                detail: format!("{} bytes instead of 8", v.len()),
+            })?))),
+        }
+    }
+
+    /// Calls `f` with every key/value pair under `prefix`, in key order, until it returns false.
+    pub fn for_each_prefix(&self, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        if prefix.len() < BUCKET_PREFIX_LEN {
+            return Err(Error::Internal("a scan must stay inside one table bucket".into()));
+        }
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(prefix.to_vec());
+        if let Some(end) = prefix_end(prefix) {
+            read.set_iterate_upper_bound(end);
+        }
+        let mut it = self.snapshot.raw_iterator_opt(read);
+        it.seek(prefix);
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            if !f(k, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status().map_err(kv_error)
     }
 
     /// Key/value pairs whose key starts with `prefix`, in key order, at most `limit`.

@@ -258,6 +258,24 @@ impl BucketLog {
         })
     }
 
+    /// Where this writer's batch is stored, if it is (a retry).
+    pub fn duplicate_of(&self, id: BatchIdentity) -> Option<Appended> {
+        Self::find_duplicate(&self.append.lock(), id)
+    }
+
+    /// The offset the next appended record gets (written, maybe not yet durable).
+    pub fn next_offset(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Everything below this offset may be acknowledged: fsynced in `sync` mode, written in `os`.
+    pub fn acknowledgeable_offset(&self) -> u64 {
+        match self.durability() {
+            Durability::Sync => self.durable.load(Ordering::Acquire),
+            Durability::Os => self.written.load(Ordering::Acquire),
+        }
+    }
+
     /// Writes a batch into the page cache. The caller must `wait_durable` before acknowledging.
     pub fn append_unconfirmed(&self, batch: &EncodedBatch, rows: u32, schema_id: u32, id: Option<BatchIdentity>) -> Result<Appended> {
         self.check_stopped()?;
@@ -442,12 +460,17 @@ impl BucketLog {
         hw
     }
 
-    /// Deletes sealed segments whose newest batch is older than `cutoff_ms`; returns how many.
-    pub fn delete_segments_before(&self, cutoff_ms: i64) -> Result<usize> {
+    /// Deletes sealed segments whose newest batch is older than `cutoff_ms` and that end at or
+    /// below `keep_from` (a primary-key table keeps what its KV store has not persisted);
+    /// returns how many.
+    pub fn delete_segments_before(&self, cutoff_ms: i64, keep_from: u64) -> Result<usize> {
         let expired: Vec<Arc<Segment>> = {
             let mut segments = self.segments.write();
             let mut n = 0;
-            while n + 1 < segments.len() && segments[n].is_sealed() && segments[n].last_entry().is_none_or(|e| e.max_timestamp < cutoff_ms)
+            while n + 1 < segments.len()
+                && segments[n].is_sealed()
+                && segments[n + 1].base_offset <= keep_from
+                && segments[n].last_entry().is_none_or(|e| e.max_timestamp < cutoff_ms)
             {
                 n += 1;
             }

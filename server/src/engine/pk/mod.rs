@@ -1,0 +1,137 @@
+//! Primary-key tables: the KV side of a table runtime.
+//!
+//! A write is merged with the current row of its key (`kv::merge`) under the bucket's KV lock;
+//! the change records it emits are appended to the bucket's log (the write-ahead log); once
+//! they are durable the new rows are applied to RocksDB together with the log offset they are
+//! applied up to, and only then is the write acknowledged (read-your-writes for lookups).
+//!
+//! Between append and apply, the merged rows wait in the bucket's *overlay*, so the next write
+//! of the same key merges with them rather than with the older stored row. Applies happen in
+//! log order (a queue per bucket) whoever triggers them: the acknowledging request, or the
+//! background flusher for writes whose client went away.
+
+pub mod auto_increment;
+pub mod json;
+pub mod read;
+pub mod recover;
+pub mod serve;
+pub mod write;
+
+use crate::catalog::pk::PkSpec;
+use crate::error::Result;
+use crate::kv::store::{KvStore, KvWrite};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use auto_increment::AutoIncrement;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use strom_flight_api::CHANGE_TYPE_COLUMN;
+
+/// A primary-key write operation (per DoPut stream or lookup).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PkOp {
+    /// Full rows (`targets` None) or a partial update of the listed column positions.
+    Upsert { targets: Option<Vec<usize>> },
+    /// Keys to delete.
+    Delete,
+    /// Keys to insert when absent (key, auto-increment id, nulls elsewhere).
+    InsertIfAbsent,
+}
+
+/// Changes merged and appended but not yet applied to RocksDB.
+struct Unapplied {
+    end_offset: u64,
+    writes: Vec<KvWrite>,
+}
+
+#[derive(Default)]
+struct KvBucketState {
+    /// Key → (end offset of the log entry that wrote it, encoded row or None for deleted).
+    overlay: HashMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
+    /// In log order.
+    unapplied: VecDeque<Unapplied>,
+}
+
+/// The primary-key part of a table runtime.
+pub struct PkTable {
+    pub spec: PkSpec,
+    pub table_id: u64,
+    /// The table's columns (what upserts write and lookups return).
+    pub row_schema: SchemaRef,
+    /// The row columns plus `_change_type`: what the bucket logs store.
+    pub changelog_schema: SchemaRef,
+    pub kv: Arc<KvStore>,
+    key_types: Vec<DataType>,
+    buckets: Vec<Mutex<KvBucketState>>,
+    auto_increment: Option<AutoIncrement>,
+}
+
+/// The schema of a primary-key table's changelog.
+pub fn changelog_schema(row_schema: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = row_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(CHANGE_TYPE_COLUMN, DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+impl PkTable {
+    pub fn new(spec: PkSpec, table_id: u64, row_schema: SchemaRef, bucket_num: u32, kv: Arc<KvStore>, table_dir: &Path) -> Result<Self> {
+        let key_types = spec.key.iter().map(|&k| row_schema.field(k).data_type().clone()).collect();
+        let auto_increment = match spec.auto_increment {
+            Some(column) => Some(AutoIncrement::open(table_dir, column, row_schema.field(column).data_type())?),
+            None => None,
+        };
+        Ok(Self {
+            changelog_schema: changelog_schema(&row_schema),
+            spec,
+            table_id,
+            row_schema,
+            kv,
+            key_types,
+            buckets: (0..bucket_num).map(|_| Mutex::new(KvBucketState::default())).collect(),
+            auto_increment,
+        })
+    }
+
+    /// The storage key of `row` (a full-width row) in `bucket`.
+    pub fn key_of(&self, bucket: u32, row: &[crate::kv::value::Value]) -> Result<Vec<u8>> {
+        let values: Vec<&crate::kv::value::Value> = self.spec.key.iter().map(|&k| &row[k]).collect();
+        let types: Vec<&DataType> = self.key_types.iter().collect();
+        crate::kv::keys::encode_key(self.table_id, bucket, &values, &types)
+    }
+
+    /// Applies, in log order, every queued change of `bucket` whose log entry ends at or below
+    /// `upto` (which must be durable), with the applied offset, in one RocksDB write batch.
+    pub fn apply_through(&self, bucket: u32, upto: u64) -> Result<()> {
+        let mut state = self.buckets[bucket as usize].lock();
+        let mut writes: Vec<KvWrite> = Vec::new();
+        let mut applied = None;
+        while state.unapplied.front().is_some_and(|u| u.end_offset <= upto) {
+            let u = state.unapplied.pop_front().expect("checked");
+            writes.extend(u.writes);
+            applied = Some(u.end_offset);
+        }
+        let Some(applied) = applied else { return Ok(()) };
+        self.kv.apply(self.table_id, bucket, &writes, applied)?;
+        // Keys written again by a later, still unapplied entry keep their newer overlay value.
+        for (key, _) in &writes {
+            if state.overlay.get(key).is_some_and(|(end, _)| *end <= applied) {
+                state.overlay.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `bucket` has merged changes waiting for durability.
+    pub fn has_unapplied(&self, bucket: u32) -> bool {
+        !self.buckets[bucket as usize].lock().unapplied.is_empty()
+    }
+
+    /// Removes the table's rows from RocksDB (a dropped table).
+    pub fn delete_data(&self) -> Result<()> {
+        for b in 0..self.buckets.len() as u32 {
+            self.kv.delete_bucket(self.table_id, b)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,314 @@
+//! The write path of primary-key tables: conform, route, merge every row with the current state
+//! of its key, append the change records to the bucket logs, and queue the new rows for RocksDB.
+//!
+//! A batch is all or nothing: every row of every bucket is merged (and checked) before anything
+//! is appended, under the KV locks of all the batch's buckets (taken in bucket order).
+
+use super::{PkOp, PkTable, Unapplied};
+use crate::catalog::options;
+use crate::engine::table::TableRuntime;
+use crate::engine::write::{self, Routing};
+use crate::error::{Error, Result};
+use crate::kv::merge::{merge, ChangeType, Write};
+use crate::kv::store::KvWrite;
+use crate::kv::value::{decode_row, encode_row, rows_to_batch, value_at, Value};
+use crate::log::bucket::{Appended, BatchIdentity};
+use crate::log::ipc::BatchEncoder;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema, SchemaRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Whether an integer value fits its (possibly narrower) column type.
+fn int_fits(v: &Value, dt: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType::*;
+    let Value::Int(n) = v else { return true };
+    match dt {
+        Int8 => i8::try_from(*n).is_ok(),
+        Int16 => i16::try_from(*n).is_ok(),
+        Int32 | Date32 => i32::try_from(*n).is_ok(),
+        _ => true,
+    }
+}
+
+/// What one bucket's rows do.
+struct MergedPart {
+    changes: Vec<(ChangeType, Vec<Value>)>,
+    /// Final state of every key the batch changed, in first-change order.
+    finals: Vec<(Vec<u8>, Option<Vec<Value>>)>,
+}
+
+impl PkTable {
+    /// The table columns a batch of `op` must hold (positions, in table order).
+    fn required_columns(&self, op: &PkOp) -> Vec<usize> {
+        let n = self.row_schema.fields().len();
+        match op {
+            PkOp::Upsert { targets: None } => (0..n).filter(|&i| Some(i) != self.spec.auto_increment).collect(),
+            PkOp::Upsert { targets: Some(t) } => (0..n).filter(|i| self.spec.key.contains(i) || t.contains(i)).collect(),
+            PkOp::Delete | PkOp::InsertIfAbsent => {
+                let mut k = self.spec.key.clone();
+                k.sort_unstable();
+                k
+            }
+        }
+    }
+
+    /// Resolves `target_columns` of a partial update into positions, checking them.
+    pub fn resolve_targets(&self, table: &str, names: &[String]) -> Result<Vec<usize>> {
+        if matches!(self.spec.merge_engine, crate::catalog::pk::MergeEngine::FirstRow | crate::catalog::pk::MergeEngine::Versioned { .. }) {
+            return Err(Error::invalid(format!(
+                "table {table}: partial updates (target_columns) are not supported by the first_row and versioned merge engines"
+            )));
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let i = self
+                .row_schema
+                .index_of(name)
+                .map_err(|_| Error::invalid(format!("table {table}: target column {name:?} does not exist")))?;
+            if Some(i) == self.spec.auto_increment {
+                return Err(Error::invalid(format!(
+                    "table {table}: target column {name:?} is the auto-increment column, which the node assigns"
+                )));
+            }
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reshapes a client batch into exactly the columns `op` needs, with the usual lenient
+    /// type rules; returns it with the positions of its columns in the table.
+    fn conform(&self, table: &str, batch: &RecordBatch, op: &PkOp) -> Result<(RecordBatch, Vec<usize>)> {
+        let cols = self.required_columns(op);
+        let input = batch.schema();
+        let mut keep_fields = Vec::new();
+        let mut keep_columns: Vec<ArrayRef> = Vec::new();
+        for (i, f) in input.fields().iter().enumerate() {
+            let position = self.row_schema.index_of(f.name()).ok();
+            let ignore = match position {
+                None => false, // unknown columns are refused by `conform` below, by name
+                Some(p) if Some(p) == self.spec.auto_increment && matches!(op, PkOp::Upsert { .. }) => {
+                    if batch.column(i).null_count() != batch.num_rows() {
+                        return Err(Error::invalid(format!(
+                            "table {table}: column {:?} is auto-increment: the node assigns it, leave it out (or null)",
+                            f.name()
+                        )));
+                    }
+                    true
+                }
+                Some(p) => matches!(op, PkOp::Delete) && !cols.contains(&p),
+            };
+            if !ignore {
+                keep_fields.push(f.as_ref().clone());
+                keep_columns.push(batch.column(i).clone());
+            }
+        }
+        if let PkOp::Upsert { targets: Some(_) } = op {
+            if let Some(extra) = keep_fields.iter().find(|f| self.row_schema.index_of(f.name()).is_ok_and(|p| !cols.contains(&p))) {
+                return Err(Error::invalid(format!(
+                    "table {table}: batch column {:?} is not a target column of this partial update (targets and key columns only)",
+                    extra.name()
+                )));
+            }
+        }
+        let projected = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(keep_fields)),
+            keep_columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?;
+        let target: SchemaRef = Arc::new(Schema::new(cols.iter().map(|&c| self.row_schema.field(c).clone()).collect::<Vec<Field>>()));
+        Ok((write::conform(&projected, &target, table)?, cols))
+    }
+
+    /// Checks a DoPut schema (an empty batch) before any data arrives.
+    pub fn check_batch_schema(&self, table: &str, empty: &RecordBatch, op: &PkOp) -> Result<()> {
+        self.conform(table, empty, op).map(|_| ())
+    }
+
+    /// Merges one bucket's rows (full-width, in batch order) with the current state.
+    fn merge_part(&self, table: &str, bucket: u32, state: &super::KvBucketState, rows: Vec<Vec<Value>>, op: &PkOp) -> Result<MergedPart> {
+        let fields = self.row_schema.fields();
+        let keys = rows.iter().map(|r| self.key_of(bucket, r)).collect::<Result<Vec<_>>>()?;
+        let mut current: HashMap<Vec<u8>, Option<Vec<Value>>> = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for k in &keys {
+            if current.contains_key(k) {
+                continue;
+            }
+            match state.overlay.get(k) {
+                Some((_, bytes)) => {
+                    current.insert(k.clone(), bytes.as_deref().map(|b| decode_row(b, fields)).transpose()?);
+                }
+                None => {
+                    current.insert(k.clone(), None);
+                    missing.push(k.clone());
+                }
+            }
+        }
+        if !missing.is_empty() {
+            for (k, v) in missing.iter().zip(self.kv.multi_get(&missing)?) {
+                if let Some(bytes) = v {
+                    current.insert(k.clone(), Some(decode_row(&bytes, fields)?));
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        let mut touched: Vec<Vec<u8>> = Vec::new();
+        for (i, (key, mut row)) in keys.into_iter().zip(rows).enumerate() {
+            let old = current.get(&key).cloned().flatten();
+            let merged = match op {
+                PkOp::Upsert { targets } => {
+                    let mut targets = targets.clone();
+                    if let Some(ai) = &self.auto_increment {
+                        row[ai.column] = match &old {
+                            Some(o) => o[ai.column].clone(),
+                            None => Value::Int(ai.next_id()?),
+                        };
+                        if let Some(t) = targets.as_mut() {
+                            t.push(ai.column);
+                        }
+                    }
+                    merge(&self.spec, old.as_deref(), Write::Upsert { row, targets })
+                }
+                PkOp::Delete => merge(&self.spec, old.as_deref(), Write::Delete { row }),
+                PkOp::InsertIfAbsent => match &old {
+                    Some(_) => continue,
+                    None => {
+                        if let Some(ai) = &self.auto_increment {
+                            row[ai.column] = Value::Int(ai.next_id()?);
+                        }
+                        Ok(crate::kv::merge::Merged { new_row: Some(row.clone()), changes: vec![(ChangeType::Insert, row)] })
+                    }
+                },
+            }
+            .map_err(|e| Error::invalid(format!("table {table}: row {i}: {e}")))?;
+            if merged.changes.is_empty() {
+                continue;
+            }
+            for (_, changed) in &merged.changes {
+                if let Some(c) = fields.iter().enumerate().find(|(c, f)| !f.is_nullable() && changed[*c].is_null()).map(|(_, f)| f) {
+                    return Err(Error::invalid(format!(
+                        "table {table}: row {i}: column {:?} is NOT NULL but would be null (a partial update or insert of a new key leaves it null)",
+                        c.name()
+                    )));
+                }
+                if let Some((f, v)) = fields.iter().zip(changed).find(|(f, v)| !int_fits(v, f.data_type())) {
+                    return Err(Error::invalid(format!(
+                        "table {table}: row {i}: column {:?}: the aggregated value {v:?} overflows {}",
+                        f.name(),
+                        f.data_type()
+                    )));
+                }
+            }
+            if !touched.contains(&key) {
+                touched.push(key.clone());
+            }
+            current.insert(key, merged.new_row);
+            changes.extend(merged.changes);
+        }
+        let finals = touched.into_iter().map(|k| {
+            let v = current.remove(&k).flatten();
+            (k, v)
+        });
+        Ok(MergedPart { changes, finals: finals.collect() })
+    }
+
+    /// The changelog batch of `changes`.
+    fn changelog_batch(&self, changes: &[(ChangeType, Vec<Value>)]) -> Result<RecordBatch> {
+        let rows: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
+        let base = rows_to_batch(&self.row_schema, &rows)?;
+        let mut columns: Vec<ArrayRef> = base.columns().to_vec();
+        columns.push(Arc::new(StringArray::from_iter_values(changes.iter().map(|(t, _)| t.symbol()))));
+        Ok(RecordBatch::try_new(self.changelog_schema.clone(), columns)?)
+    }
+}
+
+impl TableRuntime {
+    /// The blocking half of a primary-key write: conform, route, merge, append (no fsync), queue.
+    pub(crate) fn write_pk_parts(&self, batch: RecordBatch, op: &PkOp, id: Option<BatchIdentity>) -> Result<Vec<(u32, Appended)>> {
+        let pk = self.pk.as_ref().ok_or_else(|| Error::Internal("not a primary-key table".into()))?;
+        let meta = self.meta();
+        let table = meta.path();
+        if matches!(op, PkOp::InsertIfAbsent) {
+            if let Some(f) = pk
+                .row_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .find(|(i, f)| !f.is_nullable() && !pk.spec.key.contains(i) && Some(*i) != pk.spec.auto_increment)
+            {
+                return Err(Error::invalid(format!(
+                    "table {table}: insert_if_not_exists needs every non-key column nullable or auto-increment; {:?} is NOT NULL",
+                    f.1.name()
+                )));
+            }
+        }
+        let (conformed, cols) = pk.conform(&table, &batch, op)?;
+        let bucket_key: Vec<usize> =
+            pk.spec.bucket_key.iter().map(|b| cols.iter().position(|c| c == b).expect("bucket key is part of the key")).collect();
+        let parts = write::route(&conformed, meta.bucket_num, Routing::Keyed(&bucket_key))?;
+        let width = pk.row_schema.fields().len();
+        // Lock every bucket of the batch, in bucket order (route returns them sorted).
+        let mut guards: Vec<_> = parts.iter().map(|(b, _)| pk.buckets[*b as usize].lock()).collect();
+        let mut merged: Vec<Option<MergedPart>> = Vec::with_capacity(parts.len());
+        for ((bucket, part), state) in parts.iter().zip(&guards) {
+            let log = &self.buckets[*bucket as usize];
+            if let Some(id) = id {
+                if log.duplicate_of(id).is_some() {
+                    merged.push(None);
+                    continue;
+                }
+                if log.is_before_window(id) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{}: sequence {} of writer {} is too old to deduplicate",
+                        log.location(),
+                        id.sequence,
+                        id.writer_id
+                    )));
+                }
+            }
+            let mut rows = Vec::with_capacity(part.num_rows());
+            for r in 0..part.num_rows() {
+                let mut row = vec![Value::Null; width];
+                for (c, &position) in cols.iter().enumerate() {
+                    row[position] = value_at(part.column(c).as_ref(), r)?;
+                }
+                rows.push(row);
+            }
+            merged.push(Some(pk.merge_part(&table, *bucket, state, rows, op)?));
+        }
+        // Everything merged: now write.
+        let compression = options::log_options(&meta.options)?.compression;
+        let mut encoder = BatchEncoder::new(compression)?;
+        let fields = pk.row_schema.fields();
+        let mut out = Vec::with_capacity(parts.len());
+        for (((bucket, _), state), m) in parts.iter().zip(guards.iter_mut()).zip(merged) {
+            let log = &self.buckets[*bucket as usize];
+            let Some(m) = m else {
+                out.push((*bucket, log.duplicate_of(id.expect("duplicates have an id")).expect("checked under the lock")));
+                continue;
+            };
+            if m.changes.is_empty() && id.is_none() {
+                out.push((*bucket, Appended { base_offset: log.next_offset(), count: 0, duplicate: false }));
+                continue;
+            }
+            // An idempotent write that changed nothing still records its sequence (0 records).
+            let encoded = encoder.encode(&pk.changelog_batch(&m.changes)?)?;
+            let appended = log.append_unconfirmed(&encoded, m.changes.len() as u32, meta.schema_id, id)?;
+            if !m.finals.is_empty() {
+                let end = appended.end_offset();
+                let mut writes: Vec<KvWrite> = Vec::with_capacity(m.finals.len());
+                for (key, row) in m.finals {
+                    let bytes = row.map(|r| encode_row(meta.schema_id, &r, fields)).transpose()?;
+                    state.overlay.insert(key.clone(), (end, bytes.clone()));
+                    writes.push((key, bytes));
+                }
+                state.unapplied.push_back(Unapplied { end_offset: end, writes });
+            }
+            out.push((*bucket, appended));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,112 @@
+//! DoExchange: batched lookups for high-throughput clients.
+//!
+//! The first message carries a CMD descriptor with the lookup JSON (without `keys`) and the
+//! Arrow schema of the keys; every key record batch that follows is answered, in order, by one
+//! record batch whose first column `_key_index` names the request row each result row answers.
+//! The first failing batch ends the stream with its error status.
+
+use super::doget::batch_message;
+use crate::engine::pk::serve::LookupPlan;
+use crate::engine::StorageEngine;
+use crate::error::{Error, Result};
+use arrow_array::RecordBatch;
+use arrow_flight::{flight_descriptor::DescriptorType, FlightData, SchemaAsIpc};
+use arrow_ipc::writer::IpcWriteOptions;
+use arrow_ipc::MessageHeader;
+use arrow_schema::{Schema, SchemaRef};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use strom_flight_api::LookupRequest;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+pub async fn do_exchange(
+    engine: Arc<dyn StorageEngine>,
+    input: Streaming<FlightData>,
+    max_message_bytes: usize,
+) -> Result<BoxStream<'static, Result<FlightData, Status>>, Status> {
+    let mut input = input.peekable();
+    let first = match Pin::new(&mut input).peek().await {
+        Some(Ok(first)) => first,
+        Some(Err(status)) => return Err(status.clone()),
+        None => return Err(Status::invalid_argument("DoExchange stream is empty: the first message must carry the lookup descriptor")),
+    };
+    let descriptor = first.flight_descriptor.clone().ok_or_else(|| {
+        Status::invalid_argument("the first DoExchange message must carry a CMD descriptor {\"lookup\": \"primary_key\" | \"prefix\", ...}")
+    })?;
+    if descriptor.r#type != DescriptorType::Cmd as i32 {
+        return Err(Status::invalid_argument("DoExchange needs a CMD descriptor {\"lookup\": ...}; PATH descriptors are not accepted"));
+    }
+    let request: LookupRequest = serde_json::from_slice(&descriptor.cmd)
+        .map_err(|e| Error::invalid(format!("DoExchange descriptor is not a valid lookup command: {e}")))?;
+    if !request.keys.is_empty() {
+        return Err(Error::invalid("DoExchange lookups take their keys as Arrow record batches, not in the descriptor's \"keys\"").into());
+    }
+    let plan = Arc::new(engine.lookup_plan(&request)?);
+    let schema_message = FlightData::from(SchemaAsIpc::new(&plan.result_schema(true), &IpcWriteOptions::default()));
+    let (tx, rx) = mpsc::channel::<Result<FlightData, Status>>(4);
+    tokio::spawn(async move {
+        if let Err(e) = answer_loop(&plan, input, &tx, max_message_bytes).await {
+            let _ = tx.send(Err(Status::from(e))).await;
+        }
+    });
+    Ok(futures::stream::once(async { Ok(schema_message) }).chain(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed())
+}
+
+/// Decodes key batches and answers each one, in order.
+async fn answer_loop(
+    plan: &LookupPlan,
+    mut input: futures::stream::Peekable<Streaming<FlightData>>,
+    tx: &mpsc::Sender<Result<FlightData, Status>>,
+    max_message_bytes: usize,
+) -> Result<()> {
+    let mut schema: Option<SchemaRef> = None;
+    while let Some(message) = input.next().await {
+        let data = match message {
+            Ok(d) => d,
+            Err(status) => {
+                tracing::debug!(table = %plan.path, %status, "DoExchange stream ended by the client");
+                return Ok(());
+            }
+        };
+        let size = data.data_header.len() + data.data_body.len();
+        if size > max_message_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "DoExchange message of {size} bytes exceeds server.max_message_bytes {max_message_bytes}"
+            )));
+        }
+        if data.data_header.is_empty() {
+            continue;
+        }
+        let message = arrow_ipc::root_as_message(&data.data_header)
+            .map_err(|e| Error::invalid(format!("DoExchange message is not an Arrow IPC message: {e}")))?;
+        match message.header_type() {
+            MessageHeader::Schema => {
+                let declared =
+                    Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoExchange schema message does not decode: {e}")))?;
+                // Decode as nullable so a null key is reported with its column and row.
+                let fields: Vec<_> = declared.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+                let s = Arc::new(Schema::new(fields));
+                plan.conform_keys(&RecordBatch::new_empty(s.clone()))?;
+                schema = Some(s);
+            }
+            MessageHeader::RecordBatch => {
+                let s = schema.clone().ok_or_else(|| Error::invalid("DoExchange sent a key batch before its schema"))?;
+                let keys = crate::log::ipc::decode(&data.data_header, data.data_body.clone(), &s)
+                    .map_err(|e| Error::invalid(format!("DoExchange key batch does not decode: {e}")))?;
+                let keys = plan.conform_keys(&keys)?;
+                let result = plan.run(keys, true).await?;
+                if tx.send(Ok(batch_message(&result, Vec::new())?)).await.is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
+            MessageHeader::DictionaryBatch => {
+                return Err(Error::invalid("dictionary-encoded key columns are not accepted: send plain values"));
+            }
+            other => return Err(Error::invalid(format!("unexpected IPC message type {other:?} in DoExchange"))),
+        }
+    }
+    Ok(())
+}
