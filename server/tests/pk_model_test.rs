@@ -297,3 +297,45 @@ async fn given_random_writes_on_a_versioned_table_should_match_the_model() {
 async fn given_random_writes_on_an_aggregation_table_should_match_the_model_and_never_double_count_on_replay() {
     run_engine(Engine_::Aggregation, 4).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_expired_changelog_segments_when_retention_runs_should_keep_the_rows_and_recover_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().to_path_buf();
+    config.log.segment_bytes = 2048; // below the file config's minimum, to roll often
+    let engine = Engine::open(config.clone()).unwrap();
+    create(&engine, Engine_::LastRow);
+    engine
+        .alter_table(&strom_flight_api::AlterTable {
+            database: DB.into(),
+            table: TABLE.into(),
+            set_options: [("table.log.ttl".to_string(), "1 h".to_string())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let table = engine.table(DB, TABLE).unwrap();
+    let mut model = Model { engine: Engine_::LastRow, rows: BTreeMap::new() };
+    let mut rng = StdRng::seed_from_u64(9);
+    for _ in 0..40 {
+        let rows: Vec<Row> = (0..10).map(|_| random_row(&mut rng, 20)).collect();
+        for r in &rows {
+            model.apply(&Op::Upsert(r.clone(), None));
+        }
+        let batch = batch_of(&rows, &[0, 1, 2, 3]);
+        table.write_unconfirmed(batch, WriteOp::Pk(PkOp::Upsert { targets: None }), None).await.unwrap().wait_durable().await.unwrap();
+    }
+    let deleted = engine.apply_retention(strom_server::catalog::now_ms() + 2 * 3600 * 1000);
+    assert!(deleted > 0, "sealed changelog segments expired");
+    assert!(table.buckets.iter().any(|b| b.log_start_offset() > 0));
+    assert_eq!(snapshot(&engine).await, model.rows, "the current rows outlive their changelog");
+    drop(table);
+    drop(engine);
+    let engine = Engine::open(config.clone()).unwrap();
+    assert_eq!(snapshot(&engine).await, model.rows, "recovery needs no deleted segment");
+    drop(engine);
+    // Without the KV store the remaining changelog cannot rebuild the rows: a clear DATA_LOSS.
+    std::fs::remove_dir_all(dir.path().join("kv")).unwrap();
+    let err = Engine::open(config).err().expect("recovery must refuse");
+    assert!(matches!(err, strom_server::Error::DataLoss { .. }) && err.to_string().contains("bucket-"), "{err}");
+}
