@@ -12,6 +12,9 @@ use std::sync::Arc;
 use strom_flight_api::{LookupKind, LookupRequest};
 use tokio::sync::mpsc;
 
+/// Point lookups of at most this many keys run on the request's task.
+const INLINE_LOOKUP_KEYS: usize = 64;
+
 /// A lookup resolved against its table.
 pub struct LookupPlan {
     pub table: Arc<TableRuntime>,
@@ -57,10 +60,16 @@ impl LookupPlan {
         let table = self.table.clone();
         let (kind, path) = (self.kind, self.path.clone());
         let bucket_num = table.buckets.len() as u32;
-        let k = keys.clone();
-        let mut rows = tokio::task::spawn_blocking(move || table.pk.as_ref().expect("pk").lookup(&path, kind, &k, bucket_num))
-            .await
-            .map_err(|e| Error::Internal(format!("lookup task failed: {e}")))??;
+        let mut rows = if keys.num_rows() <= INLINE_LOOKUP_KEYS && kind == LookupKind::PrimaryKey {
+            // A few point lookups are block-cache reads of microseconds: a hop to the blocking
+            // pool would cost more than the lookup (single-key latency is the target here).
+            table.pk.as_ref().expect("pk").lookup(&path, kind, &keys, bucket_num)?
+        } else {
+            let k = keys.clone();
+            tokio::task::spawn_blocking(move || table.pk.as_ref().expect("pk").lookup(&path, kind, &k, bucket_num))
+                .await
+                .map_err(|e| Error::Internal(format!("lookup task failed: {e}")))??
+        };
         if self.insert_if_not_exists {
             let mut found = vec![false; keys.num_rows()];
             for (i, _) in &rows {
