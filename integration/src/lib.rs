@@ -220,6 +220,17 @@ impl TestServer {
         for (k, v) in &self.envs {
             command.env(k, v);
         }
+        // SAFETY: prctl is async-signal-safe; it only sets a flag of the child process.
+        // A test process killed from outside (e.g. by `timeout`) takes its node with it instead
+        // of leaking it: the kernel sends SIGKILL to the node when its parent thread exits.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = AsyncBufReader::new(stdout).lines();
