@@ -19,7 +19,6 @@ use futures::StreamExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use strom_flight_api::LookupRequest;
-use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 pub async fn do_exchange(
@@ -46,35 +45,49 @@ pub async fn do_exchange(
     }
     let plan = Arc::new(engine.lookup_plan(&request)?);
     let schema_message = FlightData::from(SchemaAsIpc::new(&plan.result_schema(true), &IpcWriteOptions::default()));
-    let (tx, rx) = mpsc::channel::<Result<FlightData, Status>>(4);
-    tokio::spawn(async move {
-        if let Err(e) = answer_loop(&plan, input, &tx, max_message_bytes).await {
-            let _ = tx.send(Err(Status::from(e))).await;
+    // Answers are produced as the response stream is polled: no task or channel hop between a
+    // key batch and its answer (single-key latency is what interactive lookups feel).
+    let state = ExchangeState { plan, input, schema: None, max_message_bytes, done: false };
+    let answers = futures::stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        match next_answer(&mut state).await {
+            Ok(Some(answer)) => Some((Ok(answer), state)),
+            Ok(None) => None,
+            Err(e) => {
+                state.done = true;
+                Some((Err(Status::from(e)), state))
+            }
         }
     });
-    Ok(futures::stream::once(async { Ok(schema_message) }).chain(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed())
+    Ok(futures::stream::once(async { Ok(schema_message) }).chain(answers).boxed())
 }
 
-/// Decodes key batches and answers each one, in order.
-async fn answer_loop(
-    plan: &LookupPlan,
-    mut input: futures::stream::Peekable<Streaming<FlightData>>,
-    tx: &mpsc::Sender<Result<FlightData, Status>>,
+struct ExchangeState {
+    plan: Arc<LookupPlan>,
+    input: futures::stream::Peekable<Streaming<FlightData>>,
+    schema: Option<SchemaRef>,
     max_message_bytes: usize,
-) -> Result<()> {
-    let mut schema: Option<SchemaRef> = None;
-    while let Some(message) = input.next().await {
+    done: bool,
+}
+
+/// Reads messages until a key batch arrives and answers it; None at the end of the input.
+async fn next_answer(state: &mut ExchangeState) -> Result<Option<FlightData>> {
+    let plan = state.plan.clone();
+    while let Some(message) = state.input.next().await {
         let data = match message {
             Ok(d) => d,
             Err(status) => {
                 tracing::debug!(table = %plan.path, %status, "DoExchange stream ended by the client");
-                return Ok(());
+                return Ok(None);
             }
         };
         let size = data.data_header.len() + data.data_body.len();
-        if size > max_message_bytes {
+        if size > state.max_message_bytes {
             return Err(Error::ResourceExhausted(format!(
-                "DoExchange message of {size} bytes exceeds server.max_message_bytes {max_message_bytes}"
+                "DoExchange message of {size} bytes exceeds server.max_message_bytes {}",
+                state.max_message_bytes
             )));
         }
         if data.data_header.is_empty() {
@@ -90,17 +103,15 @@ async fn answer_loop(
                 let fields: Vec<_> = declared.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
                 let s = Arc::new(Schema::new(fields));
                 plan.conform_keys(&RecordBatch::new_empty(s.clone()))?;
-                schema = Some(s);
+                state.schema = Some(s);
             }
             MessageHeader::RecordBatch => {
-                let s = schema.clone().ok_or_else(|| Error::invalid("DoExchange sent a key batch before its schema"))?;
+                let s = state.schema.clone().ok_or_else(|| Error::invalid("DoExchange sent a key batch before its schema"))?;
                 let keys = crate::log::ipc::decode(&data.data_header, data.data_body.clone(), &s)
                     .map_err(|e| Error::invalid(format!("DoExchange key batch does not decode: {e}")))?;
                 let keys = plan.conform_keys(&keys)?;
                 let result = plan.run(keys, true).await?;
-                if tx.send(Ok(batch_message(&result, Vec::new())?)).await.is_err() {
-                    return Ok(()); // the client went away
-                }
+                return Ok(Some(batch_message(&result, Vec::new())?));
             }
             MessageHeader::DictionaryBatch => {
                 return Err(Error::invalid("dictionary-encoded key columns are not accepted: send plain values"));
@@ -108,5 +119,5 @@ async fn answer_loop(
             other => return Err(Error::invalid(format!("unexpected IPC message type {other:?} in DoExchange"))),
         }
     }
-    Ok(())
+    Ok(None)
 }
