@@ -4,16 +4,20 @@
 #
 #   integration/peer/db_bench.sh --num 1000000 [--value-size 64] [--key-size 20]
 #       [--threads 2] [--batch 1000] [--seconds 10] [--dir DIR] [--db-bench PATH]
+#       [--fill filluniquerandom|fillrandom]
 #
 # Runs, on one fresh database in DIR (default: a temporary directory, removed at the end):
-#   fillrandom       --num keys in random order (WAL off: Strom's bucket log is its WAL)
+#   filluniquerandom each of the --num keys exactly once, in random order (WAL off: Strom's
+#                    bucket log is its WAL), like strom-bench's loads; every key read exists
+#   waitforcompaction  the reads start on a settled database (strom-bench waits for an idle
+#                    machine before each timed scenario too)
 #   readrandom       uniform point gets for --seconds, --threads threads
 #   multireadrandom  MultiGet batches of --batch keys (batched API) for --seconds, if this
 #                    db_bench has it
-# with the options of Strom's store: LZ4 (ZSTD bottommost), Bloom filter 10 bits/key, 256 MiB
-# LRU block cache holding index and filter blocks. Note that fillrandom draws keys with
-# repetition, so about 63 % of the key range exists and readrandom misses ~37 % (db_bench prints
-# "(found of reads)").
+# with the options of Strom's store: LZ4, Bloom filter 10 bits/key, 256 MiB LRU block cache
+# holding index and filter blocks. (`--fill fillrandom` draws keys with repetition instead: then
+# only ~63 % of the key range exists and readrandom misses ~37 %; db_bench prints "(found of
+# reads)".)
 #
 # Output: db_bench's own report in the log (--log, default DIR/db_bench.log), and one line
 # per benchmark on stdout:
@@ -22,6 +26,7 @@
 set -euo pipefail
 
 num=1000000
+fill=filluniquerandom
 value_size=64
 key_size=20
 threads=2
@@ -40,9 +45,10 @@ while [[ $# -gt 0 ]]; do
         --batch) batch="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
         --dir) dir="$2"; shift 2 ;;
+        --fill) fill="$2"; shift 2 ;;
         --db-bench) db_bench="$2"; shift 2 ;;
         --log) log="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "db_bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -98,7 +104,11 @@ run() {
     report "$name" "$out"
 }
 
-run fillrandom --threads=1 --disable_wal=true --use_existing_db=false
+run "$fill" --threads=1 --disable_wal=true --use_existing_db=false
+echo "+ $db_bench --benchmarks=waitforcompaction" >> "$log"
+wait_start=$(date +%s)
+"$db_bench" "${common[@]}" --benchmarks=waitforcompaction --use_existing_db=true >> "$log" 2>&1
+echo "db_bench: waitforcompaction seconds=$(( $(date +%s) - wait_start ))"
 run readrandom --threads="$threads" --use_existing_db=true --duration="$seconds"
 help_text="$("$db_bench" --help 2>&1 || true)"
 if [[ "$help_text" == *multireadrandom* ]]; then

@@ -211,6 +211,18 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     db_bench_threads: u32,
 
+    /// PK: before each timed primary-key scenario, wait up to this many seconds for an idle
+    /// machine (0 = never wait).
+    #[arg(long, default_value_t = 600.0)]
+    quiet_wait_seconds: f64,
+    /// PK: the machine counts as idle when all processes together use at most this many cores.
+    #[arg(long, default_value_t = 0.3)]
+    quiet_busy_cores: f64,
+
+    /// Worker threads of the bench client's tokio runtime (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    client_threads: usize,
+
     /// HTTP/2 stream window of the client connections, bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     stream_window: u32,
@@ -221,7 +233,11 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bench").build().expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if args.client_threads > 0 {
+        builder.worker_threads(args.client_threads);
+    }
+    let runtime = builder.enable_all().thread_name("bench").build().expect("tokio runtime");
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -391,7 +407,9 @@ async fn run(args: Args) -> Res<()> {
     }
     let targets: Vec<Target> = servers.iter().map(|s| Target { name: s.name, url: s.url.clone(), pid: s.pid() }).collect();
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let env = Env { windows: net::Windows { stream: args.stream_window, connection: args.connection_window }, progress };
+    let quiet = (args.quiet_wait_seconds > 0.0)
+        .then(|| scenarios::Quiet { max_busy_cores: args.quiet_busy_cores, max_wait: Duration::from_secs_f64(args.quiet_wait_seconds) });
+    let env = Env { windows: net::Windows { stream: args.stream_window, connection: args.connection_window }, progress, quiet };
     for t in &targets {
         let health = net::action(&net::connect(&t.url, env.windows).await?, "health", &serde_json::json!({})).await?;
         println!("{:<9} {} {}", t.name, t.url.replace("http://", "grpc://"), health);

@@ -168,6 +168,7 @@ fn rows_bar(env: &Env, label: &str, total: u64, done: Arc<AtomicU64>) -> (Progre
 /// Loads every batch once through one pipelined DoPut upsert stream; one result row.
 async fn load(target: &Target, env: &Env, cfg: &PkConfig, table: &str, data: &Load, label: &str) -> Res<ResultRow> {
     let done = Arc::new(AtomicU64::new(0));
+    let settled = env.settle(&format!("{label} {}", target.name)).await;
     let (pb, ticker) = rows_bar(env, &format!("{label} {}", target.name), data.rows, done.clone());
     let probe = target.probe();
     let plan = PutPlan {
@@ -189,7 +190,7 @@ async fn load(target: &Target, env: &Env, cfg: &PkConfig, table: &str, data: &Lo
         .with("batch_rows", cfg.load_batch_rows)
         .with("inflight", cfg.inflight)
         .with("buckets", cfg.buckets);
-    let row = env.cpu(row, &probe, 1.0);
+    let row = settled.note(env.cpu(row, &probe, 1.0));
     env.say(stats::line(&row));
     Ok(row)
 }
@@ -244,6 +245,7 @@ async fn point_lookups(target: &Target, env: &Env, cfg: &PkConfig, table: &str, 
         for dist in [Dist::Uniform, Dist::Zipf] {
             let label = format!("pk/point/{}/{}/{}", if api == Api::Exchange { "xchg" } else { "get" }, dist.name(), count_label(n));
             let mut picker = KeyPicker::new(n, dist, cfg.miss_ratio, cfg.zipf_theta, 11);
+            let settled = env.settle(&format!("{label} {}", target.name)).await;
             let channel = net::connect(&target.url, env.windows).await?;
             let command = serde_json::to_value(lookup_command(LookupKind::PrimaryKey, table))?;
             let mut exchange = if api == Api::Exchange { Some(Exchange::open(channel.clone(), &command, &schema).await?) } else { None };
@@ -304,10 +306,10 @@ async fn point_lookups(target: &Target, env: &Env, cfg: &PkConfig, table: &str, 
                 .with("found", found)
                 .with("wrong_answers", wrong)
                 .with("miss_ratio", cfg.miss_ratio);
-            let row = match &probe {
+            let row = settled.note(match &probe {
                 Some(p) => env.cpu(row, p, 1.0),
                 None => row,
-            };
+            });
             env.say(stats::line(&row));
             if wrong > 0 {
                 env.say(format!("    WARNING: {wrong} of {requests} answers had the wrong number of rows"));
@@ -394,6 +396,7 @@ async fn lookup_streams(
 ) -> Res<(ResultRow, u64)> {
     let schema = key_schema(key_names);
     let command = serde_json::to_value(lookup_command(kind, table))?;
+    let settled = env.settle(&format!("{label} {}", target.name)).await;
     let pb = env.bar(&format!("{label} {}", target.name), duration);
     let done = Arc::new(AtomicU64::new(0));
     let ticker = net::ticker(&pb, done.clone(), duration);
@@ -424,7 +427,7 @@ async fn lookup_streams(
         .with("rows_returned", rows)
         .with("rows_returned_per_s", (rows as f64 / secs).round())
         .with("mismatched_answers", mismatches);
-    let row = env.cpu(row, &probe, 1.0);
+    let row = settled.note(env.cpu(row, &probe, 1.0));
     if mismatches > 0 {
         env.say(format!("    WARNING: {label}: {mismatches} answers had a row count other than expected"));
     }
@@ -494,6 +497,7 @@ async fn scans(target: &Target, env: &Env, table: &str, n: u64, out: &mut Vec<Re
         [("changelog", log, "gap between decoded batches"), ("snapshot", snapshot, "gap between decoded batches")]
     {
         let label = format!("pk/{name}/{}", count_label(n));
+        let settled = env.settle(&format!("{label} {}", target.name)).await;
         let done = Arc::new(AtomicU64::new(0));
         let (pb, ticker) = rows_bar(env, &format!("{label} {}", target.name), n, done.clone());
         let probe = target.probe();
@@ -509,7 +513,7 @@ async fn scans(target: &Target, env: &Env, table: &str, n: u64, out: &mut Vec<Re
         let row = ResultRow::new(&label, target.name, latency, o.rows, o.ipc_bytes, elapsed, &o.gaps)
             .with("messages", o.messages)
             .with("body_bytes", o.body_bytes);
-        let row = env.cpu(row, &probe, 1.0);
+        let row = settled.note(env.cpu(row, &probe, 1.0));
         env.say(stats::line(&row));
         out.push(row);
     }
@@ -635,6 +639,7 @@ async fn partial_runs(target: &Target, env: &Env, cfg: &PkConfig, out: &mut Vec<
         let (schema_message, pool) = net::encode(&schema, batches)?;
         let label =
             if partial { format!("pk/upsert/partial{}of10", pk_data::PARTIAL_TARGETS.len()) } else { "pk/upsert/full10".to_string() };
+        let settled = env.settle(&format!("{label} {}", target.name)).await;
         let pb = env.bar(&format!("{label} {}", target.name), cfg.partial_duration);
         let done = Arc::new(AtomicU64::new(0));
         let ticker = net::ticker(&pb, done.clone(), cfg.partial_duration);
@@ -655,7 +660,7 @@ async fn partial_runs(target: &Target, env: &Env, cfg: &PkConfig, out: &mut Vec<
             .with("batch_rows", cfg.partial_batch_rows)
             .with("columns_written", if partial { 1 + pk_data::PARTIAL_TARGETS.len() } else { 10 })
             .with("table_keys", n);
-        let row = env.cpu(row, &probe, 1.0);
+        let row = settled.note(env.cpu(row, &probe, 1.0));
         env.say(stats::line(&row));
         out.push(row);
     }
@@ -685,6 +690,7 @@ async fn db_bench(env: &Env, cfg: &PkConfig, n: u64, value_bytes: usize, out: &m
     ];
     let budget = Duration::from_secs(u64::from(cfg.db_bench_seconds) * 2 + n / 150_000);
     let label = format!("db_bench {}", count_label(n));
+    let settled = env.settle(&label).await;
     let pb = env.bar(&label, budget);
     let ticker = net::ticker(&pb, Arc::new(AtomicU64::new(0)), budget);
     let start = Instant::now();
@@ -724,7 +730,11 @@ async fn db_bench(env: &Env, cfg: &PkConfig, n: u64, value_bytes: usize, out: &m
         for (k, v) in &fields {
             row = row.with(k, v.parse::<f64>().map(serde_json::Value::from).unwrap_or_else(|_| json!(v)));
         }
-        row = row.with("value_size", value_bytes).with("key_size", pk_data::STORED_KEY_BYTES).with("threads", cfg.db_bench_threads);
+        row = settled
+            .note(row)
+            .with("value_size", value_bytes)
+            .with("key_size", pk_data::STORED_KEY_BYTES)
+            .with("threads", cfg.db_bench_threads);
         env.say(stats::line(&row));
         out.push(row);
     }

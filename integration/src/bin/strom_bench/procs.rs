@@ -147,7 +147,7 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// System-wide busy and steal CPU seconds since boot (from /proc/stat).
-fn system_cpu() -> Option<(f64, f64)> {
+pub fn system_cpu() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
@@ -157,6 +157,11 @@ fn system_cpu() -> Option<(f64, f64)> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Some((busy / ticks.max(1.0), steal / ticks.max(1.0)))
+}
+
+/// The 1-minute load average (from /proc/loadavg).
+pub fn loadavg_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// CPU seconds used so far by kernel threads (children of kthreadd: writeback, softirq, ...).

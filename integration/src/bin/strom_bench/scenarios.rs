@@ -39,6 +39,41 @@ impl Target {
 pub struct Env {
     pub windows: Windows,
     pub progress: MultiProgress,
+    /// Wait for an idle machine before each timed primary-key scenario (None: never wait).
+    pub quiet: Option<Quiet>,
+}
+
+/// When the machine counts as idle enough to start a timed scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Quiet {
+    /// Busy cores (all processes, this one included) over a 3 s sample.
+    pub max_busy_cores: f64,
+    /// Longest wait; after it the scenario runs anyway (and says so).
+    pub max_wait: Duration,
+}
+
+/// The state of the machine when a timed scenario started.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    pub waited_s: f64,
+    /// Busy cores of the last sample (None: not measured).
+    pub busy_cores: Option<f64>,
+    pub loadavg_1m: Option<f64>,
+}
+
+impl Settled {
+    /// Records the start conditions in a result row.
+    pub fn note(&self, row: ResultRow) -> ResultRow {
+        let r2 = |x: f64| (x * 100.0).round() / 100.0;
+        let mut row = row.with("settle_wait_s", r2(self.waited_s));
+        if let Some(b) = self.busy_cores {
+            row = row.with("busy_cores_before", r2(b));
+        }
+        if let Some(l) = self.loadavg_1m {
+            row = row.with("loadavg_1m_before", l);
+        }
+        row
+    }
 }
 
 impl Env {
@@ -60,6 +95,45 @@ impl Env {
     }
 
     /// Prints a result line on stdout without tearing the progress bars (on stderr).
+    /// Waits until the machine is idle (every process together uses at most `max_busy_cores`
+    /// over a 3 s sample, re-sampled every 10 s) or `max_wait` has passed; the servers under
+    /// test count too, so a server still compacting after a load is waited for as well.
+    pub async fn settle(&self, label: &str) -> Settled {
+        let loadavg_1m = procs::loadavg_1m();
+        let Some(q) = self.quiet else { return Settled { waited_s: 0.0, busy_cores: None, loadavg_1m } };
+        let start = Instant::now();
+        let mut said = false;
+        loop {
+            let a = procs::system_cpu();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let busy = match (a, procs::system_cpu()) {
+                (Some((a, _)), Some((b, _))) => (b - a) / 3.0,
+                _ => return Settled { waited_s: 0.0, busy_cores: None, loadavg_1m },
+            };
+            let waited = start.elapsed();
+            let done = busy <= q.max_busy_cores || waited >= q.max_wait;
+            if done {
+                if waited >= q.max_wait && busy > q.max_busy_cores {
+                    self.say(format!(
+                        "    note: {label} starts on a busy machine ({busy:.2} cores busy after {:.0} s of waiting)",
+                        waited.as_secs_f64()
+                    ));
+                } else if said {
+                    self.say(format!("    {label}: machine idle after {:.0} s ({busy:.2} cores busy)", waited.as_secs_f64()));
+                }
+                return Settled { waited_s: waited.as_secs_f64(), busy_cores: Some(busy), loadavg_1m: procs::loadavg_1m() };
+            }
+            if !said {
+                self.say(format!(
+                    "    waiting for an idle machine before {label}: {busy:.2} cores busy, load average {}",
+                    procs::loadavg_1m().map(|l| format!("{l:.2}")).unwrap_or_else(|| "?".into())
+                ));
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_secs(7)).await;
+        }
+    }
+
     pub fn say(&self, line: impl AsRef<str>) {
         self.progress.suspend(|| println!("{}", line.as_ref()));
     }
