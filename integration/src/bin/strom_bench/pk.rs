@@ -797,7 +797,9 @@ pub fn verdicts(rows: &[ResultRow]) -> Vec<Verdict> {
     }
     for r in rows.iter().filter(|r| r.target == "strom" && r.scenario.starts_with("pk/batch")) {
         let n = r.scenario.rsplit('/').next().unwrap_or("");
-        if let Some(db) = find(rows, &format!("dbbench/readrandom/{n}"), "dbbench") {
+        // db_bench's readrandom draws keys uniformly: only the uniform run compares like for like.
+        let uniform = r.scenario.contains("/uniform/");
+        if let (true, Some(db)) = (uniform, find(rows, &format!("dbbench/readrandom/{n}"), "dbbench")) {
             let ratio = r.rows_per_s / db.rows_per_s;
             out.push(Verdict {
                 target: format!("{}: batched lookups >= 0.5x db_bench readrandom", r.scenario),
