@@ -24,11 +24,12 @@ pub struct Config {
 pub struct KvConfig {
     pub block_cache_bytes: usize,
     pub snapshot_batch_rows: usize,
+    pub idle_flush_ms: u64,
 }
 
 impl Default for KvConfig {
     fn default() -> Self {
-        Self { block_cache_bytes: 256 * 1024 * 1024, snapshot_batch_rows: 8192 }
+        Self { block_cache_bytes: 256 * 1024 * 1024, snapshot_batch_rows: 8192, idle_flush_ms: 5_000 }
     }
 }
 

@@ -219,6 +219,29 @@ impl Engine {
                 }
             }
         });
+        if self.config.kv.idle_flush_ms > 0 {
+            let idle = std::time::Duration::from_millis(self.config.kv.idle_flush_ms);
+            let (engine, mut stop) = (self.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(idle.min(std::time::Duration::from_secs(1)));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let Some(kv) = engine.kv.lock().clone() else { continue };
+                            let started = std::time::Instant::now();
+                            match tokio::task::spawn_blocking(move || kv.flush_if_idle(idle)).await {
+                                Ok(Ok(true)) => tracing::debug!(ms = started.elapsed().as_millis() as u64, "KV store flushed after idle writes"),
+                                Ok(Ok(false)) => {}
+                                Ok(Err(e)) => tracing::error!(error = %e, "KV idle flush failed"),
+                                Err(e) => tracing::error!(error = %e, "KV idle flush task failed"),
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
         let (engine, mut stop) = (self.clone(), shutdown);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(retention);

@@ -13,9 +13,12 @@
 //! strings and bytes with every 0x00 escaped as 0x00 0xFF and a 0x00 0x00 terminator (which keeps
 //! the encoding prefix-free: "ab" < "ab\0" < "abc").
 
-use super::value::Value;
+use super::value::{value_at, Value};
 use crate::error::{Error, Result};
-use arrow_schema::DataType;
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::Array;
+use arrow_schema::{DataType, TimeUnit};
 
 /// Bytes of the `table id | bucket` prefix.
 pub const BUCKET_PREFIX_LEN: usize = 12;
@@ -66,6 +69,30 @@ pub fn encode_key(table_id: u64, bucket: u32, values: &[&Value], types: &[&DataT
         encode_key_value(v, dt, &mut out)?;
     }
     Ok(out)
+}
+
+/// Appends the key encoding of `array[row]`: the same bytes as `encode_key_value` of the value
+/// read from the array, without materializing it (lookups encode thousands of keys per batch).
+pub fn encode_array_key_value(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<()> {
+    if array.is_null(row) {
+        return Err(Error::invalid("a primary key value is null"));
+    }
+    let int = |v: i64, out: &mut Vec<u8>| out.extend_from_slice(&((v as u64) ^ (1 << 63)).to_be_bytes());
+    match array.data_type() {
+        DataType::Int8 => int(array.as_primitive::<Int8Type>().value(row) as i64, out),
+        DataType::Int16 => int(array.as_primitive::<Int16Type>().value(row) as i64, out),
+        DataType::Int32 => int(array.as_primitive::<Int32Type>().value(row) as i64, out),
+        DataType::Int64 => int(array.as_primitive::<Int64Type>().value(row), out),
+        DataType::Date32 => int(array.as_primitive::<Date32Type>().value(row) as i64, out),
+        DataType::Timestamp(TimeUnit::Second, _) => int(array.as_primitive::<TimestampSecondType>().value(row), out),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => int(array.as_primitive::<TimestampMillisecondType>().value(row), out),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => int(array.as_primitive::<TimestampMicrosecondType>().value(row), out),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => int(array.as_primitive::<TimestampNanosecondType>().value(row), out),
+        DataType::Utf8 => escape(array.as_string::<i32>().value(row).as_bytes(), out),
+        DataType::Binary => escape(array.as_binary::<i32>().value(row), out),
+        dt => encode_key_value(&value_at(array, row)?, dt, out)?,
+    }
+    Ok(())
 }
 
 /// The smallest key greater than every key starting with `prefix` (the end of a prefix scan),
@@ -147,5 +174,43 @@ mod tests {
         assert!(encode_key(1, 0, &[&Value::Null], &[&DataType::Int64]).is_err());
         assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
         assert_eq!(prefix_end(&[1, 0xFF]).unwrap(), vec![2]);
+    }
+
+    #[test]
+    fn given_arrays_when_keys_encoded_from_them_should_equal_the_value_encoding() {
+        use arrow_array::{
+            ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray, Float32Array, Float64Array,
+            Int16Array, Int32Array, Int64Array, Int8Array, StringArray, TimestampMicrosecondArray,
+        };
+        use std::sync::Arc;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let n = 200;
+        let strings: Vec<String> =
+            (0..n).map(|_| (0..rng.gen_range(0..6)).map(|_| ['a', '\0', 'ü', 'z'][rng.gen_range(0..4)]).collect()).collect();
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int8Array::from_iter_values((0..n).map(|_| rng.gen::<i8>()))),
+            Arc::new(Int16Array::from_iter_values((0..n).map(|_| rng.gen::<i16>()))),
+            Arc::new(Int32Array::from_iter_values((0..n).map(|_| rng.gen::<i32>()))),
+            Arc::new(Int64Array::from_iter_values((0..n).map(|_| rng.gen::<i64>()))),
+            Arc::new(Date32Array::from_iter_values((0..n).map(|_| rng.gen::<i32>()))),
+            Arc::new(TimestampMicrosecondArray::from_iter_values((0..n).map(|_| rng.gen::<i64>())).with_timezone("UTC")),
+            Arc::new(Float32Array::from_iter_values((0..n).map(|_| rng.gen::<f32>() - 0.5))),
+            Arc::new(Float64Array::from_iter_values((0..n).map(|_| rng.gen::<f64>() - 0.5))),
+            Arc::new(Decimal128Array::from_iter_values((0..n).map(|_| rng.gen::<i64>() as i128)).with_precision_and_scale(20, 2).unwrap()),
+            Arc::new(BooleanArray::from_iter((0..n).map(|_| Some(rng.gen::<bool>())))),
+            Arc::new(StringArray::from_iter_values(strings.iter())),
+            Arc::new(BinaryArray::from_iter_values(strings.iter().map(|s| s.as_bytes()))),
+            Arc::new(FixedSizeBinaryArray::try_from_iter((0..n).map(|_| rng.gen::<[u8; 4]>())).unwrap()),
+        ];
+        for array in &arrays {
+            for row in 0..n {
+                let (mut direct, mut via_value) = (Vec::new(), Vec::new());
+                encode_array_key_value(array.as_ref(), row, &mut direct).unwrap();
+                encode_key_value(&value_at(array.as_ref(), row).unwrap(), array.data_type(), &mut via_value).unwrap();
+                assert_eq!(direct, via_value, "{} row {row}", array.data_type());
+            }
+        }
+        let nulls = Int64Array::from(vec![None, Some(1)]);
+        assert!(encode_array_key_value(&nulls, 0, &mut Vec::new()).is_err());
     }
 }

@@ -337,6 +337,142 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[Vec<Value>]) -> Result<RecordBa
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// Decodes stored rows straight into Arrow builders of some of their columns: no per-row
+/// `Value`s for the columns a lookup or scan returns, and the others are skipped in place.
+pub struct ProjectedRows {
+    fields: Fields,
+    /// For every stored column, the builder it goes to (None: skipped).
+    slots: Vec<Option<usize>>,
+    builders: Vec<Box<dyn ArrayBuilder>>,
+    rows: usize,
+}
+
+impl ProjectedRows {
+    /// Builders for the `projection` columns (positions in `fields`, in output order).
+    pub fn new(fields: &Fields, projection: &[usize], capacity: usize) -> Self {
+        let mut slots = vec![None; fields.len()];
+        for (slot, &c) in projection.iter().enumerate() {
+            slots[c] = Some(slot);
+        }
+        let builders = projection.iter().map(|&c| make_builder(fields[c].data_type(), capacity)).collect();
+        Self { fields: fields.clone(), slots, builders, rows: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one stored row.
+    pub fn append_row(&mut self, bytes: &[u8]) -> Result<()> {
+        let mut r = Reader { bytes, pos: 4 };
+        let bitmap = r.take(self.fields.len().div_ceil(8))?;
+        for (i, field) in self.fields.iter().enumerate() {
+            let null = bitmap[i / 8] & (1 << (i % 8)) != 0;
+            match self.slots[i] {
+                None if null => {}
+                None => r.skip(field.data_type())?,
+                Some(b) => {
+                    let builder = self.builders[b].as_mut();
+                    if null {
+                        append(builder, field.data_type(), &Value::Null)?;
+                    } else {
+                        r.value_into(builder, field.data_type())?;
+                    }
+                }
+            }
+        }
+        if r.pos != bytes.len() {
+            return Err(corrupt("row has trailing bytes"));
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The columns built so far (the builders start over, empty).
+    pub fn finish(&mut self) -> Vec<ArrayRef> {
+        self.rows = 0;
+        self.builders.iter_mut().map(|b| b.finish()).collect()
+    }
+}
+
+impl Reader<'_> {
+    /// Moves past one non-null value of type `dt`.
+    fn skip(&mut self, dt: &DataType) -> Result<()> {
+        match dt {
+            DataType::Boolean => self.take(1).map(|_| ()),
+            DataType::Decimal128(..) => self.take(16).map(|_| ()),
+            DataType::Utf8 | DataType::Binary | DataType::FixedSizeBinary(_) => {
+                let n = self.u32()? as usize;
+                self.take(n).map(|_| ())
+            }
+            DataType::List(_) | DataType::Map(..) | DataType::Struct(_) => self.value(dt).map(|_| ()),
+            _ => self.take(8).map(|_| ()),
+        }
+    }
+
+    /// Decodes one non-null value of type `dt` into `builder` (made by `make_builder(dt)`):
+    /// fixed-width and string values directly, nested ones through `Value`.
+    fn value_into(&mut self, builder: &mut dyn ArrayBuilder, dt: &DataType) -> Result<()> {
+        use arrow_array::builder::*;
+        macro_rules! int {
+            ($b:ty, $t:ty) => {{
+                let v = i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+                builder
+                    .as_any_mut()
+                    .downcast_mut::<$b>()
+                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
+                    .append_value(v as $t)
+            }};
+        }
+        match dt {
+            DataType::Int8 => int!(Int8Builder, i8),
+            DataType::Int16 => int!(Int16Builder, i16),
+            DataType::Int32 => int!(Int32Builder, i32),
+            DataType::Int64 => int!(Int64Builder, i64),
+            DataType::Date32 => int!(Date32Builder, i32),
+            DataType::Timestamp(TimeUnit::Second, _) => int!(TimestampSecondBuilder, i64),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => int!(TimestampMillisecondBuilder, i64),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => int!(TimestampMicrosecondBuilder, i64),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => int!(TimestampNanosecondBuilder, i64),
+            DataType::Float64 => {
+                let v = f64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+                builder
+                    .as_any_mut()
+                    .downcast_mut::<Float64Builder>()
+                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
+                    .append_value(v)
+            }
+            DataType::Utf8 => {
+                let n = self.u32()? as usize;
+                let s = std::str::from_utf8(self.take(n)?).map_err(|_| corrupt("string is not UTF-8"))?;
+                builder
+                    .as_any_mut()
+                    .downcast_mut::<StringBuilder>()
+                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
+                    .append_value(s)
+            }
+            DataType::Binary => {
+                let n = self.u32()? as usize;
+                let b = self.take(n)?;
+                builder
+                    .as_any_mut()
+                    .downcast_mut::<BinaryBuilder>()
+                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
+                    .append_value(b)
+            }
+            _ => {
+                let v = self.value(dt)?;
+                append(builder, dt, &v)?
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +537,37 @@ mod tests {
             }
             assert_eq!(got.as_ref(), want.as_ref(), "column {c}");
         }
+    }
+
+    #[test]
+    fn given_stored_rows_when_decoded_into_projected_builders_should_equal_the_value_path() {
+        let b = batch();
+        let fields = b.schema().fields().clone();
+        let rows: Vec<Vec<Value>> =
+            (0..b.num_rows()).map(|r| b.columns().iter().map(|c| value_at(c.as_ref(), r).unwrap()).collect()).collect();
+        let stored: Vec<Vec<u8>> = rows.iter().map(|r| encode_row(1, r, &fields).unwrap()).collect();
+        for projection in [vec![0, 1, 2, 3, 4, 5, 6, 7], vec![7, 1], vec![5], vec![3, 0, 6]] {
+            let mut projected = ProjectedRows::new(&fields, &projection, 4);
+            for bytes in &stored {
+                projected.append_row(bytes).unwrap();
+            }
+            assert_eq!(projected.len(), rows.len());
+            let got = projected.finish();
+            assert!(projected.is_empty(), "finish starts over");
+            let schema = Arc::new(Schema::new(projection.iter().map(|&c| fields[c].as_ref().clone()).collect::<Vec<_>>()));
+            let want_rows: Vec<Vec<Value>> = rows.iter().map(|r| projection.iter().map(|&c| r[c].clone()).collect()).collect();
+            let want = rows_to_batch(&schema, &want_rows).unwrap();
+            for (i, (g, w)) in got.iter().zip(want.columns()).enumerate() {
+                if projection[i] == 2 {
+                    continue; // NaN != NaN
+                }
+                assert_eq!(g.as_ref(), w.as_ref(), "projection {projection:?} column {i}");
+            }
+        }
+        let mut projected = ProjectedRows::new(&fields, &[1], 1);
+        let mut padded = stored[0].clone();
+        padded.push(0);
+        assert!(matches!(projected.append_row(&padded), Err(Error::DataLoss { .. })));
+        assert!(matches!(projected.append_row(&stored[0][..stored[0].len() - 1]), Err(Error::DataLoss { .. })));
     }
 }

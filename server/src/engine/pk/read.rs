@@ -5,9 +5,9 @@ use super::json::json_to_value;
 use super::PkTable;
 use crate::engine::write;
 use crate::error::{Error, Result};
-use crate::kv::keys::{bucket_prefix, encode_key};
-use crate::kv::value::{decode_row, rows_to_batch, value_at, Value};
-use arrow_array::{ArrayRef, Int32Array, RecordBatch};
+use crate::kv::keys::{bucket_prefix, encode_array_key_value, BUCKET_PREFIX_LEN};
+use crate::kv::value::{decode_row, rows_to_batch, ProjectedRows, Value};
+use arrow_array::{ArrayRef, Int32Array, RecordBatch, RecordBatchOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -58,8 +58,12 @@ impl Filter {
     }
 }
 
-/// Rows of a lookup: (row of the request's key batch, full-width row).
-pub type LookupRows = Vec<(u32, Vec<Value>)>;
+/// What a lookup found: the projected columns of the rows found and, for each, the row of the
+/// request's key batch it answers (in request order; a prefix may answer with many rows).
+pub struct LookupResult {
+    pub key_index: Vec<i32>,
+    pub columns: Vec<ArrayRef>,
+}
 
 impl PkTable {
     /// Column positions of a lookup or scan result: `columns` (or all), plus the key columns
@@ -171,56 +175,58 @@ impl PkTable {
         write::buckets_of_rows(keys, &positions, bucket_num)
     }
 
-    fn key_row(keys: &RecordBatch, row: usize) -> Result<Vec<Value>> {
-        keys.columns().iter().map(|c| value_at(c.as_ref(), row)).collect()
-    }
-
-    /// Looks up every row of `keys` (conformed to `lookup_key_schema`), in request order.
-    pub fn lookup(&self, table: &str, kind: LookupKind, keys: &RecordBatch, bucket_num: u32) -> Result<LookupRows> {
+    /// Looks up every row of `keys` (conformed to `lookup_key_schema`), in request order, and
+    /// returns the `projection` columns of the rows found. Stored rows are decoded straight into
+    /// the result's Arrow builders, pinned in RocksDB's block cache (no copy, no `Value`s).
+    pub fn lookup(&self, table: &str, kind: LookupKind, keys: &RecordBatch, bucket_num: u32, projection: &[usize]) -> Result<LookupResult> {
         let key_cols = self.lookup_key_columns(table, kind)?;
         let buckets = self.buckets_of_keys(keys, &key_cols, bucket_num)?;
-        let types: Vec<&DataType> = key_cols.iter().map(|&c| self.row_schema.field(c).data_type()).collect();
-        let fields = self.row_schema.fields();
         let mut encoded = Vec::with_capacity(keys.num_rows());
         for (r, &bucket) in buckets.iter().enumerate() {
-            let row = Self::key_row(keys, r)?;
-            encoded.push(encode_key(self.table_id, bucket, &row.iter().collect::<Vec<_>>(), &types)?);
+            let mut key = Vec::with_capacity(BUCKET_PREFIX_LEN + 16 * key_cols.len());
+            key.extend_from_slice(&bucket_prefix(self.table_id, bucket));
+            for column in keys.columns() {
+                encode_array_key_value(column.as_ref(), r, &mut key)?;
+            }
+            encoded.push(key);
         }
-        let mut out = Vec::new();
+        let mut rows = ProjectedRows::new(self.row_schema.fields(), projection, keys.num_rows());
+        let mut key_index = Vec::new();
         match kind {
             LookupKind::PrimaryKey => {
-                for (i, found) in self.kv.multi_get(&encoded)?.into_iter().enumerate() {
+                self.kv.multi_get_each(&encoded, |i, found| {
                     if let Some(bytes) = found {
-                        out.push((i as u32, decode_row(&bytes, fields)?));
+                        rows.append_row(bytes)?;
+                        key_index.push(i as i32);
                     }
-                }
+                    Ok(())
+                })?;
             }
             LookupKind::Prefix => {
                 let snapshot = self.kv.snapshot();
                 for (i, prefix) in encoded.iter().enumerate() {
                     snapshot.for_each_prefix(prefix, |_, v| {
-                        out.push((i as u32, decode_row(v, fields)?));
+                        rows.append_row(v)?;
+                        key_index.push(i as i32);
                         Ok(true)
                     })?;
                 }
             }
         }
-        Ok(out)
+        Ok(LookupResult { key_index, columns: rows.finish() })
     }
 
-    /// A result batch of `rows` with the `projection` columns (and `_key_index` first).
-    pub fn result_batch(&self, rows: &[(u32, Vec<Value>)], projection: &[usize], with_key_index: bool) -> Result<RecordBatch> {
-        let schema = Arc::new(Schema::new(projection.iter().map(|&c| self.row_schema.field(c).clone()).collect::<Vec<Field>>()));
-        let projected: Vec<Vec<Value>> = rows.iter().map(|(_, r)| projection.iter().map(|&c| r[c].clone()).collect()).collect();
-        let batch = rows_to_batch(&schema, &projected)?;
-        if !with_key_index {
-            return Ok(batch);
+    /// A result batch of `found` (with `_key_index` first when asked for); `projection` is the
+    /// one `found` was looked up with.
+    pub fn result_batch(&self, found: LookupResult, projection: &[usize], with_key_index: bool) -> Result<RecordBatch> {
+        let schema = self.result_schema(projection, with_key_index);
+        let rows = found.key_index.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(found.columns.len() + 1);
+        if with_key_index {
+            columns.push(Arc::new(Int32Array::from(found.key_index)));
         }
-        let mut fields = vec![Field::new(KEY_INDEX_COLUMN, DataType::Int32, false)];
-        fields.extend(schema.fields().iter().map(|f| f.as_ref().clone()));
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int32Array::from_iter_values(rows.iter().map(|(i, _)| *i as i32)))];
-        columns.extend(batch.columns().iter().cloned());
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+        columns.extend(found.columns);
+        Ok(RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))?)
     }
 
     /// The schema of lookup results (DoExchange adds `_key_index` first).
@@ -269,26 +275,35 @@ impl PkTable {
     pub fn snapshot_scan(&self, plan: &SnapshotPlan, tx: &tokio::sync::mpsc::Sender<Result<SnapshotChunk>>) -> Result<()> {
         let snapshot = self.kv.snapshot();
         let fields = self.row_schema.fields();
+        let schema = self.result_schema(&plan.projection, false);
         let mut remaining = plan.limit.unwrap_or(u64::MAX);
+        let mut rows = ProjectedRows::new(fields, &plan.projection, plan.batch_rows);
+        let chunk = |rows: &mut ProjectedRows, bucket: u32, log_offset: u64| -> Result<SnapshotChunk> {
+            let n = rows.len();
+            let batch =
+                RecordBatch::try_new_with_options(schema.clone(), rows.finish(), &RecordBatchOptions::new().with_row_count(Some(n)))?;
+            Ok(SnapshotChunk { bucket, log_offset, batch })
+        };
         for &bucket in &plan.buckets {
             let log_offset = snapshot.applied_offset(self.table_id, bucket)?.unwrap_or(0);
-            let mut rows: Vec<(u32, Vec<Value>)> = Vec::new();
             let mut sent = false;
             let mut closed = false;
             snapshot.for_each_prefix(&bucket_prefix(self.table_id, bucket), |_, v| {
                 if remaining == 0 {
                     return Ok(false);
                 }
-                let row = decode_row(v, fields)?;
-                if !plan.filters.iter().all(|f| f.matches(&row)) {
-                    return Ok(true);
+                // Filters need typed values; rows that pass are decoded again, into the builders.
+                if !plan.filters.is_empty() {
+                    let row = decode_row(v, fields)?;
+                    if !plan.filters.iter().all(|f| f.matches(&row)) {
+                        return Ok(true);
+                    }
                 }
                 remaining -= 1;
-                rows.push((0, row));
+                rows.append_row(v)?;
                 if rows.len() >= plan.batch_rows {
-                    let batch = self.result_batch(&std::mem::take(&mut rows), &plan.projection, false)?;
                     sent = true;
-                    if tx.blocking_send(Ok(SnapshotChunk { bucket, log_offset, batch })).is_err() {
+                    if tx.blocking_send(Ok(chunk(&mut rows, bucket, log_offset)?)).is_err() {
                         closed = true;
                         return Ok(false);
                     }
@@ -298,11 +313,8 @@ impl PkTable {
             if closed {
                 return Ok(());
             }
-            if !rows.is_empty() || !sent {
-                let batch = self.result_batch(&rows, &plan.projection, false)?;
-                if tx.blocking_send(Ok(SnapshotChunk { bucket, log_offset, batch })).is_err() {
-                    return Ok(());
-                }
+            if (!rows.is_empty() || !sent) && tx.blocking_send(Ok(chunk(&mut rows, bucket, log_offset)?)).is_err() {
+                return Ok(());
             }
             if remaining == 0 {
                 return Ok(());

@@ -6,7 +6,9 @@ use super::PkOp;
 use crate::engine::table::{TableRuntime, WriteOp};
 use crate::engine::write;
 use crate::error::{Error, Result};
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{Int32Array, RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
 use strom_flight_api::{LookupKind, LookupRequest};
@@ -60,37 +62,67 @@ impl LookupPlan {
         let table = self.table.clone();
         let (kind, path) = (self.kind, self.path.clone());
         let bucket_num = table.buckets.len() as u32;
-        let mut rows = if keys.num_rows() <= INLINE_LOOKUP_KEYS && kind == LookupKind::PrimaryKey {
+        let projection = self.projection.clone();
+        let pk = table.pk.as_ref().expect("checked in new");
+        let found = if keys.num_rows() <= INLINE_LOOKUP_KEYS && kind == LookupKind::PrimaryKey {
             // A few point lookups are block-cache reads of microseconds: a hop to the blocking
             // pool would cost more than the lookup (single-key latency is the target here).
-            table.pk.as_ref().expect("pk").lookup(&path, kind, &keys, bucket_num)?
+            pk.lookup(&path, kind, &keys, bucket_num, &projection)?
         } else {
-            let k = keys.clone();
-            tokio::task::spawn_blocking(move || table.pk.as_ref().expect("pk").lookup(&path, kind, &k, bucket_num))
+            let (k, t) = (keys.clone(), table.clone());
+            tokio::task::spawn_blocking(move || t.pk.as_ref().expect("pk").lookup(&path, kind, &k, bucket_num, &projection))
                 .await
                 .map_err(|e| Error::Internal(format!("lookup task failed: {e}")))??
         };
-        if self.insert_if_not_exists {
-            let mut found = vec![false; keys.num_rows()];
-            for (i, _) in &rows {
-                found[*i as usize] = true;
-            }
-            let missing: Vec<u32> = (0..keys.num_rows() as u32).filter(|&i| !found[i as usize]).collect();
-            if !missing.is_empty() {
-                let subset = arrow_select::take::take_record_batch(&keys, &UInt32Array::from(missing.clone()))?;
-                self.table.write_unconfirmed(subset.clone(), WriteOp::Pk(PkOp::InsertIfAbsent), None).await?.wait_durable().await?;
-                let table = self.table.clone();
-                let path = self.path.clone();
-                let inserted = tokio::task::spawn_blocking(move || {
-                    table.pk.as_ref().expect("pk").lookup(&path, LookupKind::PrimaryKey, &subset, bucket_num)
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("lookup task failed: {e}")))??;
-                rows.extend(inserted.into_iter().map(|(i, r)| (missing[i as usize], r)));
-                rows.sort_by_key(|(i, _)| *i);
+        let batch = pk.result_batch(found, &self.projection, true)?;
+        let batch = if self.insert_if_not_exists { self.insert_missing(&keys, batch).await? } else { batch };
+        if with_key_index {
+            Ok(batch)
+        } else {
+            Ok(batch.project(&(1..batch.num_columns()).collect::<Vec<_>>())?)
+        }
+    }
+
+    /// Inserts the keys `found` (a result with `_key_index`) has no row for, durably through the
+    /// write path, and returns `found` plus their new rows, in request order.
+    async fn insert_missing(&self, keys: &RecordBatch, found: RecordBatch) -> Result<RecordBatch> {
+        let mut present = vec![false; keys.num_rows()];
+        for &i in found.column(0).as_primitive::<Int32Type>().values() {
+            present[i as usize] = true;
+        }
+        let missing: Vec<u32> = (0..keys.num_rows() as u32).filter(|&i| !present[i as usize]).collect();
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let subset = arrow_select::take::take_record_batch(keys, &UInt32Array::from(missing.clone()))?;
+        self.table.write_unconfirmed(subset.clone(), WriteOp::Pk(PkOp::InsertIfAbsent), None).await?.wait_durable().await?;
+        let (table, path, projection) = (self.table.clone(), self.path.clone(), self.projection.clone());
+        let bucket_num = table.buckets.len() as u32;
+        let inserted = tokio::task::spawn_blocking(move || {
+            let pk = table.pk.as_ref().expect("pk");
+            let rows = pk.lookup(&path, LookupKind::PrimaryKey, &subset, bucket_num, &projection)?;
+            pk.result_batch(rows, &projection, true)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("lookup task failed: {e}")))??;
+        // Number the inserted rows as in the request, then merge both results in request order.
+        let renumbered: Int32Array =
+            inserted.column(0).as_primitive::<Int32Type>().values().iter().map(|&i| missing[i as usize] as i32).collect();
+        let mut columns = inserted.columns().to_vec();
+        columns[0] = Arc::new(renumbered);
+        let inserted = RecordBatch::try_new(inserted.schema(), columns)?;
+        let (a, b) = (found.column(0).as_primitive::<Int32Type>().values(), inserted.column(0).as_primitive::<Int32Type>().values());
+        let (mut i, mut j, mut order) = (0, 0, Vec::with_capacity(a.len() + b.len()));
+        while i < a.len() || j < b.len() {
+            if j == b.len() || (i < a.len() && a[i] < b[j]) {
+                order.push((0, i));
+                i += 1;
+            } else {
+                order.push((1, j));
+                j += 1;
             }
         }
-        self.table.pk.as_ref().expect("pk").result_batch(&rows, &self.projection, with_key_index)
+        Ok(arrow_select::interleave::interleave_record_batch(&[&found, &inserted], &order)?)
     }
 }
 

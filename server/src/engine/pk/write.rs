@@ -148,14 +148,18 @@ impl PkTable {
             }
         }
         if !missing.is_empty() {
-            for (k, v) in missing.iter().zip(self.kv.multi_get(&missing)?) {
-                if let Some(bytes) = v {
-                    current.insert(k.clone(), Some(decode_row(&bytes, fields)?));
+            self.kv.multi_get_each(&missing, |i, found| {
+                if let Some(bytes) = found {
+                    current.insert(missing[i].clone(), Some(decode_row(bytes, fields)?));
                 }
-            }
+                Ok(())
+            })?;
         }
         let mut changes = Vec::new();
+        // Keys in first-touch order (the order their final rows are applied in), deduplicated
+        // through a set: a batch may hold tens of thousands of rows.
         let mut touched: Vec<Vec<u8>> = Vec::new();
+        let mut touched_set: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         for (i, (key, mut row)) in keys.into_iter().zip(rows).enumerate() {
             let old = current.get(&key).cloned().flatten();
             let merged = match op {
@@ -202,7 +206,7 @@ impl PkTable {
                     )));
                 }
             }
-            if !touched.contains(&key) {
+            if touched_set.insert(key.clone()) {
                 touched.push(key.clone());
             }
             current.insert(key, merged.new_row);
