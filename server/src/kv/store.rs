@@ -271,6 +271,38 @@ mod tests {
     }
 
     #[test]
+    fn given_a_new_store_should_run_its_column_family_with_the_point_lookup_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let _kv = KvStore::open(dir.path()).unwrap();
+        // RocksDB writes the options in effect to OPTIONS-<n>; a column family opened without
+        // them would show the defaults here.
+        let options = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .expect("an OPTIONS file");
+        for setting in
+            ["data_block_index_type=kDataBlockBinaryAndHash", "memtable_whole_key_filtering=true", "cache_index_and_filter_blocks=true"]
+        {
+            assert!(options.contains(setting), "{setting} missing from the OPTIONS file");
+        }
+    }
+
+    #[test]
+    fn given_applies_when_idle_long_enough_should_flush_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KvStore::open(dir.path()).unwrap();
+        assert!(!kv.flush_if_idle(Duration::ZERO).unwrap(), "nothing applied yet");
+        kv.apply(1, 0, &[(key(1, 0, 5, 1), Some(b"a".to_vec()))], 1).unwrap();
+        assert!(!kv.flush_if_idle(Duration::from_secs(3600)).unwrap(), "written just now");
+        assert!(kv.flush_if_idle(Duration::ZERO).unwrap());
+        assert!(!kv.flush_if_idle(Duration::ZERO).unwrap(), "nothing new since the flush");
+        kv.apply(1, 0, &[(key(1, 0, 5, 2), Some(b"b".to_vec()))], 2).unwrap();
+        assert!(kv.flush_if_idle(Duration::ZERO).unwrap());
+    }
+
+    #[test]
     fn given_applied_batches_when_reopened_after_flush_should_keep_rows_and_offset() {
         let dir = tempfile::tempdir().unwrap();
         {
