@@ -74,8 +74,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The node's configuration: the retention task (which flushes RocksDB's memtables before it
 /// looks at segments) runs every 20 ms, so a SIGKILL finds RocksDB at ever different applied
 /// offsets and recovery replays the changelog from there; segments roll every 300 ms, so kills
-/// also land around rolls; snapshot scans send 16 rows per batch, so buckets span batches; the KV store flushes after 100 ms without applies, so some kills
-/// find it freshly flushed.
+/// also land around rolls; snapshot scans send 16 rows per batch, so buckets span batches; the
+/// KV store flushes after 100 ms without applies, so some kills find it freshly flushed.
 const NODE_CONFIG: &str =
     "[log]\nretention_check_interval_ms = 20\nsegment_ms = 300\n\n[kv]\nsnapshot_batch_rows = 16\nidle_flush_ms = 100\n";
 /// The deleter sends its next batch once this many more acks (of any writer) arrived.
