@@ -14,8 +14,9 @@
 #   readrandom       uniform point gets for --seconds, --threads threads
 #   multireadrandom  MultiGet batches of --batch keys (batched API) for --seconds, if this
 #                    db_bench has it
-# with the options of Strom's store: LZ4, Bloom filter 10 bits/key, 256 MiB LRU block cache
-# holding index and filter blocks. (`--fill fillrandom` draws keys with repetition instead: then
+# with the options of Strom's store: LZ4, Bloom filter 10 bits/key, data-block hash index,
+# memtable whole-key Bloom filter, 256 MiB HyperClockCache holding index and filter blocks (L0
+# ones pinned). (`--fill fillrandom` draws keys with repetition instead: then
 # only ~63 % of the key range exists and readrandom misses ~37 %; db_bench prints "(found of
 # reads)".)
 #
@@ -73,7 +74,10 @@ rm -rf "$db"
 common=(
     --db="$db" --num="$num" --key_size="$key_size" --value_size="$value_size"
     --compression_type=lz4 --bloom_bits=10 --cache_size=$((256 * 1024 * 1024))
-    --cache_index_and_filter_blocks=true --max_background_jobs=2 --histogram=true
+    --cache_index_and_filter_blocks=true --pin_l0_filter_and_index_blocks_in_cache=true
+    --use_data_block_hash_index=true --data_block_hash_table_util_ratio=0.75
+    --memtable_bloom_size_ratio=0.05 --memtable_whole_key_filtering=true
+    --cache_type=hyper_clock_cache --max_background_jobs=2 --histogram=true
     --statistics=false --seed=42
 )
 

@@ -24,8 +24,10 @@ wire shapes:
 Storage: one RocksDB database for the process. A row is stored under ``table id (u32 BE) |
 key columns`` (integers as big-endian with the sign bit flipped, strings NUL-terminated, so
 a prefix of the key columns is a seekable range) and its value is a pickled tuple of the
-column values. The options are those of Strom's store (LZ4, Bloom filter 10 bits/key, 256 MiB
-block cache with index and filter blocks in it) with RocksDB's default WAL (no fsync). There
+column values. The options are those of Strom's store (LZ4, ZSTD at the bottom level, Bloom
+filter 10 bits/key, memtable whole-key Bloom filter, data-block hash index, 256 MiB
+HyperClockCache with index and filter blocks in it, L0 filters pinned) with RocksDB's default
+WAL (no fsync). Unlike Strom it does not flush its memtables when writes stop. There
 is no changelog, no merge engine other than "last row", and no deletes.
 
 CLI: ``python rocksdict_peer.py --port 0 --data-dir DIR`` prints
@@ -126,10 +128,15 @@ class RocksdictPeer(flight.FlightServerBase):
         options.increase_parallelism(2)
         options.set_compression_type(rocksdict.DBCompressionType.lz4())
         options.set_bottommost_compression_type(rocksdict.DBCompressionType.zstd())
+        options.set_memtable_prefix_bloom_ratio(0.05)
+        options.set_memtable_whole_key_filtering(True)
         table = rocksdict.BlockBasedOptions()
         table.set_bloom_filter(10, False)
-        table.set_block_cache(rocksdict.Cache(256 * 1024 * 1024))
+        table.set_data_block_index_type(rocksdict.DataBlockIndexType.binary_and_hash())
+        table.set_data_block_hash_ratio(0.75)
+        table.set_block_cache(rocksdict.Cache.new_hyper_clock_cache(256 * 1024 * 1024, 0))
         table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         self._db = rocksdict.Rdict(data_dir, options)
 
