@@ -33,9 +33,9 @@ pub mod actions {
         (GET_TABLE, "{database, table} -> table info"),
         (LIST_TABLES, "{database} -> [name]"),
         (ALTER_TABLE, "{database, table, add_columns?, set_options?} -> table info"),
-        (CREATE_PARTITION, "{database, table, partition} (partitioned tables)"),
-        (DROP_PARTITION, "{database, table, partition} (partitioned tables)"),
-        (LIST_PARTITIONS, "{database, table} (partitioned tables)"),
+        (CREATE_PARTITION, "{database, table, partition, if_not_exists?} -> {created}"),
+        (DROP_PARTITION, "{database, table, partition, if_exists?} -> {dropped}"),
+        (LIST_PARTITIONS, "{database, table} -> [{name, partition_id, values, created_at_ms}]"),
         (LIST_OFFSETS, "{database, table, partition?, buckets?, spec} -> [{bucket, offset}]"),
         (HEALTH, "{} -> {status, version, uptime_ms}"),
     ];
@@ -198,6 +198,40 @@ pub struct TableRef {
 #[serde(deny_unknown_fields)]
 pub struct ListTables {
     pub database: String,
+}
+
+/// `create_partition`: a partition is named by its value, or by its values joined with `$` in
+/// partition-key order when the table has several partition keys (Fluss's naming).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePartition {
+    pub database: String,
+    pub table: String,
+    pub partition: String,
+    #[serde(default)]
+    pub if_not_exists: bool,
+}
+
+/// `drop_partition`: removes the partition's logs and KV rows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DropPartition {
+    pub database: String,
+    pub table: String,
+    pub partition: String,
+    #[serde(default)]
+    pub if_exists: bool,
+}
+
+/// One partition in the answer of `list_partitions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// The name used in requests (`partition`).
+    pub name: String,
+    pub partition_id: u64,
+    /// Partition key → value.
+    pub values: BTreeMap<String, String>,
+    pub created_at_ms: i64,
 }
 
 /// `alter_table`.

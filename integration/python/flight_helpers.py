@@ -392,7 +392,8 @@ def read_chunks(client, tkt: flight.Ticket) -> tuple[pa.Schema, list[tuple[pa.Re
 
 
 class Snapshot:
-    """A snapshot scan: the rows, and per bucket its rows (in served order) and log_offset."""
+    """A snapshot scan: the rows, and per bucket its rows (in served order) and log_offset (keyed
+    by bucket, or by (partition, bucket) for partitioned tables)."""
 
     def __init__(self, schema: pa.Schema, chunks):
         self.table = pa.Table.from_batches([b for b, _ in chunks], schema=schema)
@@ -403,7 +404,8 @@ class Snapshot:
         for batch, meta in chunks:
             assert meta is not None and set(meta) >= {"bucket", "log_offset"}, \
                 f"every snapshot batch carries {{bucket, log_offset}}, got {meta!r}"
-            b = meta["bucket"]
+            # A bucket of a partitioned table is (partition, bucket).
+            b = meta["bucket"] if meta.get("partition") is None else (meta["partition"], meta["bucket"])
             if b in self.log_offsets:
                 assert self.log_offsets[b] == meta["log_offset"], f"bucket {b}: two log offsets in one snapshot"
                 assert self.bucket_order[-1] == b, f"buckets are sent one after another: {self.bucket_order} then {b}"

@@ -285,7 +285,7 @@ fn bench_read_engine(c: &mut Criterion) {
         runtime.block_on(async {
             for i in 0..batches {
                 let pending = engine
-                    .write(&rt, wide_batch(&schema, rows_per_batch, i), strom_server::engine::table::WriteOp::Append, None)
+                    .write(&rt, wide_batch(&schema, rows_per_batch, i), strom_server::engine::table::WriteOp::Append, None, None)
                     .await
                     .expect("append");
                 pending.wait_durable().await.expect("durable");

@@ -53,6 +53,18 @@ impl Error {
     pub fn io(location: impl std::fmt::Display, source: std::io::Error) -> Self {
         Error::Io { location: location.to_string(), source }
     }
+
+    /// The same error (kind and status) with `context` in front of a request error's message.
+    pub fn with_context(self, context: &str) -> Self {
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(format!("{context}: {m}")),
+            Error::NotFound(m) => Error::NotFound(format!("{context}: {m}")),
+            Error::AlreadyExists(m) => Error::AlreadyExists(format!("{context}: {m}")),
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(format!("{context}: {m}")),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(format!("{context}: {m}")),
+            other => other,
+        }
+    }
 }
 
 /// Adds the location (a path, usually) to an `std::io::Result`.

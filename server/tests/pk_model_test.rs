@@ -214,7 +214,7 @@ async fn run_engine(kind: Engine_, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     create(&engine, kind);
-    let table = engine.table(DB, TABLE).unwrap();
+    let table = engine.table(DB, TABLE).unwrap().into_plain().unwrap();
     let mut model = Model { engine: kind, rows: BTreeMap::new() };
     let mut expected_changes: BTreeMap<i64, Vec<(String, Row)>> = BTreeMap::new();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -314,7 +314,7 @@ async fn given_expired_changelog_segments_when_retention_runs_should_keep_the_ro
             ..Default::default()
         })
         .unwrap();
-    let table = engine.table(DB, TABLE).unwrap();
+    let table = engine.table(DB, TABLE).unwrap().into_plain().unwrap();
     let mut model = Model { engine: Engine_::LastRow, rows: BTreeMap::new() };
     let mut rng = StdRng::seed_from_u64(9);
     for _ in 0..40 {

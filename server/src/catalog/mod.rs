@@ -38,6 +38,41 @@ pub struct TableMeta {
     pub options: BTreeMap<String, String>,
     pub comment: Option<String>,
     pub created_at_ms: i64,
+    /// Partitions of a partitioned table, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<String, PartitionMeta>,
+    /// Set only on the in-memory view of one partition (`partition_view`): its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+}
+
+/// One partition of a partitioned table. Its data lives under its own id, like a table's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionMeta {
+    pub partition_id: u64,
+    pub name: String,
+    /// Values in partition-key order.
+    pub values: Vec<String>,
+    pub created_at_ms: i64,
+}
+
+/// Separates the values of a multi-key partition name (Fluss's convention).
+pub const PARTITION_VALUE_SEPARATOR: char = '$';
+
+/// Checks one partition value: what may appear in a partition name.
+pub fn validate_partition_value(column: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && value != "."
+        && value != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "partition value {value:?} of column {column:?} is invalid: use 1-200 ASCII letters, digits, '_', '-' or '.'"
+        )))
+    }
 }
 
 impl TableMeta {
@@ -64,14 +99,48 @@ impl TableMeta {
             bucket_key: self.bucket_key.clone(),
             bucket_num: self.bucket_num,
             options: self.options.clone(),
-            partitions: vec![],
+            partitions: self.partitions.keys().cloned().collect(),
             comment: self.comment.clone(),
             created_at_ms: self.created_at_ms,
         }
     }
 
+    /// `db.table`, or `db.table(partition=p)` for the view of one partition.
     pub fn path(&self) -> String {
-        format!("{}.{}", self.database, self.name)
+        match &self.partition {
+            None => format!("{}.{}", self.database, self.name),
+            Some(p) => format!("{}.{}(partition={p})", self.database, self.name),
+        }
+    }
+
+    pub fn is_partitioned(&self) -> bool {
+        !self.partition_keys.is_empty()
+    }
+
+    /// The partition values a partition name stands for (checked against the partition keys).
+    pub fn parse_partition_name(&self, name: &str) -> Result<Vec<String>> {
+        if !self.is_partitioned() {
+            return Err(Error::invalid(format!("table {} is not partitioned", self.path())));
+        }
+        let values: Vec<String> = name.split(PARTITION_VALUE_SEPARATOR).map(str::to_string).collect();
+        if values.len() != self.partition_keys.len() {
+            return Err(Error::invalid(format!(
+                "partition {name:?} of table {} has {} value(s); the table is partitioned by {} ({}); join several values with '{PARTITION_VALUE_SEPARATOR}'",
+                self.path(),
+                values.len(),
+                self.partition_keys.len(),
+                self.partition_keys.join(", ")
+            )));
+        }
+        for (k, v) in self.partition_keys.iter().zip(&values) {
+            validate_partition_value(k, v)?;
+        }
+        Ok(values)
+    }
+
+    /// The metadata one partition's runtime works with: the table's, under the partition's id.
+    pub fn partition_view(&self, partition: &PartitionMeta) -> TableMeta {
+        TableMeta { table_id: partition.partition_id, partitions: BTreeMap::new(), partition: Some(partition.name.clone()), ..self.clone() }
     }
 
     /// The validated primary-key definition (None for log tables).
@@ -81,7 +150,7 @@ impl TableMeta {
         }
         let schema = self.arrow_schema()?;
         let declared_nullable = vec![false; schema.fields().len()];
-        pk::validate(&schema, &self.primary_key, &self.bucket_key, &declared_nullable, &self.options).map(Some)
+        pk::validate(&schema, &self.primary_key, &self.partition_keys, &self.bucket_key, &declared_nullable, &self.options).map(Some)
     }
 }
 
@@ -257,6 +326,48 @@ impl Catalog {
         })
     }
 
+    /// Creates a partition; `Ok(None)` when it existed and `if_not_exists` was set.
+    pub fn create_partition(&self, database: &str, table: &str, name: &str, if_not_exists: bool) -> Result<Option<PartitionMeta>> {
+        self.mutate(|s| {
+            let t = table_mut(s, database, table)?;
+            let values = t.parse_partition_name(name)?;
+            if t.partitions.contains_key(name) {
+                return if if_not_exists {
+                    Ok(None)
+                } else {
+                    Err(Error::AlreadyExists(format!("partition {name:?} of table {database}.{table} already exists")))
+                };
+            }
+            let partition = PartitionMeta { partition_id: s.next_table_id, name: name.to_string(), values, created_at_ms: now_ms() };
+            s.next_table_id += 1;
+            let t = table_mut(s, database, table)?;
+            let mut meta = (**t).clone();
+            meta.partitions.insert(name.to_string(), partition.clone());
+            *t = Arc::new(meta);
+            Ok(Some(partition))
+        })
+    }
+
+    /// Drops a partition; returns it (its data must be deleted), `Ok(None)` if it did not
+    /// exist and `if_exists` was set.
+    pub fn drop_partition(&self, database: &str, table: &str, name: &str, if_exists: bool) -> Result<Option<PartitionMeta>> {
+        self.mutate(|s| {
+            let t = table_mut(s, database, table)?;
+            t.parse_partition_name(name)?;
+            if !t.partitions.contains_key(name) {
+                return if if_exists {
+                    Ok(None)
+                } else {
+                    Err(Error::NotFound(format!("partition {name:?} of table {database}.{table} does not exist")))
+                };
+            }
+            let mut meta = (**t).clone();
+            let removed = meta.partitions.remove(name);
+            *t = Arc::new(meta);
+            Ok(removed)
+        })
+    }
+
     /// Changes options that may change online. Adding columns arrives with schema evolution.
     pub fn alter_table(&self, req: &AlterTable) -> Result<Arc<TableMeta>> {
         if !req.add_columns.is_empty() {
@@ -279,6 +390,15 @@ impl Catalog {
             Ok(meta)
         })
     }
+}
+
+fn table_mut<'a>(s: &'a mut CatalogState, database: &str, table: &str) -> Result<&'a mut Arc<TableMeta>> {
+    s.databases
+        .get_mut(database)
+        .ok_or_else(|| Error::NotFound(format!("database {database:?} does not exist")))?
+        .tables
+        .get_mut(table)
+        .ok_or_else(|| Error::NotFound(format!("table {database}.{table} does not exist")))
 }
 
 /// Checks a `create_table` request and builds its metadata (without an id yet).
@@ -310,11 +430,20 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
             nullable_declared: true,
         });
     }
-    if !req.partition_keys.is_empty() {
-        return Err(Error::Unimplemented(format!(
-            "table {}.{}: partitioned tables are not served by this node version yet",
-            req.database, req.table
-        )));
+    let mut partition_seen = HashSet::new();
+    for p in &req.partition_keys {
+        let Some(column) = columns.iter().find(|c| &c.name == p) else {
+            return Err(Error::invalid(format!("partition key {p:?} is not a column of the table")));
+        };
+        if !partition_seen.insert(p) {
+            return Err(Error::invalid(format!("partition key {p:?} is listed twice")));
+        }
+        if types::parse_sql_type(&column.name, &column.data_type)?.arrow != arrow_schema::DataType::Utf8 {
+            return Err(Error::invalid(format!(
+                "partition key {p:?} has type {}; partition keys must be STRING (partition names are their values)",
+                column.data_type
+            )));
+        }
     }
     // bucket.num may come as a field or an option; if both, they must agree.
     let option_buckets = match req.options.get(options::BUCKET_NUM) {
@@ -345,6 +474,11 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
         if !seen.contains(k.as_str()) {
             return Err(Error::invalid(format!("bucket key column {k:?} is not a column of the table")));
         }
+        if req.partition_keys.contains(k) {
+            return Err(Error::invalid(format!(
+                "bucket key column {k:?} is a partition key: every partition has its own buckets, so the bucket key must exclude partition keys"
+            )));
+        }
         if !key_seen.insert(k) {
             return Err(Error::invalid(format!("bucket key column {k:?} is listed twice")));
         }
@@ -356,10 +490,14 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
             .map(|c| Ok(Field::new(&c.name, types::parse_sql_type(&c.name, &c.data_type)?.arrow, c.nullable)))
             .collect::<Result<Vec<_>>>()?;
         let declared_nullable: Vec<bool> = req.columns.iter().map(|c| c.nullable && c.nullable_declared).collect();
-        pk::validate(&Schema::new(fields), &req.primary_key, &bucket_key, &declared_nullable, &req.options)?;
+        pk::validate(&Schema::new(fields), &req.primary_key, &req.partition_keys, &bucket_key, &declared_nullable, &req.options)?;
     }
-    // A primary-key table's bucket key defaults to its whole primary key.
-    let bucket_key = if bucket_key.is_empty() { req.primary_key.clone() } else { bucket_key };
+    // A primary-key table's bucket key defaults to its primary key without the partition keys.
+    let bucket_key = if bucket_key.is_empty() {
+        req.primary_key.iter().filter(|k| !req.partition_keys.contains(k)).cloned().collect()
+    } else {
+        bucket_key
+    };
     if !bucket_key.is_empty() {
         full.insert(options::BUCKET_KEY.into(), bucket_key.join(","));
     }
@@ -370,12 +508,14 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
         schema_id: 1,
         columns,
         primary_key: req.primary_key.clone(),
-        partition_keys: vec![],
+        partition_keys: req.partition_keys.clone(),
         bucket_key,
         bucket_num,
         options: full,
         comment: req.comment.clone(),
         created_at_ms: now_ms(),
+        partitions: BTreeMap::new(),
+        partition: None,
     };
     meta.arrow_schema()?;
     Ok(meta)

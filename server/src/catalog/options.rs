@@ -15,6 +15,9 @@ pub const LOG_FORMAT: &str = "table.log.format";
 pub const NO_KEY_ASSIGNER: &str = "client.writer.bucket.no-key-assigner";
 pub const DURABILITY: &str = "table.log.durability";
 pub const REPLICATION_FACTOR: &str = "table.replication.factor";
+/// A write naming a partition that does not exist creates it (default, as in Fluss) instead of
+/// failing with NOT_FOUND.
+pub const DYNAMIC_PARTITION: &str = "client.writer.dynamic-create-partition.enabled";
 
 /// Fluss's default retention: 7 days.
 pub const DEFAULT_TTL: &str = "7 d";
@@ -32,7 +35,7 @@ const NOT_YET: &[&str] = &[
 ];
 
 /// Options that `alter_table` may change on a live table.
-pub const ONLINE_OPTIONS: &[&str] = &[LOG_TTL, NO_KEY_ASSIGNER, DURABILITY];
+pub const ONLINE_OPTIONS: &[&str] = &[LOG_TTL, NO_KEY_ASSIGNER, DURABILITY, DYNAMIC_PARTITION];
 
 /// Body compression of stored Arrow IPC messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,9 @@ fn validate_option(key: &str, value: &str) -> Result<()> {
                 return Err(invalid(key, value, "a single Strom node stores one copy; only 1 is accepted"));
             }
         }
+        DYNAMIC_PARTITION => {
+            parse_bool(value).map_err(|why| invalid(key, value, &why))?;
+        }
         k if NOT_YET.contains(&k) => {
             return Err(Error::Unimplemented(format!("option {k:?} is part of the contract but not served by this node version yet")));
         }
@@ -132,6 +138,19 @@ fn validate_option(key: &str, value: &str) -> Result<()> {
         k => return Err(Error::invalid(format!("unknown table option {k:?}"))),
     }
     Ok(())
+}
+
+fn parse_bool(value: &str) -> std::result::Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+/// Whether writes create missing partitions (`client.writer.dynamic-create-partition.enabled`).
+pub fn dynamic_partition_creation(options: &BTreeMap<String, String>) -> bool {
+    options.get(DYNAMIC_PARTITION).is_none_or(|v| parse_bool(v).unwrap_or(true))
 }
 
 fn parse_compression(value: &str) -> std::result::Result<Compression, String> {

@@ -116,7 +116,10 @@ pub enum ChangelogImage {
 /// A validated primary-key table definition (column positions refer to the table schema).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PkSpec {
+    /// Key columns in storage order: partition keys first, then the rest as declared.
     pub key: Vec<usize>,
+    /// Key columns as the table declares them (the order of JSON lookup keys).
+    pub declared_key: Vec<usize>,
     pub bucket_key: Vec<usize>,
     /// The number of leading key columns a prefix lookup uses, when the bucket key is a strict
     /// prefix of the primary key.
@@ -148,14 +151,34 @@ fn positions(schema: &Schema, names: &[String], what: &str) -> Result<Vec<usize>
 
 /// Validates a primary-key table: keys, nullability and every primary-key option.
 /// `nullable` tells, per column, whether the request declared it nullable explicitly.
+///
+/// In a partitioned table the partition keys are part of the primary key and are stored first
+/// in the KV key (constant within a partition); the bucket key (default: the rest of the primary
+/// key) excludes them, and a bucket key that is a strict prefix of the rest of the primary key
+/// makes `partition keys + bucket key` the prefix-lookup key.
 pub fn validate(
     schema: &Schema,
     primary_key: &[String],
+    partition_keys: &[String],
     bucket_key: &[String],
     explicitly_nullable: &[bool],
     options: &BTreeMap<String, String>,
 ) -> Result<PkSpec> {
-    let key = positions(schema, primary_key, "primary key")?;
+    let declared = positions(schema, primary_key, "primary key")?;
+    let partitions = positions(schema, partition_keys, "partition key")?;
+    for &p in &partitions {
+        if !declared.contains(&p) {
+            return Err(invalid(format!(
+                "partition key column {:?} is not part of the primary key {primary_key:?}: a primary-key table's partition keys must be key columns",
+                schema.field(p).name()
+            )));
+        }
+    }
+    let rest: Vec<usize> = declared.iter().copied().filter(|k| !partitions.contains(k)).collect();
+    if rest.is_empty() {
+        return Err(invalid(format!("primary key {primary_key:?} holds only partition keys: it needs at least one other column")));
+    }
+    let key: Vec<usize> = partitions.iter().chain(rest.iter()).copied().collect();
     for &k in &key {
         if explicitly_nullable[k] {
             return Err(invalid(format!("primary key column {:?} is declared nullable; key columns are NOT NULL", schema.field(k).name())));
@@ -164,13 +187,19 @@ pub fn validate(
             return Err(invalid(format!("primary key column {:?} has a nested type; keys must be scalar", schema.field(k).name())));
         }
     }
-    let bucket = if bucket_key.is_empty() { key.clone() } else { positions(schema, bucket_key, "bucket key")? };
+    let bucket = if bucket_key.is_empty() { rest.clone() } else { positions(schema, bucket_key, "bucket key")? };
     for &b in &bucket {
+        if partitions.contains(&b) {
+            return Err(invalid(format!(
+                "bucket key column {:?} is a partition key: every partition has its own buckets, so the bucket key must exclude partition keys",
+                schema.field(b).name()
+            )));
+        }
         if !key.contains(&b) {
             return Err(invalid(format!("bucket key column {:?} is not part of the primary key {primary_key:?}", schema.field(b).name())));
         }
     }
-    let prefix_len = (bucket.len() < key.len() && key[..bucket.len()] == bucket[..]).then_some(bucket.len());
+    let prefix_len = (bucket.len() < rest.len() && rest[..bucket.len()] == bucket[..]).then_some(partitions.len() + bucket.len());
     let opt = |k: &str| options.get(k).map(|v| v.trim());
     let merge_engine = match opt(MERGE_ENGINE).map(|v| v.to_ascii_lowercase()) {
         None => MergeEngine::LastRow,
@@ -242,7 +271,17 @@ pub fn validate(
         }
     };
     let column_names = schema.fields().iter().map(|f| f.name().clone()).collect();
-    Ok(PkSpec { key, bucket_key: bucket, prefix_len, merge_engine, delete_behavior, changelog_image, auto_increment, column_names })
+    Ok(PkSpec {
+        key,
+        declared_key: declared,
+        bucket_key: bucket,
+        prefix_len,
+        merge_engine,
+        delete_behavior,
+        changelog_image,
+        auto_increment,
+        column_names,
+    })
 }
 
 /// `fields.<col>.agg` and `fields.<col>.listagg.delimiter` for an aggregation table; columns
@@ -319,7 +358,7 @@ mod tests {
     }
 
     fn check(pk: &[&str], bucket: &[&str], o: &[(&str, &str)]) -> Result<PkSpec> {
-        validate(&schema(), &names(pk), &names(bucket), &[false; 9], &opts(o))
+        validate(&schema(), &names(pk), &[], &names(bucket), &[false; 9], &opts(o))
     }
 
     #[test]
@@ -380,7 +419,7 @@ mod tests {
         }
         let mut nullable = [false; 9];
         nullable[1] = true;
-        let err = validate(&schema(), &names(&["user_id", "ds"]), &[], &nullable, &BTreeMap::new()).unwrap_err().to_string();
+        let err = validate(&schema(), &names(&["user_id", "ds"]), &[], &[], &nullable, &BTreeMap::new()).unwrap_err().to_string();
         assert!(err.contains("\"ds\" is declared nullable"), "{err}");
     }
 
@@ -404,5 +443,26 @@ mod tests {
             (DeleteBehavior::Ignore, ChangelogImage::Wal, Some(8))
         );
         assert_eq!(check(&["user_id"], &[], &[(MERGE_ENGINE, "FIRST_ROW")]).unwrap().merge_engine, MergeEngine::FirstRow);
+    }
+
+    #[test]
+    fn given_partitioned_keys_should_store_partition_keys_first_and_index_the_bucket_key_prefix() {
+        let pk = names(&["user_id", "ds", "order_id"]);
+        let spec = validate(&schema(), &pk, &names(&["ds"]), &names(&["user_id"]), &[false; 9], &BTreeMap::new()).unwrap();
+        assert_eq!(spec.key, vec![1, 0, 2], "ds first, then the rest in declared order");
+        assert_eq!(spec.bucket_key, vec![0]);
+        assert_eq!(spec.prefix_len, Some(2), "prefix lookups take ds + user_id");
+        let default_bucket = validate(&schema(), &pk, &names(&["ds"]), &[], &[false; 9], &BTreeMap::new()).unwrap();
+        assert_eq!(default_bucket.bucket_key, vec![0, 2], "the bucket key defaults to the key without partition keys");
+        assert_eq!(default_bucket.prefix_len, None);
+        for (partitions, bucket, culprit) in [
+            (vec!["amount"], vec![], "partition key column \"amount\" is not part of the primary key"),
+            (vec!["ds"], vec!["ds"], "bucket key column \"ds\" is a partition key"),
+            (vec!["user_id", "ds", "order_id"], vec![], "holds only partition keys"),
+        ] {
+            let err =
+                validate(&schema(), &pk, &names(&partitions), &names(&bucket), &[false; 9], &BTreeMap::new()).unwrap_err().to_string();
+            assert!(err.contains(culprit), "expected {culprit:?} in: {err}");
+        }
     }
 }

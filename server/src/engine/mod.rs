@@ -4,12 +4,13 @@
 //! `StorageEngine` is the narrow interface the Flight layer calls; it speaks the contract's
 //! request types and engine types, never gRPC.
 
+pub mod partitioned;
 pub mod pk;
 pub mod scan;
 pub mod table;
 pub mod write;
 
-use crate::catalog::{Catalog, TableDefaults};
+use crate::catalog::{Catalog, PartitionMeta, TableDefaults, TableMeta};
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::kv::store::KvStore;
@@ -17,16 +18,17 @@ use crate::log::bucket::{BatchIdentity, ReadersClosed, SegmentPolicy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parking_lot::RwLock;
-use pk::read::SnapshotPlan;
-use pk::serve::{LookupPlan, SnapshotStream};
+use partitioned::PartitionedTable;
+use pk::read::{PkLayout, PkShape, SnapshotPlan};
+use pk::serve::{LookupPlan, LookupTarget, SnapshotStream};
 use scan::{ScanSpec, ScanStream};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use strom_flight_api::{
-    AlterTable, BucketOffset, CountKind, CountRequest, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets, LogScan,
-    LookupRequest, OffsetSpec, SnapshotScan, TableInfo, CHANGE_TYPE_COLUMN,
+    AlterTable, BucketOffset, CountKind, CountRequest, CreateDatabase, CreatePartition, CreateTable, DropDatabase, DropPartition,
+    DropTable, Health, ListOffsets, LogScan, LookupRequest, OffsetSpec, PartitionInfo, SnapshotScan, TableInfo, CHANGE_TYPE_COLUMN,
 };
 use table::{PendingAck, TableRuntime, WriteOp};
 
@@ -43,14 +45,27 @@ pub trait StorageEngine: Send + Sync + 'static {
     fn list_tables(&self, database: &str) -> Result<Vec<String>>;
     fn all_tables(&self) -> Vec<TableInfo>;
     fn alter_table(&self, req: &AlterTable) -> Result<TableInfo>;
+    /// Returns whether the partition was created.
+    fn create_partition(&self, req: &CreatePartition) -> Result<bool>;
+    /// Returns whether the partition existed.
+    fn drop_partition(&self, req: &DropPartition) -> Result<bool>;
+    fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<PartitionInfo>>;
     fn list_offsets(&self, req: &ListOffsets) -> Result<Vec<BucketOffset>>;
     fn table_schema(&self, database: &str, table: &str) -> Result<SchemaRef>;
-    /// Per bucket: (records, bytes).
-    fn bucket_totals(&self, database: &str, table: &str) -> Result<Vec<(u64, u64)>>;
-    /// Resolves a table for a stream of appends.
-    fn table(&self, database: &str, table: &str) -> Result<Arc<TableRuntime>>;
-    /// Writes a batch; the returned ack resolves once it is durable.
-    async fn write(&self, table: &Arc<TableRuntime>, batch: RecordBatch, op: WriteOp, id: Option<BatchIdentity>) -> Result<PendingAck>;
+    /// Per partition and bucket: records and bytes stored.
+    fn bucket_totals(&self, database: &str, table: &str) -> Result<Vec<BucketTotal>>;
+    /// Resolves a table for a stream of writes.
+    fn table(&self, database: &str, table: &str) -> Result<TableHandle>;
+    /// Writes a batch (to `partition` when named: every row must belong to it); the returned
+    /// ack resolves once it is durable.
+    async fn write(
+        &self,
+        table: &TableHandle,
+        batch: RecordBatch,
+        op: WriteOp,
+        id: Option<BatchIdentity>,
+        partition: Option<&str>,
+    ) -> Result<PendingAck>;
     fn scan(&self, req: &LogScan) -> Result<ScanStream>;
     fn snapshot_scan(&self, req: &SnapshotScan) -> Result<SnapshotStream>;
     /// Resolves a lookup (ticket or DoExchange stream) against its table.
@@ -58,11 +73,62 @@ pub trait StorageEngine: Send + Sync + 'static {
     async fn count(&self, req: &CountRequest) -> Result<u64>;
 }
 
+/// Records and bytes stored in one bucket (of one partition).
+pub struct BucketTotal {
+    pub partition: Option<String>,
+    pub bucket: u32,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// A table as writes see it.
+#[derive(Clone)]
+pub enum TableHandle {
+    Plain(Arc<TableRuntime>),
+    Partitioned(Arc<PartitionedTable>),
+}
+
+impl TableHandle {
+    /// The runtime of a table that is not partitioned.
+    pub fn into_plain(self) -> Result<Arc<TableRuntime>> {
+        match self {
+            TableHandle::Plain(t) => Ok(t),
+            TableHandle::Partitioned(t) => Err(Error::invalid(format!("table {} is partitioned", t.meta().path()))),
+        }
+    }
+
+    pub fn meta(&self) -> Arc<TableMeta> {
+        match self {
+            TableHandle::Plain(t) => t.meta(),
+            TableHandle::Partitioned(t) => t.meta(),
+        }
+    }
+}
+
+/// The storage-free shape of a primary-key table (None for log tables).
+pub fn pk_shape(meta: &TableMeta) -> Result<Option<PkShape>> {
+    match meta.pk_spec()? {
+        Some(spec) => Ok(Some(PkShape { spec, row_schema: meta.arrow_schema()? })),
+        None => Ok(None),
+    }
+}
+
+/// What a table's logs hold and log scans return: its rows, or a primary-key table's changelog.
+fn stored_schema(meta: &TableMeta) -> Result<SchemaRef> {
+    let rows = meta.arrow_schema()?;
+    Ok(if meta.primary_key.is_empty() { rows } else { pk::changelog_schema(&rows) })
+}
+
 pub struct Engine {
     config: Config,
     data_dir: PathBuf,
     catalog: Catalog,
+    /// Every table runtime by id: plain tables, and each partition (under its partition id).
     tables: RwLock<HashMap<u64, Arc<TableRuntime>>>,
+    /// Partitioned tables by table id.
+    partitioned: RwLock<HashMap<u64, Arc<PartitionedTable>>>,
+    /// Serializes partition creation (a write may create the partition another write creates).
+    partition_creation: parking_lot::Mutex<()>,
     /// The node's RocksDB instance, opened with the first primary-key table (so a node with
     /// only log tables never opens RocksDB).
     kv: parking_lot::Mutex<Option<Arc<KvStore>>>,
@@ -80,15 +146,25 @@ impl Engine {
             data_dir,
             catalog,
             tables: RwLock::new(HashMap::new()),
+            partitioned: RwLock::new(HashMap::new()),
+            partition_creation: parking_lot::Mutex::new(()),
             kv: parking_lot::Mutex::new(None),
             started: Instant::now(),
         };
         let metas = engine.catalog.all_tables();
         let started = Instant::now();
         for (i, meta) in metas.iter().enumerate() {
-            let runtime = TableRuntime::open(meta.clone(), &engine.data_dir, engine.policy(), || engine.kv())?;
-            engine.tables.write().insert(meta.table_id, Arc::new(runtime));
-            tracing::info!(progress = format!("{}/{}", i + 1, metas.len()), table = %meta.path(), "recovery");
+            if meta.is_partitioned() {
+                let mut children = BTreeMap::new();
+                for p in meta.partitions.values() {
+                    children.insert(p.name.clone(), engine.open_partition(meta, p)?);
+                }
+                engine.partitioned.write().insert(meta.table_id, Arc::new(PartitionedTable::new(meta.clone(), children)));
+            } else {
+                let runtime = TableRuntime::open(meta.clone(), &engine.data_dir, engine.policy(), || engine.kv())?;
+                engine.tables.write().insert(meta.table_id, Arc::new(runtime));
+            }
+            tracing::info!(progress = format!("{}/{}", i + 1, metas.len()), table = %meta.path(), partitions = meta.partitions.len(), "recovery");
         }
         engine.remove_orphan_table_dirs()?;
         tracing::info!(tables = metas.len(), elapsed_ms = started.elapsed().as_millis() as u64, data_dir = %engine.data_dir.display(), "storage opened");
@@ -110,9 +186,58 @@ impl Engine {
         SegmentPolicy { segment_bytes: self.config.log.segment_bytes, segment_ms: self.config.log.segment_ms }
     }
 
-    fn runtime(&self, database: &str, table: &str) -> Result<Arc<TableRuntime>> {
+    /// Opens one partition's runtime and registers it under its partition id.
+    fn open_partition(&self, meta: &TableMeta, partition: &PartitionMeta) -> Result<Arc<TableRuntime>> {
+        let view = Arc::new(meta.partition_view(partition));
+        let runtime = Arc::new(TableRuntime::open(view, &self.data_dir, self.policy(), || self.kv())?);
+        self.tables.write().insert(partition.partition_id, runtime.clone());
+        Ok(runtime)
+    }
+
+    fn handle(&self, database: &str, table: &str) -> Result<TableHandle> {
         let meta = self.catalog.get_table(database, table)?;
-        self.tables.read().get(&meta.table_id).cloned().ok_or_else(|| Error::Internal(format!("table {database}.{table} has no runtime")))
+        let missing = || Error::Internal(format!("table {database}.{table} has no runtime"));
+        if meta.is_partitioned() {
+            let t = self.partitioned.read().get(&meta.table_id).cloned();
+            return t.map(TableHandle::Partitioned).ok_or_else(missing);
+        }
+        let t = self.tables.read().get(&meta.table_id).cloned();
+        t.map(TableHandle::Plain).ok_or_else(missing)
+    }
+
+    /// The runtimes a request reaches: the table, or the named partition (or every partition
+    /// when none is named) of a partitioned table.
+    fn targets(&self, database: &str, table: &str, partition: &Option<String>) -> Result<Vec<Arc<TableRuntime>>> {
+        match self.handle(database, table)? {
+            TableHandle::Plain(t) => match partition {
+                Some(_) => Err(Error::invalid(format!("table {database}.{table} is not partitioned"))),
+                None => Ok(vec![t]),
+            },
+            TableHandle::Partitioned(t) => Ok(t.resolve(partition)?.into_iter().map(|(_, r)| r).collect()),
+        }
+    }
+
+    /// Creates a partition and its runtime; returns whether it was created.
+    pub(crate) fn create_partition_runtime(&self, database: &str, table: &str, name: &str, if_not_exists: bool) -> Result<bool> {
+        let _serial = self.partition_creation.lock();
+        let TableHandle::Partitioned(pt) = self.handle(database, table)? else {
+            return Err(Error::invalid(format!("table {database}.{table} is not partitioned")));
+        };
+        let Some(partition) = self.catalog.create_partition(database, table, name, if_not_exists)? else { return Ok(false) };
+        let meta = self.catalog.get_table(database, table)?;
+        match self.open_partition(&meta, &partition) {
+            Ok(runtime) => {
+                pt.set_meta(meta)?;
+                pt.insert(partition.name.clone(), runtime);
+                tracing::info!(table = %pt.meta().path(), partition = %partition.name, id = partition.partition_id, "partition created");
+                Ok(true)
+            }
+            Err(e) => {
+                // Keep the catalog and the disk in agreement.
+                let _ = self.catalog.drop_partition(database, table, name, true);
+                Err(e)
+            }
+        }
     }
 
     /// Table directories whose table is gone from the catalog (a crash during a drop).
@@ -131,6 +256,18 @@ impl Engine {
     }
 
     fn delete_table_data(&self, table_id: u64) {
+        let partitioned = self.partitioned.write().remove(&table_id);
+        if let Some(pt) = partitioned {
+            for (_, runtime) in pt.all() {
+                self.delete_runtime_data(runtime.meta().table_id);
+            }
+            return;
+        }
+        self.delete_runtime_data(table_id);
+    }
+
+    /// Removes one table's (or partition's) runtime, KV rows and files.
+    fn delete_runtime_data(&self, table_id: u64) {
         let removed = self.tables.write().remove(&table_id);
         if let Some(rt) = removed {
             for b in &rt.buckets {
@@ -288,6 +425,10 @@ impl StorageEngine for Engine {
     fn create_table(&self, req: &CreateTable) -> Result<TableInfo> {
         let defaults = TableDefaults { bucket_num: self.config.log.default_bucket_num, durability: self.config.log.durability };
         match self.catalog.create_table(req, defaults)? {
+            Some(meta) if meta.is_partitioned() => {
+                self.partitioned.write().insert(meta.table_id, Arc::new(PartitionedTable::new(meta.clone(), BTreeMap::new())));
+                Ok(meta.info())
+            }
             Some(meta) => {
                 let runtime = match TableRuntime::open(meta.clone(), &self.data_dir, self.policy(), || self.kv()) {
                     Ok(rt) => rt,
@@ -328,128 +469,270 @@ impl StorageEngine for Engine {
 
     fn alter_table(&self, req: &AlterTable) -> Result<TableInfo> {
         let meta = self.catalog.alter_table(req)?;
-        self.runtime(&req.database, &req.table)?.update_meta(meta.clone())?;
+        match self.handle(&req.database, &req.table)? {
+            TableHandle::Plain(t) => t.update_meta(meta.clone())?,
+            TableHandle::Partitioned(t) => t.set_meta(meta.clone())?,
+        }
         Ok(meta.info())
     }
 
-    fn list_offsets(&self, req: &ListOffsets) -> Result<Vec<BucketOffset>> {
-        if req.partition.is_some() {
+    fn create_partition(&self, req: &CreatePartition) -> Result<bool> {
+        self.create_partition_runtime(&req.database, &req.table, &req.partition, req.if_not_exists)
+    }
+
+    fn drop_partition(&self, req: &DropPartition) -> Result<bool> {
+        let TableHandle::Partitioned(pt) = self.handle(&req.database, &req.table)? else {
             return Err(Error::invalid(format!("table {}.{} is not partitioned", req.database, req.table)));
+        };
+        let _serial = self.partition_creation.lock();
+        let Some(partition) = self.catalog.drop_partition(&req.database, &req.table, &req.partition, req.if_exists)? else {
+            return Ok(false);
+        };
+        pt.remove(&partition.name);
+        pt.set_meta(self.catalog.get_table(&req.database, &req.table)?)?;
+        self.delete_runtime_data(partition.partition_id);
+        tracing::info!(table = %pt.meta().path(), partition = %partition.name, "partition dropped");
+        Ok(true)
+    }
+
+    fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<PartitionInfo>> {
+        let meta = self.catalog.get_table(database, table)?;
+        if !meta.is_partitioned() {
+            return Err(Error::invalid(format!("table {database}.{table} is not partitioned")));
         }
-        let table = self.runtime(&req.database, &req.table)?;
-        Self::buckets_of(&table, &req.buckets)?
-            .into_iter()
-            .map(|b| {
+        Ok(meta
+            .partitions
+            .values()
+            .map(|p| PartitionInfo {
+                name: p.name.clone(),
+                partition_id: p.partition_id,
+                values: meta.partition_keys.iter().cloned().zip(p.values.iter().cloned()).collect(),
+                created_at_ms: p.created_at_ms,
+            })
+            .collect())
+    }
+
+    fn list_offsets(&self, req: &ListOffsets) -> Result<Vec<BucketOffset>> {
+        let mut out = Vec::new();
+        for table in self.targets(&req.database, &req.table, &req.partition)? {
+            let partition = table.meta().partition.clone();
+            for b in Self::buckets_of(&table, &req.buckets)? {
                 let log = table.bucket(b)?;
                 let offset = match req.spec {
                     OffsetSpec::Earliest => log.log_start_offset(),
                     OffsetSpec::Latest => log.high_watermark(),
                     OffsetSpec::Timestamp { timestamp } => log.offset_for_timestamp(timestamp).max(log.log_start_offset()),
                 };
-                Ok(BucketOffset { bucket: b, partition: None, offset })
-            })
-            .collect()
+                out.push(BucketOffset { bucket: b, partition: partition.clone(), offset });
+            }
+        }
+        Ok(out)
     }
 
     fn table_schema(&self, database: &str, table: &str) -> Result<SchemaRef> {
-        Ok(self.runtime(database, table)?.schema.clone())
+        match self.handle(database, table)? {
+            TableHandle::Plain(t) => Ok(t.schema.clone()),
+            TableHandle::Partitioned(t) => stored_schema(&t.meta()),
+        }
     }
 
-    fn bucket_totals(&self, database: &str, table: &str) -> Result<Vec<(u64, u64)>> {
-        Ok(self.runtime(database, table)?.buckets.iter().map(|b| b.totals()).collect())
+    fn bucket_totals(&self, database: &str, table: &str) -> Result<Vec<BucketTotal>> {
+        let mut out = Vec::new();
+        for t in self.targets(database, table, &None)? {
+            let partition = t.meta().partition.clone();
+            for b in &t.buckets {
+                let (records, bytes) = b.totals();
+                out.push(BucketTotal { partition: partition.clone(), bucket: b.bucket, records, bytes });
+            }
+        }
+        Ok(out)
     }
 
-    fn table(&self, database: &str, table: &str) -> Result<Arc<TableRuntime>> {
-        self.runtime(database, table)
+    fn table(&self, database: &str, table: &str) -> Result<TableHandle> {
+        self.handle(database, table)
     }
 
-    async fn write(&self, table: &Arc<TableRuntime>, batch: RecordBatch, op: WriteOp, id: Option<BatchIdentity>) -> Result<PendingAck> {
-        table.write_unconfirmed(batch, op, id).await
+    async fn write(
+        &self,
+        table: &TableHandle,
+        batch: RecordBatch,
+        op: WriteOp,
+        id: Option<BatchIdentity>,
+        partition: Option<&str>,
+    ) -> Result<PendingAck> {
+        match table {
+            TableHandle::Plain(t) => {
+                if partition.is_some() {
+                    return Err(Error::invalid(format!("table {} is not partitioned", t.meta().path())));
+                }
+                t.write_unconfirmed(batch, op, id).await
+            }
+            TableHandle::Partitioned(t) => self.write_partitioned(t, batch, op, id, partition).await,
+        }
     }
 
     fn scan(&self, req: &LogScan) -> Result<ScanStream> {
-        if req.partition.is_some() {
-            return Err(Error::invalid(format!("table {}.{} is not partitioned", req.database, req.table)));
-        }
         if req.filter.is_some() {
             return Err(Error::Unimplemented(
                 "\"filter\" on log scans is not served by this node version; project columns and filter on the client".into(),
             ));
         }
-        let table = self.runtime(&req.database, &req.table)?;
-        let columns = match &req.columns {
-            None => None,
-            Some(names) => {
-                if names.is_empty() {
-                    return Err(Error::invalid("\"columns\" must name at least one column"));
+        let handle = self.handle(&req.database, &req.table)?;
+        let meta = handle.meta();
+        let schema = stored_schema(&meta)?;
+        let columns = scan_columns(&schema, &meta, &req.columns)?;
+        let spec = |table: &TableRuntime| -> Result<ScanSpec> {
+            Ok(ScanSpec {
+                buckets: Self::buckets_of(table, &req.buckets)?,
+                from: req.from,
+                to: req.to,
+                follow: req.follow,
+                columns: columns.clone(),
+                limit: req.limit,
+                metadata_columns: req.metadata_columns,
+            })
+        };
+        let read_bytes = self.config.log.scan_read_bytes;
+        let pt = match handle {
+            TableHandle::Plain(table) => {
+                if req.partition.is_some() {
+                    return Err(Error::invalid(format!("table {} is not partitioned", meta.path())));
                 }
-                let mut idx = Vec::with_capacity(names.len());
-                for n in names {
-                    let i = table
-                        .schema
-                        .index_of(n)
-                        .map_err(|_| Error::invalid(format!("table {}.{} has no column {n:?}", req.database, req.table)))?;
-                    if idx.contains(&i) {
-                        return Err(Error::invalid(format!("column {n:?} is requested twice")));
-                    }
-                    idx.push(i);
-                }
-                if table.pk.is_some() {
-                    // A changelog without its change types cannot be read correctly.
-                    let ct = table.schema.index_of(CHANGE_TYPE_COLUMN).expect("changelog schema");
-                    if !idx.contains(&ct) {
-                        idx.push(ct);
-                    }
-                }
-                Some(idx)
+                let spec = spec(&table)?;
+                return scan::start_scan(table, spec, read_bytes);
             }
+            TableHandle::Partitioned(pt) => pt,
         };
-        let spec = ScanSpec {
-            buckets: Self::buckets_of(&table, &req.buckets)?,
-            from: req.from,
-            to: req.to,
-            follow: req.follow,
-            columns,
-            limit: req.limit,
-            metadata_columns: req.metadata_columns,
+        if req.partition.is_some() {
+            let (_, table) = pt.resolve(&req.partition)?.pop().expect("one partition");
+            let spec = spec(&table)?;
+            return scan::start_scan(table, spec, read_bytes);
+        }
+        // Every partition: those that exist now, and (when following) those created later,
+        // which are read from their start.
+        let mut first = Vec::new();
+        for (name, table) in pt.all() {
+            let spec = spec(&table)?;
+            first.push((name, scan::start_scan(table, spec, read_bytes)?));
+        }
+        let output = match first.first() {
+            Some((_, s)) => s.schema.clone(),
+            None => scan::output_schema(&schema, &columns, req.metadata_columns),
         };
-        scan::start_scan(table, spec, self.config.log.scan_read_bytes)
+        let follow = req.follow.then(|| {
+            let (watched, template) =
+                (pt.clone(), ScanSpec { from: strom_flight_api::StartPosition::Earliest, ..spec_template(req, &columns) });
+            let start: scan::StartNewPartitions = Box::new(move |known: &[String]| {
+                let mut added = Vec::new();
+                for (name, table) in watched.all() {
+                    if known.contains(&name) {
+                        continue;
+                    }
+                    let spec = ScanSpec { buckets: (0..table.buckets.len() as u32).collect(), ..template.clone() };
+                    added.push((name, scan::start_scan(table, spec, read_bytes)?));
+                }
+                Ok(added)
+            });
+            (pt.watch(), start)
+        });
+        Ok(scan::merge_partition_scans(output, first, follow, req.limit))
     }
 
     async fn count(&self, req: &CountRequest) -> Result<u64> {
-        if req.partition.is_some() {
-            return Err(Error::invalid(format!("table {}.{} is not partitioned", req.database, req.table)));
+        let mut total = 0;
+        for table in self.targets(&req.database, &req.table, &req.partition)? {
+            let buckets = Self::buckets_of(&table, &req.buckets)?;
+            total += if req.kind == CountKind::Rows && table.pk.is_some() {
+                tokio::task::spawn_blocking(move || table.pk.as_ref().expect("checked").count_rows(&buckets))
+                    .await
+                    .map_err(|e| Error::Internal(format!("count task failed: {e}")))??
+            } else {
+                buckets.into_iter().map(|b| table.buckets[b as usize].totals().0).sum()
+            };
         }
-        let table = self.runtime(&req.database, &req.table)?;
-        let buckets = Self::buckets_of(&table, &req.buckets)?;
-        if req.kind == CountKind::Rows && table.pk.is_some() {
-            return tokio::task::spawn_blocking(move || table.pk.as_ref().expect("checked").count_rows(&buckets))
-                .await
-                .map_err(|e| Error::Internal(format!("count task failed: {e}")))?;
-        }
-        Ok(buckets.into_iter().map(|b| table.buckets[b as usize].totals().0).sum())
+        Ok(total)
     }
 
     fn snapshot_scan(&self, req: &SnapshotScan) -> Result<SnapshotStream> {
-        if req.partition.is_some() {
-            return Err(Error::invalid(format!("table {}.{} is not partitioned", req.database, req.table)));
-        }
-        let table = self.runtime(&req.database, &req.table)?;
-        let path = table.meta().path();
-        let pk = table.pk.as_ref().ok_or_else(|| {
+        let handle = self.handle(&req.database, &req.table)?;
+        let meta = handle.meta();
+        let path = meta.path();
+        let shape = pk_shape(&meta)?.ok_or_else(|| {
             Error::FailedPrecondition(format!("table {path} has no primary key: read it with a log scan ({{\"scan\": \"log\"}})"))
         })?;
-        let plan = SnapshotPlan {
-            buckets: Self::buckets_of(&table, &req.buckets)?,
-            projection: pk.projection(&path, &req.columns, false)?,
-            filters: pk.compile_filter(&path, req.filter.as_deref().unwrap_or_default())?,
-            limit: req.limit,
-            batch_rows: self.config.kv.snapshot_batch_rows,
-        };
-        pk::serve::start_snapshot_scan(table, plan)
+        let projection = shape.projection(&path, &req.columns, false)?;
+        let filters = req.filter.as_deref().unwrap_or_default();
+        shape.compile_filter(&path, filters)?;
+        let targets = self.targets(&req.database, &req.table, &req.partition)?;
+        let mut plans = Vec::with_capacity(targets.len());
+        for table in targets {
+            let plan = SnapshotPlan {
+                partition: table.meta().partition.clone(),
+                buckets: Self::buckets_of(&table, &req.buckets)?,
+                projection: projection.clone(),
+                filters: shape.compile_filter(&path, filters)?,
+                limit: req.limit,
+                batch_rows: self.config.kv.snapshot_batch_rows,
+            };
+            plans.push((table, plan));
+        }
+        let schema = shape.result_schema(&projection, false);
+        Ok(pk::serve::start_snapshot_scans(schema, plans, req.limit))
     }
 
     fn lookup_plan(&self, req: &LookupRequest) -> Result<LookupPlan> {
-        LookupPlan::new(self.runtime(&req.database, &req.table)?, req)
+        match self.handle(&req.database, &req.table)? {
+            TableHandle::Plain(table) => {
+                let path = table.meta().path();
+                LookupPlan::new(LookupTarget::Table(table), path, req)
+            }
+            TableHandle::Partitioned(table) => {
+                let meta = table.meta();
+                let shape = pk_shape(&meta)?.ok_or_else(|| {
+                    Error::FailedPrecondition(format!("table {} has no primary key: lookups need a primary-key table", meta.path()))
+                })?;
+                if let Some(p) = &req.partition {
+                    meta.parse_partition_name(p)?;
+                }
+                LookupPlan::new(LookupTarget::Partitioned { table, partition: req.partition.clone(), shape }, meta.path(), req)
+            }
+        }
     }
+}
+
+/// The scan template of a request (buckets are filled per partition).
+fn spec_template(req: &LogScan, columns: &Option<Vec<usize>>) -> ScanSpec {
+    ScanSpec {
+        buckets: vec![],
+        from: req.from,
+        to: req.to,
+        follow: req.follow,
+        columns: columns.clone(),
+        limit: req.limit,
+        metadata_columns: req.metadata_columns,
+    }
+}
+
+/// Positions of the requested columns in what the logs hold (a changelog keeps its change
+/// type: it cannot be read correctly without it).
+fn scan_columns(schema: &SchemaRef, meta: &TableMeta, columns: &Option<Vec<String>>) -> Result<Option<Vec<usize>>> {
+    let Some(names) = columns else { return Ok(None) };
+    if names.is_empty() {
+        return Err(Error::invalid("\"columns\" must name at least one column"));
+    }
+    let mut idx = Vec::with_capacity(names.len());
+    for n in names {
+        let i = schema.index_of(n).map_err(|_| Error::invalid(format!("table {} has no column {n:?}", meta.path())))?;
+        if idx.contains(&i) {
+            return Err(Error::invalid(format!("column {n:?} is requested twice")));
+        }
+        idx.push(i);
+    }
+    if !meta.primary_key.is_empty() {
+        let ct = schema.index_of(CHANGE_TYPE_COLUMN).expect("changelog schema");
+        if !idx.contains(&ct) {
+            idx.push(ct);
+        }
+    }
+    Ok(Some(idx))
 }

@@ -33,6 +33,8 @@ pub struct ScanSpec {
 #[derive(Debug, Clone)]
 pub struct ScanChunk {
     pub bucket: u32,
+    /// The partition the bucket belongs to (partitioned tables).
+    pub partition: Option<String>,
     pub base_offset: u64,
     pub high_watermark: u64,
     pub rows: u64,
@@ -45,7 +47,85 @@ pub struct ScanStream {
     pub chunks: mpsc::Receiver<Result<ScanChunk>>,
 }
 
+/// Starts scans of the partitions not among the given names (the ones already scanned).
+pub type StartNewPartitions = Box<dyn Fn(&[String]) -> Result<Vec<(String, ScanStream)>> + Send>;
+
+/// One scan over the partitions of a partitioned table: each partition's stream is forwarded
+/// into one; with `new_partitions` (a follow scan of every partition) partitions created while
+/// it runs are scanned too, from their start, as soon as they exist. `limit` caps the rows of
+/// all partitions together.
+pub fn merge_partition_scans(
+    schema: SchemaRef,
+    first: Vec<(String, ScanStream)>,
+    mut new_partitions: Option<(tokio::sync::watch::Receiver<u64>, StartNewPartitions)>,
+    limit: Option<u64>,
+) -> ScanStream {
+    let (tx, rx) = mpsc::channel(4);
+    let out_schema = schema.clone();
+    tokio::spawn(async move {
+        let mut known: Vec<String> = first.iter().map(|(n, _)| n.clone()).collect();
+        let mut streams = futures::stream::SelectAll::new();
+        for (_, s) in first {
+            streams.push(tokio_stream::wrappers::ReceiverStream::new(s.chunks));
+        }
+        let mut remaining = limit;
+        loop {
+            let next = tokio::select! {
+                next = futures::StreamExt::next(&mut streams), if !streams.is_empty() => next,
+                changed = async {
+                    match new_partitions.as_mut() {
+                        Some((watch, _)) => watch.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !changed {
+                        new_partitions = None;
+                        continue;
+                    }
+                    let (_, start) = new_partitions.as_ref().expect("set");
+                    match start(&known) {
+                        Ok(added) => for (name, s) in added {
+                            known.push(name);
+                            streams.push(tokio_stream::wrappers::ReceiverStream::new(s.chunks));
+                        },
+                        Err(e) => { let _ = tx.send(Err(e)).await; return; }
+                    }
+                    continue;
+                }
+                _ = tx.closed() => return,
+            };
+            let Some(item) = next else {
+                if new_partitions.is_none() {
+                    return;
+                }
+                continue;
+            };
+            let item = match (item, remaining.as_mut()) {
+                (Ok(chunk), Some(left)) => {
+                    if *left == 0 {
+                        return;
+                    }
+                    let n = chunk.rows.min(*left);
+                    *left -= n;
+                    if n < chunk.rows {
+                        slice_chunk(&chunk, &schema, n)
+                    } else {
+                        Ok(chunk)
+                    }
+                }
+                (item, _) => item,
+            };
+            let stop = item.is_err() || remaining == Some(0);
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    ScanStream { schema: out_schema, chunks: rx }
+}
+
 struct ScanPlan {
+    partition: Option<String>,
     table_schema: SchemaRef,
     output_schema: SchemaRef,
     keep: Vec<usize>,
@@ -76,16 +156,23 @@ pub fn metadata_fields() -> Vec<Field> {
 }
 
 /// Starts a scan; the returned stream ends at the high watermark (or never, with `follow`).
+/// The schema a scan of `columns` (all when None) of `table_schema` sends.
+pub fn output_schema(table_schema: &SchemaRef, columns: &Option<Vec<usize>>, metadata_columns: bool) -> SchemaRef {
+    let keep: Vec<usize> = columns.clone().unwrap_or_else(|| (0..table_schema.fields().len()).collect());
+    let mut fields: Vec<Field> = keep.iter().map(|&i| table_schema.field(i).clone()).collect();
+    if metadata_columns {
+        fields.extend(metadata_fields());
+    }
+    Arc::new(Schema::new(fields))
+}
+
 pub fn start_scan(table: Arc<TableRuntime>, spec: ScanSpec, read_bytes: usize) -> Result<ScanStream> {
     let table_schema = table.schema.clone();
     let keep: Vec<usize> = spec.columns.clone().unwrap_or_else(|| (0..table_schema.fields().len()).collect());
-    let mut fields: Vec<Field> = keep.iter().map(|&i| table_schema.field(i).clone()).collect();
-    if spec.metadata_columns {
-        fields.extend(metadata_fields());
-    }
-    let output_schema = Arc::new(Schema::new(fields));
+    let output_schema = output_schema(&table_schema, &spec.columns, spec.metadata_columns);
     let verbatim = !spec.metadata_columns && keep.iter().copied().eq(0..table_schema.fields().len());
     let plan = Arc::new(ScanPlan {
+        partition: table.meta().partition.clone(),
         table_schema,
         output_schema: output_schema.clone(),
         keep,
@@ -197,6 +284,7 @@ async fn scan_bucket(
                 }
                 None => chunk,
             };
+            let chunk = ScanChunk { partition: plan.partition.clone(), ..chunk };
             if tx.send(Ok(chunk)).await.is_err() {
                 return Ok(()); // the client went away
             }
@@ -237,6 +325,7 @@ fn read_chunks(
                 let prelude_meta = header.column_count as usize * 4 + format::HEADER_LEN;
                 out.push(ScanChunk {
                     bucket,
+                    partition: None,
                     base_offset: e.base_offset,
                     high_watermark: hw,
                     rows: e.count as u64,
@@ -277,6 +366,7 @@ fn projected_chunk(segment: &Segment, e: &IndexEntry, bucket: u32, hw: u64, plan
     let (meta, body) = read_projected(segment, e, &plan.table_schema, &plan.keep, metadata_bucket)?;
     Ok(ScanChunk {
         bucket,
+        partition: None,
         base_offset: e.base_offset,
         high_watermark: hw,
         rows: e.count as u64,
@@ -357,6 +447,7 @@ fn encode_chunk(batch: &RecordBatch, bucket: u32, base_offset: u64, hw: u64) -> 
     let encoded = ipc::BatchEncoder::new(crate::catalog::options::Compression::None)?.encode(batch)?;
     Ok(ScanChunk {
         bucket,
+        partition: None,
         base_offset,
         high_watermark: hw,
         rows: batch.num_rows() as u64,
@@ -366,7 +457,8 @@ fn encode_chunk(batch: &RecordBatch, bucket: u32, base_offset: u64, hw: u64) -> 
 }
 
 /// Keeps the first `rows` rows of an encoded chunk (for `limit`).
-fn slice_chunk(chunk: &ScanChunk, schema: &SchemaRef, rows: u64) -> Result<ScanChunk> {
+pub(crate) fn slice_chunk(chunk: &ScanChunk, schema: &SchemaRef, rows: u64) -> Result<ScanChunk> {
     let batch = ipc::decode(&chunk.meta, chunk.body.clone(), schema)?;
-    encode_chunk(&batch.slice(0, rows as usize), chunk.bucket, chunk.base_offset, chunk.high_watermark)
+    let sliced = encode_chunk(&batch.slice(0, rows as usize), chunk.bucket, chunk.base_offset, chunk.high_watermark)?;
+    Ok(ScanChunk { partition: chunk.partition.clone(), ..sliced })
 }

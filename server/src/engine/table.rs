@@ -36,7 +36,7 @@ pub struct TableRuntime {
     /// Highest sequence seen per idempotent writer, across buckets (for the gap check).
     /// One lock per writer serializes that writer's batches, so a batch is appended to all of
     /// its buckets before the next one starts.
-    writers: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<i64>>>>>,
+    writers: WriterSequences,
     round_robin: AtomicU64,
 }
 
@@ -146,23 +146,17 @@ impl TableRuntime {
             }
             _ => {}
         }
-        let writer_lock = id.map(|i| self.writers.lock().entry(i.writer_id).or_default().clone());
-        let mut writer_state = match &writer_lock {
-            Some(l) => Some(l.clone().lock_owned().await),
-            None => None,
-        };
-        if let (Some(id), Some(Some(last))) = (id, writer_state.as_deref()) {
-            if id.sequence > last + 1 {
-                return Err(Error::FailedPrecondition(format!(
-                    "table {}: sequence gap for writer {}: expected {} (or a retry <= {last}), got {}",
-                    self.meta().path(),
-                    id.writer_id,
-                    last + 1,
-                    id.sequence
-                )));
-            }
-        }
+        let path = self.meta().path();
+        let mut writer = WriterGate::enter(&self.writers, &path, id).await?;
         let rows = batch.num_rows() as u64;
+        let part = self.write_unchecked(batch, op, id).await?;
+        writer.passed();
+        Ok(PendingAck { parts: vec![part], rows, id })
+    }
+
+    /// Writes without the writer's sequence-gap check (a partitioned table checks sequences
+    /// once for the whole batch, then writes each partition's rows here).
+    pub(crate) async fn write_unchecked(self: &Arc<Self>, batch: RecordBatch, op: WriteOp, id: Option<BatchIdentity>) -> Result<AckPart> {
         let this = self.clone();
         let appended = tokio::task::spawn_blocking(move || match op {
             WriteOp::Append => this.write_parts(batch, id),
@@ -170,10 +164,7 @@ impl TableRuntime {
         })
         .await
         .map_err(|e| Error::Internal(format!("append task failed: {e}")))??;
-        if let (Some(id), Some(state)) = (id, writer_state.as_deref_mut()) {
-            *state = Some(state.map_or(id.sequence, |s| s.max(id.sequence)));
-        }
-        Ok(PendingAck { table: self.clone(), appended, rows, id })
+        Ok(AckPart { table: self.clone(), appended })
     }
 
     /// The blocking half of an append: conform, route, encode and write (no fsync).
@@ -259,40 +250,85 @@ impl TableRuntime {
     }
 }
 
-/// A written batch whose acknowledgement waits for durability.
-pub struct PendingAck {
+/// Idempotent writers' highest sequence so far, per writer (the gap check).
+pub(crate) type WriterSequences = Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<i64>>>>>;
+
+/// Holds a writer's lock while one of its batches is written, so its batches are written in
+/// call order, and rejects a sequence gap.
+pub(crate) struct WriterGate {
+    state: Option<(tokio::sync::OwnedMutexGuard<Option<i64>>, i64)>,
+}
+
+impl WriterGate {
+    pub(crate) async fn enter(writers: &WriterSequences, path: &str, id: Option<BatchIdentity>) -> Result<Self> {
+        let Some(id) = id else { return Ok(Self { state: None }) };
+        let lock = writers.lock().entry(id.writer_id).or_default().clone();
+        let guard = lock.lock_owned().await;
+        if let Some(last) = *guard {
+            if id.sequence > last + 1 {
+                return Err(Error::FailedPrecondition(format!(
+                    "table {path}: sequence gap for writer {}: expected {} (or a retry <= {last}), got {}",
+                    id.writer_id,
+                    last + 1,
+                    id.sequence
+                )));
+            }
+        }
+        Ok(Self { state: Some((guard, id.sequence)) })
+    }
+
+    /// The batch was written: its sequence is the writer's latest.
+    pub(crate) fn passed(&mut self) {
+        if let Some((guard, sequence)) = &mut self.state {
+            **guard = Some(guard.map_or(*sequence, |s| s.max(*sequence)));
+        }
+    }
+}
+
+/// The bucket appends of a batch in one table (or one partition).
+pub struct AckPart {
     table: Arc<TableRuntime>,
     appended: Vec<(u32, Appended)>,
-    rows: u64,
-    id: Option<BatchIdentity>,
+}
+
+/// A written batch whose acknowledgement waits for durability.
+pub struct PendingAck {
+    pub(crate) parts: Vec<AckPart>,
+    pub(crate) rows: u64,
+    pub(crate) id: Option<BatchIdentity>,
 }
 
 impl PendingAck {
     /// Resolves once every bucket part is durable (group commit in `sync` mode; at once in `os`).
     pub async fn wait_durable(self) -> Result<PutAck> {
-        let buckets = &self.table.buckets;
-        let waits = self
-            .appended
-            .iter()
-            .filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync())
-            .map(|(b, a)| buckets[*b as usize].wait_durable(a.end_offset()));
+        let waits = self.parts.iter().flat_map(|part| {
+            let buckets = &part.table.buckets;
+            part.appended
+                .iter()
+                .filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync())
+                .map(|(b, a)| buckets[*b as usize].wait_durable(a.end_offset()))
+        });
         futures::future::try_join_all(waits).await?;
-        if let Some(pk) = &self.table.pk {
-            // Durable: apply to RocksDB before acknowledging, so lookups see the write.
-            for (b, a) in &self.appended {
-                pk.apply_through(*b, a.end_offset())?;
+        for part in &self.parts {
+            if let Some(pk) = &part.table.pk {
+                // Durable: apply to RocksDB before acknowledging, so lookups see the write.
+                for (b, a) in &part.appended {
+                    pk.apply_through(*b, a.end_offset())?;
+                }
             }
         }
-        let duplicate = !self.appended.is_empty() && self.appended.iter().all(|(_, a)| a.duplicate);
-        Ok(PutAck {
-            rows: self.rows,
-            buckets: self
-                .appended
-                .into_iter()
-                .map(|(bucket, a)| BucketAppend { bucket, partition: None, base_offset: a.base_offset, count: a.count })
-                .collect(),
-            sequence: self.id.map(|i| i.sequence),
-            duplicate,
-        })
+        let all = || self.parts.iter().flat_map(|p| p.appended.iter());
+        let duplicate = all().next().is_some() && all().all(|(_, a)| a.duplicate);
+        let mut buckets = Vec::new();
+        for part in self.parts {
+            let partition = part.table.meta().partition.clone();
+            buckets.extend(part.appended.into_iter().map(|(bucket, a)| BucketAppend {
+                bucket,
+                partition: partition.clone(),
+                base_offset: a.base_offset,
+                count: a.count,
+            }));
+        }
+        Ok(PutAck { rows: self.rows, buckets, sequence: self.id.map(|i| i.sequence), duplicate })
     }
 }

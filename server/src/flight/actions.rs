@@ -5,7 +5,10 @@ use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
-use strom_flight_api::{actions, AlterTable, CreateDatabase, CreateTable, DropDatabase, DropTable, ListOffsets, ListTables, TableRef};
+use strom_flight_api::{
+    actions, AlterTable, CreateDatabase, CreatePartition, CreateTable, DropDatabase, DropPartition, DropTable, ListOffsets, ListTables,
+    TableRef,
+};
 
 /// Every action of the contract, parsed.
 #[derive(Debug)]
@@ -18,7 +21,9 @@ pub enum ActionCommand {
     GetTable(TableRef),
     ListTables(ListTables),
     AlterTable(AlterTable),
-    Partition(&'static str),
+    CreatePartition(CreatePartition),
+    DropPartition(DropPartition),
+    ListPartitions(TableRef),
     ListOffsets(ListOffsets),
     Health,
 }
@@ -47,9 +52,9 @@ impl ActionCommand {
             actions::GET_TABLE => Self::GetTable(body(action_type, bytes)?),
             actions::LIST_TABLES => Self::ListTables(body(action_type, bytes)?),
             actions::ALTER_TABLE => Self::AlterTable(body(action_type, bytes)?),
-            actions::CREATE_PARTITION => Self::Partition(actions::CREATE_PARTITION),
-            actions::DROP_PARTITION => Self::Partition(actions::DROP_PARTITION),
-            actions::LIST_PARTITIONS => Self::Partition(actions::LIST_PARTITIONS),
+            actions::CREATE_PARTITION => Self::CreatePartition(body(action_type, bytes)?),
+            actions::DROP_PARTITION => Self::DropPartition(body(action_type, bytes)?),
+            actions::LIST_PARTITIONS => Self::ListPartitions(body(action_type, bytes)?),
             actions::LIST_OFFSETS => Self::ListOffsets(body(action_type, bytes)?),
             actions::HEALTH => {
                 body::<Empty>(action_type, bytes)?;
@@ -73,9 +78,9 @@ impl ActionCommand {
             Self::GetTable(req) => to_json(&engine.get_table(&req.database, &req.table)?),
             Self::ListTables(req) => json!(engine.list_tables(&req.database)?),
             Self::AlterTable(req) => to_json(&engine.alter_table(&req)?),
-            Self::Partition(name) => {
-                return Err(Error::Unimplemented(format!("action {name:?}: partitioned tables are not served by this node version yet")))
-            }
+            Self::CreatePartition(req) => json!({ "created": engine.create_partition(&req)? }),
+            Self::DropPartition(req) => json!({ "dropped": engine.drop_partition(&req)? }),
+            Self::ListPartitions(req) => to_json(&engine.list_partitions(&req.database, &req.table)?),
             Self::ListOffsets(req) => to_json(&engine.list_offsets(&req)?),
             Self::Health => to_json(&engine.health()),
         })

@@ -29,11 +29,7 @@ pub async fn do_get(engine: &dyn StorageEngine, ticket: &Ticket) -> Result<Fligh
         }
         TicketRequest::Lookup(lookup) => {
             let plan = engine.lookup_plan(&lookup)?;
-            let key_batch = plan.table.pk.as_ref().expect("a lookup plan has a primary-key table").keys_from_json(
-                &plan.path,
-                plan.kind,
-                &lookup.keys,
-            )?;
+            let key_batch = plan.keys_from_json(&lookup.keys)?;
             let result = plan.run(key_batch, false).await?;
             let data = arrow_flight::utils::batches_to_flight_data(&result.schema(), vec![result])?;
             Ok(Box::pin(futures::stream::iter(data.into_iter().map(Ok))))
@@ -55,7 +51,7 @@ fn snapshot_scan(engine: &dyn StorageEngine, scan: &SnapshotScan) -> Result<Flig
     let schema_message = FlightData::from(SchemaAsIpc::new(&stream.schema, &IpcWriteOptions::default()));
     let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
         let chunk = chunk.map_err(Status::from)?;
-        let metadata = SnapshotMetadata { bucket: chunk.bucket, partition: None, log_offset: chunk.log_offset };
+        let metadata = SnapshotMetadata { bucket: chunk.bucket, partition: chunk.partition.clone(), log_offset: chunk.log_offset };
         Ok(batch_message(&chunk.batch, serde_json::to_vec(&metadata).expect("metadata serializes"))?)
     });
     Ok(Box::pin(futures::stream::once(async { Ok(schema_message) }).chain(chunks)))
@@ -66,8 +62,12 @@ fn log_scan(engine: &dyn StorageEngine, scan: &LogScan) -> Result<FlightDataStre
     let schema_message = FlightData::from(SchemaAsIpc::new(&stream.schema, &IpcWriteOptions::default()));
     let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
         let chunk = chunk.map_err(Status::from)?;
-        let metadata =
-            BatchMetadata { bucket: chunk.bucket, partition: None, base_offset: chunk.base_offset, high_watermark: chunk.high_watermark };
+        let metadata = BatchMetadata {
+            bucket: chunk.bucket,
+            partition: chunk.partition.clone(),
+            base_offset: chunk.base_offset,
+            high_watermark: chunk.high_watermark,
+        };
         Ok(FlightData {
             flight_descriptor: None,
             data_header: chunk.meta,
@@ -100,17 +100,19 @@ pub fn table_of(d: &FlightDescriptor) -> Result<TableRef> {
 pub fn flight_info(engine: &dyn StorageEngine, table: &TableRef) -> Result<FlightInfo> {
     let schema = engine.table_schema(&table.database, &table.table)?;
     let totals = engine.bucket_totals(&table.database, &table.table)?;
+    // (partition, bucket, records, bytes), one endpoint each
     let mut info = FlightInfo::new()
         .try_with_schema(&schema)?
         .with_descriptor(FlightDescriptor::new_path(vec![table.database.clone(), table.table.clone()]))
-        .with_total_records(totals.iter().map(|t| t.0 as i64).sum())
-        .with_total_bytes(totals.iter().map(|t| t.1 as i64).sum())
+        .with_total_records(totals.iter().map(|t| t.records as i64).sum())
+        .with_total_bytes(totals.iter().map(|t| t.bytes as i64).sum())
         .with_ordered(false);
-    for bucket in 0..totals.len() as u32 {
+    for total in totals {
         let ticket = TicketRequest::LogScan(LogScan {
             database: table.database.clone(),
             table: table.table.clone(),
-            buckets: Some(vec![bucket]),
+            partition: total.partition,
+            buckets: Some(vec![total.bucket]),
             ..Default::default()
         });
         info = info.with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_json())));

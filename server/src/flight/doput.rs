@@ -4,9 +4,12 @@
 //! Writing batch i+1 while batch i waits for its fdatasync lets one stream share group commits
 //! with itself; memory permits bound what is decoded but not yet written.
 
+use crate::engine::pk::read::PkShape;
+use crate::engine::pk::write::PkWriteLayout;
 use crate::engine::pk::PkOp;
-use crate::engine::table::{PendingAck, TableRuntime, WriteOp};
+use crate::engine::table::{PendingAck, WriteOp};
 use crate::engine::StorageEngine;
+use crate::engine::{pk_shape, TableHandle};
 use crate::error::{Error, Result};
 use crate::log::bucket::BatchIdentity;
 use arrow_array::RecordBatch;
@@ -44,15 +47,14 @@ fn d_is_path(d: &FlightDescriptor) -> bool {
 
 /// What the stream's batches do to `table`: a PATH descriptor appends to a log table and
 /// upserts full rows into a primary-key table; a CMD descriptor says it.
-fn write_op(table: &TableRuntime, command: &WriteCommand, is_path: bool) -> Result<WriteOp> {
-    let path = table.meta().path();
+fn write_op(shape: Option<&PkShape>, path: &str, command: &WriteCommand, is_path: bool) -> Result<WriteOp> {
     if command.target_columns.is_some() && command.write != WriteKind::Upsert {
         return Err(Error::invalid("target_columns (partial updates) apply to \"upsert\" writes only"));
     }
-    Ok(match (&table.pk, command.write) {
+    Ok(match (shape, command.write) {
         (Some(_), WriteKind::Append) if is_path => WriteOp::Pk(PkOp::Upsert { targets: None }),
         (Some(pk), WriteKind::Upsert) => {
-            let targets = command.target_columns.as_deref().map(|names| pk.resolve_targets(&path, names)).transpose()?;
+            let targets = command.target_columns.as_deref().map(|names| pk.resolve_targets(path, names)).transpose()?;
             WriteOp::Pk(PkOp::Upsert { targets })
         }
         (Some(_), WriteKind::Delete) => WriteOp::Pk(PkOp::Delete),
@@ -69,6 +71,13 @@ fn write_op(table: &TableRuntime, command: &WriteCommand, is_path: bool) -> Resu
             )))
         }
     })
+}
+
+/// What a stream's schema is checked against before data arrives.
+struct BatchCheck {
+    path: String,
+    shape: Option<PkShape>,
+    row_schema: SchemaRef,
 }
 
 /// Maps a stream error: tonic's "message too large" becomes RESOURCE_EXHAUSTED per the contract.
@@ -102,9 +111,6 @@ pub async fn do_put(
         .clone()
         .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry a flight descriptor naming the table"))?;
     let command = parse_descriptor(&descriptor)?;
-    if command.partition.is_some() {
-        return Err(Error::invalid(format!("table {}.{} is not partitioned", command.database, command.table)).into());
-    }
     if command.sequence.is_some() && command.writer_id.is_none() {
         return Err(Error::invalid("\"sequence\" needs \"writer_id\"").into());
     }
@@ -112,7 +118,13 @@ pub async fn do_put(
         return Err(Error::invalid("\"writer_id\" must be >= 0").into());
     }
     let table = ctx.engine.table(&command.database, &command.table)?;
-    let op = write_op(&table, &command, d_is_path(&descriptor))?;
+    let meta = table.meta();
+    if let Some(p) = &command.partition {
+        meta.parse_partition_name(p)?;
+    }
+    let shape = pk_shape(&meta)?;
+    let op = write_op(shape.as_ref(), &meta.path(), &command, d_is_path(&descriptor))?;
+    let check = BatchCheck { path: meta.path(), shape, row_schema: meta.arrow_schema()? };
     // Two stages so one stream uses two cores: the decode stage reads and decodes message N+1
     // while the write stage conforms, encodes and writes batch N. Order is kept end to end.
     let (ack_tx, rx) = mpsc::channel::<Result<PendingAck>>(64);
@@ -120,12 +132,13 @@ pub async fn do_put(
     let engine = ctx.engine.clone();
     let writer_table = table.clone();
     let decode_op = op.clone();
+    let partition = command.partition.clone();
     tokio::spawn(async move {
-        if let Err(e) = decode_loop(&ctx, &table, &command, &decode_op, input, &decoded_tx).await {
+        if let Err(e) = decode_loop(&ctx, &check, &command, &decode_op, input, &decoded_tx).await {
             let _ = decoded_tx.send(Err(e)).await;
         }
     });
-    tokio::spawn(write_stage(engine, writer_table, op, decoded_rx, ack_tx));
+    tokio::spawn(write_stage(engine, writer_table, op, partition, decoded_rx, ack_tx));
     Ok(Box::pin(ack_stream(rx)))
 }
 
@@ -157,15 +170,16 @@ type DecodedBatch = (RecordBatch, Option<BatchIdentity>, OwnedSemaphorePermit);
 /// after the acks of the batches before it, and ends the stream.
 async fn write_stage(
     engine: Arc<dyn StorageEngine>,
-    table: Arc<TableRuntime>,
+    table: TableHandle,
     op: WriteOp,
+    partition: Option<String>,
     mut decoded: mpsc::Receiver<Result<DecodedBatch>>,
     acks: AckQueue,
 ) {
     while let Some(item) = decoded.recv().await {
         let outcome = match item {
             Ok((batch, id, permits)) => {
-                let pending = engine.write(&table, batch, op.clone(), id).await;
+                let pending = engine.write(&table, batch, op.clone(), id, partition.as_deref()).await;
                 drop(permits); // written (or refused): its decoded form is gone
                 pending
             }
@@ -181,7 +195,7 @@ async fn write_stage(
 /// Reads and decodes the DoPut messages, checking the schema before any data arrives.
 async fn decode_loop(
     ctx: &PutContext,
-    table: &Arc<TableRuntime>,
+    check: &BatchCheck,
     command: &WriteCommand,
     op: &WriteOp,
     mut input: futures::stream::Peekable<Streaming<FlightData>>,
@@ -198,7 +212,7 @@ async fn decode_loop(
                     return Err(Error::ResourceExhausted(status.message().to_string()));
                 }
                 // The client went away mid-stream: what was written stays, nothing partial is.
-                tracing::debug!(table = %table.meta().path(), %status, "DoPut stream ended by the client");
+                tracing::debug!(table = %check.path, %status, "DoPut stream ended by the client");
                 return Ok(());
             }
         };
@@ -224,10 +238,10 @@ async fn decode_loop(
                 let s = Arc::new(Schema::new_with_metadata(fields, declared.metadata().clone()));
                 // Check the schema before any data arrives, so a mismatch fails fast.
                 let empty = RecordBatch::new_empty(s.clone());
-                match (op, &table.pk) {
-                    (WriteOp::Pk(op), Some(pk)) => pk.check_batch_schema(&table.meta().path(), &empty, op)?,
+                match (op, &check.shape) {
+                    (WriteOp::Pk(op), Some(pk)) => pk.check_batch_schema(&check.path, &empty, op)?,
                     _ => {
-                        crate::engine::write::conform(&empty, &table.schema, &table.meta().path())?;
+                        crate::engine::write::conform(&empty, &check.row_schema, &check.path)?;
                     }
                 }
                 schema = Some(s);

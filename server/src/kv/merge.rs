@@ -241,7 +241,7 @@ mod tests {
 
     fn spec(options: &[(&str, &str)]) -> PkSpec {
         let opts: BTreeMap<String, String> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        validate(&schema(), &["k".to_string()], &[], &[false; 4], &opts).unwrap()
+        validate(&schema(), &["k".to_string()], &[], &[], &[false; 4], &opts).unwrap()
     }
 
     fn row(k: i64, a: Option<i64>, s: Option<&str>) -> Vec<Value> {

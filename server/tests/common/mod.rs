@@ -37,7 +37,7 @@ impl EngineFixture {
     }
 
     pub fn table(&self) -> Arc<TableRuntime> {
-        self.engine.table(DB, TABLE).unwrap()
+        self.engine.table(DB, TABLE).unwrap().into_plain().unwrap()
     }
 
     /// Drops the engine (no graceful flush beyond what was synced) and opens it again.

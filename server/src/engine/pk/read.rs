@@ -3,9 +3,11 @@
 
 use super::json::json_to_value;
 use super::PkTable;
+use crate::catalog::pk::PkSpec;
 use crate::engine::write;
 use crate::error::{Error, Result};
 use crate::kv::keys::{bucket_prefix, encode_array_key_value, BUCKET_PREFIX_LEN};
+use crate::kv::store::KvSnapshot;
 use crate::kv::value::{decode_row, rows_to_batch, ProjectedRows, Value};
 use arrow_array::{ArrayRef, Int32Array, RecordBatch, RecordBatchOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -65,24 +67,29 @@ pub struct LookupResult {
     pub columns: Vec<ArrayRef>,
 }
 
-impl PkTable {
+/// What reads need to know about a primary-key table's shape (no storage): projections, key
+/// schemas, filters. A partitioned table answers these before any partition exists.
+pub trait PkLayout {
+    fn spec(&self) -> &PkSpec;
+    fn row_schema(&self) -> &SchemaRef;
+
     /// Column positions of a lookup or scan result: `columns` (or all), plus the key columns
     /// when `with_keys` and they are not listed.
-    pub fn projection(&self, table: &str, columns: &Option<Vec<String>>, with_keys: bool) -> Result<Vec<usize>> {
-        let Some(names) = columns else { return Ok((0..self.row_schema.fields().len()).collect()) };
+    fn projection(&self, table: &str, columns: &Option<Vec<String>>, with_keys: bool) -> Result<Vec<usize>> {
+        let Some(names) = columns else { return Ok((0..self.row_schema().fields().len()).collect()) };
         if names.is_empty() {
             return Err(Error::invalid("\"columns\" must name at least one column"));
         }
         let mut out = Vec::with_capacity(names.len());
         for n in names {
-            let i = self.row_schema.index_of(n).map_err(|_| Error::invalid(format!("table {table} has no column {n:?}")))?;
+            let i = self.row_schema().index_of(n).map_err(|_| Error::invalid(format!("table {table} has no column {n:?}")))?;
             if out.contains(&i) {
                 return Err(Error::invalid(format!("column {n:?} is requested twice")));
             }
             out.push(i);
         }
         if with_keys {
-            for &k in &self.spec.key {
+            for &k in &self.spec().key {
                 if !out.contains(&k) {
                     out.push(k);
                 }
@@ -92,15 +99,15 @@ impl PkTable {
     }
 
     /// Compiles a snapshot filter.
-    pub fn compile_filter(&self, table: &str, predicates: &[Predicate]) -> Result<Vec<Filter>> {
+    fn compile_filter(&self, table: &str, predicates: &[Predicate]) -> Result<Vec<Filter>> {
         predicates
             .iter()
             .map(|p| {
                 let column = self
-                    .row_schema
+                    .row_schema()
                     .index_of(&p.column)
                     .map_err(|_| Error::invalid(format!("filter: table {table} has no column {:?}", p.column)))?;
-                let dt = self.row_schema.field(column).data_type();
+                let dt = self.row_schema().field(column).data_type();
                 let bad = |e: String| Error::invalid(format!("filter on column {:?}: {e}", p.column));
                 let operands = match (p.op, &p.value) {
                     (PredicateOp::IsNull | PredicateOp::IsNotNull, None) => vec![],
@@ -120,11 +127,11 @@ impl PkTable {
     }
 
     /// The key columns a lookup of `kind` takes (positions in the table, in key order).
-    pub fn lookup_key_columns(&self, table: &str, kind: LookupKind) -> Result<Vec<usize>> {
+    fn lookup_key_columns(&self, table: &str, kind: LookupKind) -> Result<Vec<usize>> {
         match kind {
-            LookupKind::PrimaryKey => Ok(self.spec.key.clone()),
-            LookupKind::Prefix => match self.spec.prefix_len {
-                Some(n) => Ok(self.spec.key[..n].to_vec()),
+            LookupKind::PrimaryKey => Ok(self.spec().key.clone()),
+            LookupKind::Prefix => match self.spec().prefix_len {
+                Some(n) => Ok(self.spec().key[..n].to_vec()),
                 None => Err(Error::invalid(format!(
                     "table {table} has no prefix-lookup index: its bucket key must be a strict prefix of the primary key"
                 ))),
@@ -133,19 +140,25 @@ impl PkTable {
     }
 
     /// The Arrow schema of a lookup's key batch.
-    pub fn lookup_key_schema(&self, table: &str, kind: LookupKind) -> Result<SchemaRef> {
+    fn lookup_key_schema(&self, table: &str, kind: LookupKind) -> Result<SchemaRef> {
         let cols = self.lookup_key_columns(table, kind)?;
-        Ok(Arc::new(Schema::new(cols.iter().map(|&c| self.row_schema.field(c).clone().with_nullable(false)).collect::<Vec<Field>>())))
+        Ok(Arc::new(Schema::new(cols.iter().map(|&c| self.row_schema().field(c).clone().with_nullable(false)).collect::<Vec<Field>>())))
     }
 
     /// JSON keys of a lookup ticket as a key batch.
-    pub fn keys_from_json(&self, table: &str, kind: LookupKind, keys: &[Vec<serde_json::Value>]) -> Result<RecordBatch> {
-        let cols = self.lookup_key_columns(table, kind)?;
-        let schema = self.lookup_key_schema(table, kind)?;
+    /// Each key lists its values in the order the primary key declares these columns (which
+    /// differs from the storage order when partition keys are not declared first).
+    fn keys_from_json(&self, table: &str, kind: LookupKind, keys: &[Vec<serde_json::Value>]) -> Result<RecordBatch> {
+        let stored = self.lookup_key_columns(table, kind)?;
+        let declared = &self.spec().declared_key;
+        let mut cols = stored.clone();
+        cols.sort_by_key(|c| declared.iter().position(|d| d == c));
+        let schema =
+            Arc::new(Schema::new(cols.iter().map(|&c| self.row_schema().field(c).clone().with_nullable(false)).collect::<Vec<Field>>()));
         let mut rows = Vec::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             if key.len() != cols.len() {
-                let names: Vec<&str> = cols.iter().map(|&c| self.row_schema.field(c).name().as_str()).collect();
+                let names: Vec<&str> = cols.iter().map(|&c| self.row_schema().field(c).name().as_str()).collect();
                 return Err(Error::invalid(format!(
                     "key {i} has {} values; table {table} expects {} ({})",
                     key.len(),
@@ -155,7 +168,7 @@ impl PkTable {
             }
             let mut row = Vec::with_capacity(cols.len());
             for (v, &c) in key.iter().zip(&cols) {
-                let field = self.row_schema.field(c);
+                let field = self.row_schema().field(c);
                 let value =
                     json_to_value(v, field.data_type()).map_err(|e| Error::invalid(format!("key {i}, column {:?}: {e}", field.name())))?;
                 if value.is_null() {
@@ -168,6 +181,42 @@ impl PkTable {
         rows_to_batch(&schema, &rows)
     }
 
+    /// The schema of lookup results (DoExchange adds `_key_index` first).
+    fn result_schema(&self, projection: &[usize], with_key_index: bool) -> SchemaRef {
+        let mut fields = Vec::new();
+        if with_key_index {
+            fields.push(Field::new(KEY_INDEX_COLUMN, DataType::Int32, false));
+        }
+        fields.extend(projection.iter().map(|&c| self.row_schema().field(c).clone()));
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The shape of a primary-key table without its storage.
+pub struct PkShape {
+    pub spec: PkSpec,
+    pub row_schema: SchemaRef,
+}
+
+impl PkLayout for PkShape {
+    fn spec(&self) -> &PkSpec {
+        &self.spec
+    }
+    fn row_schema(&self) -> &SchemaRef {
+        &self.row_schema
+    }
+}
+
+impl PkLayout for PkTable {
+    fn spec(&self) -> &PkSpec {
+        &self.spec
+    }
+    fn row_schema(&self) -> &SchemaRef {
+        &self.row_schema
+    }
+}
+
+impl PkTable {
     /// The buckets of a key batch's rows (its columns are the lookup key columns of `kind`).
     fn buckets_of_keys(&self, keys: &RecordBatch, key_cols: &[usize], bucket_num: u32) -> Result<Vec<u32>> {
         let positions: Vec<usize> =
@@ -229,16 +278,6 @@ impl PkTable {
         Ok(RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))?)
     }
 
-    /// The schema of lookup results (DoExchange adds `_key_index` first).
-    pub fn result_schema(&self, projection: &[usize], with_key_index: bool) -> SchemaRef {
-        let mut fields = Vec::new();
-        if with_key_index {
-            fields.push(Field::new(KEY_INDEX_COLUMN, DataType::Int32, false));
-        }
-        fields.extend(projection.iter().map(|&c| self.row_schema.field(c).clone()));
-        Arc::new(Schema::new(fields))
-    }
-
     /// The number of current rows of `buckets`, from one snapshot.
     pub fn count_rows(&self, buckets: &[u32]) -> Result<u64> {
         let snapshot = self.kv.snapshot();
@@ -256,12 +295,15 @@ impl PkTable {
 /// One batch of a snapshot scan.
 pub struct SnapshotChunk {
     pub bucket: u32,
+    pub partition: Option<String>,
     pub log_offset: u64,
     pub batch: RecordBatch,
 }
 
 /// What a snapshot scan reads.
 pub struct SnapshotPlan {
+    /// The partition scanned (reported with every batch).
+    pub partition: Option<String>,
     pub buckets: Vec<u32>,
     pub projection: Vec<usize>,
     pub filters: Vec<Filter>,
@@ -270,19 +312,25 @@ pub struct SnapshotPlan {
 }
 
 impl PkTable {
-    /// Runs a snapshot scan (blocking), sending batches until done, the limit, or the receiver
-    /// going away. Every bucket sends at least one batch, so each one's log offset is known.
-    pub fn snapshot_scan(&self, plan: &SnapshotPlan, tx: &tokio::sync::mpsc::Sender<Result<SnapshotChunk>>) -> Result<()> {
-        let snapshot = self.kv.snapshot();
+    /// Runs a snapshot scan (blocking) on `snapshot`, sending batches until done, the limit, or
+    /// the receiver going away; returns the rows sent (None: the receiver went away). Every
+    /// bucket sends at least one batch, so each one's log offset is known.
+    pub fn snapshot_scan(
+        &self,
+        snapshot: &KvSnapshot<'_>,
+        plan: &SnapshotPlan,
+        tx: &tokio::sync::mpsc::Sender<Result<SnapshotChunk>>,
+    ) -> Result<Option<u64>> {
         let fields = self.row_schema.fields();
         let schema = self.result_schema(&plan.projection, false);
-        let mut remaining = plan.limit.unwrap_or(u64::MAX);
+        let limit = plan.limit.unwrap_or(u64::MAX);
+        let mut remaining = limit;
         let mut rows = ProjectedRows::new(fields, &plan.projection, plan.batch_rows);
         let chunk = |rows: &mut ProjectedRows, bucket: u32, log_offset: u64| -> Result<SnapshotChunk> {
             let n = rows.len();
             let batch =
                 RecordBatch::try_new_with_options(schema.clone(), rows.finish(), &RecordBatchOptions::new().with_row_count(Some(n)))?;
-            Ok(SnapshotChunk { bucket, log_offset, batch })
+            Ok(SnapshotChunk { bucket, partition: plan.partition.clone(), log_offset, batch })
         };
         for &bucket in &plan.buckets {
             let log_offset = snapshot.applied_offset(self.table_id, bucket)?.unwrap_or(0);
@@ -311,15 +359,15 @@ impl PkTable {
                 Ok(true)
             })?;
             if closed {
-                return Ok(());
+                return Ok(None);
             }
             if (!rows.is_empty() || !sent) && tx.blocking_send(Ok(chunk(&mut rows, bucket, log_offset)?)).is_err() {
-                return Ok(());
+                return Ok(None);
             }
             if remaining == 0 {
-                return Ok(());
+                break;
             }
         }
-        Ok(())
+        Ok(Some(limit - remaining))
     }
 }

@@ -4,6 +4,7 @@
 //! A batch is all or nothing: every row of every bucket is merged (and checked) before anything
 //! is appended, under the KV locks of all the batch's buckets (taken in bucket order).
 
+use super::read::PkLayout;
 use super::{PkOp, PkTable, Unapplied};
 use crate::catalog::options;
 use crate::engine::table::TableRuntime;
@@ -38,15 +39,17 @@ struct MergedPart {
     finals: Vec<(Vec<u8>, Option<Vec<Value>>)>,
 }
 
-impl PkTable {
+/// How write batches are checked and reshaped: needs only the table's shape, so a partitioned
+/// table checks a batch before it knows (or creates) the partitions it goes to.
+pub trait PkWriteLayout: PkLayout {
     /// The table columns a batch of `op` must hold (positions, in table order).
     fn required_columns(&self, op: &PkOp) -> Vec<usize> {
-        let n = self.row_schema.fields().len();
+        let n = self.row_schema().fields().len();
         match op {
-            PkOp::Upsert { targets: None } => (0..n).filter(|&i| Some(i) != self.spec.auto_increment).collect(),
-            PkOp::Upsert { targets: Some(t) } => (0..n).filter(|i| self.spec.key.contains(i) || t.contains(i)).collect(),
+            PkOp::Upsert { targets: None } => (0..n).filter(|&i| Some(i) != self.spec().auto_increment).collect(),
+            PkOp::Upsert { targets: Some(t) } => (0..n).filter(|i| self.spec().key.contains(i) || t.contains(i)).collect(),
             PkOp::Delete | PkOp::InsertIfAbsent => {
-                let mut k = self.spec.key.clone();
+                let mut k = self.spec().key.clone();
                 k.sort_unstable();
                 k
             }
@@ -54,8 +57,9 @@ impl PkTable {
     }
 
     /// Resolves `target_columns` of a partial update into positions, checking them.
-    pub fn resolve_targets(&self, table: &str, names: &[String]) -> Result<Vec<usize>> {
-        if matches!(self.spec.merge_engine, crate::catalog::pk::MergeEngine::FirstRow | crate::catalog::pk::MergeEngine::Versioned { .. }) {
+    fn resolve_targets(&self, table: &str, names: &[String]) -> Result<Vec<usize>> {
+        if matches!(self.spec().merge_engine, crate::catalog::pk::MergeEngine::FirstRow | crate::catalog::pk::MergeEngine::Versioned { .. })
+        {
             return Err(Error::invalid(format!(
                 "table {table}: partial updates (target_columns) are not supported by the first_row and versioned merge engines"
             )));
@@ -63,10 +67,10 @@ impl PkTable {
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             let i = self
-                .row_schema
+                .row_schema()
                 .index_of(name)
                 .map_err(|_| Error::invalid(format!("table {table}: target column {name:?} does not exist")))?;
-            if Some(i) == self.spec.auto_increment {
+            if Some(i) == self.spec().auto_increment {
                 return Err(Error::invalid(format!(
                     "table {table}: target column {name:?} is the auto-increment column, which the node assigns"
                 )));
@@ -86,10 +90,10 @@ impl PkTable {
         let mut keep_fields = Vec::new();
         let mut keep_columns: Vec<ArrayRef> = Vec::new();
         for (i, f) in input.fields().iter().enumerate() {
-            let position = self.row_schema.index_of(f.name()).ok();
+            let position = self.row_schema().index_of(f.name()).ok();
             let ignore = match position {
                 None => false, // unknown columns are refused by `conform` below, by name
-                Some(p) if Some(p) == self.spec.auto_increment && matches!(op, PkOp::Upsert { .. }) => {
+                Some(p) if Some(p) == self.spec().auto_increment && matches!(op, PkOp::Upsert { .. }) => {
                     if batch.column(i).null_count() != batch.num_rows() {
                         return Err(Error::invalid(format!(
                             "table {table}: column {:?} is auto-increment: the node assigns it, leave it out (or null)",
@@ -106,7 +110,7 @@ impl PkTable {
             }
         }
         if let PkOp::Upsert { targets: Some(_) } = op {
-            if let Some(extra) = keep_fields.iter().find(|f| self.row_schema.index_of(f.name()).is_ok_and(|p| !cols.contains(&p))) {
+            if let Some(extra) = keep_fields.iter().find(|f| self.row_schema().index_of(f.name()).is_ok_and(|p| !cols.contains(&p))) {
                 return Err(Error::invalid(format!(
                     "table {table}: batch column {:?} is not a target column of this partial update (targets and key columns only)",
                     extra.name()
@@ -118,15 +122,19 @@ impl PkTable {
             keep_columns,
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
         )?;
-        let target: SchemaRef = Arc::new(Schema::new(cols.iter().map(|&c| self.row_schema.field(c).clone()).collect::<Vec<Field>>()));
+        let target: SchemaRef = Arc::new(Schema::new(cols.iter().map(|&c| self.row_schema().field(c).clone()).collect::<Vec<Field>>()));
         Ok((write::conform(&projected, &target, table)?, cols))
     }
 
     /// Checks a DoPut schema (an empty batch) before any data arrives.
-    pub fn check_batch_schema(&self, table: &str, empty: &RecordBatch, op: &PkOp) -> Result<()> {
+    fn check_batch_schema(&self, table: &str, empty: &RecordBatch, op: &PkOp) -> Result<()> {
         self.conform(table, empty, op).map(|_| ())
     }
+}
 
+impl<T: PkLayout + ?Sized> PkWriteLayout for T {}
+
+impl PkTable {
     /// Merges one bucket's rows (full-width, in batch order) with the current state.
     fn merge_part(&self, table: &str, bucket: u32, state: &super::KvBucketState, rows: Vec<Vec<Value>>, op: &PkOp) -> Result<MergedPart> {
         let fields = self.row_schema.fields();

@@ -1,0 +1,208 @@
+//! Partitioned tables in the engine: routing, dynamic creation, restarts, follow scans that
+//! discover new partitions, drops, and idempotent writers across partitions.
+
+mod common;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use common::{EngineFixture, DB};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use strom_flight_api::{
+    ColumnSpec, CountKind, CountRequest, CreateTable, DropPartition, ListOffsets, LogScan, LookupKind, LookupRequest, OffsetSpec,
+};
+use strom_server::engine::pk::PkOp;
+use strom_server::engine::table::WriteOp;
+use strom_server::engine::{Engine, StorageEngine};
+use strom_server::log::bucket::BatchIdentity;
+use strom_server::Error;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn create(engine: &Engine, table: &str, pk: bool) {
+    let mut columns = vec![ColumnSpec::new("id", "BIGINT").not_null(), ColumnSpec::new("ds", "STRING")];
+    if pk {
+        columns.push(ColumnSpec::new("v", "BIGINT"));
+    }
+    engine
+        .create_table(&CreateTable {
+            database: DB.into(),
+            table: table.into(),
+            columns,
+            primary_key: if pk { vec!["id".into(), "ds".into()] } else { vec![] },
+            partition_keys: vec!["ds".into()],
+            bucket_num: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+}
+
+/// Rows (id, ds) for a log table, or (id, ds, v = id * 10) for a primary-key table.
+fn batch(rows: &[(i64, &str)], pk: bool) -> RecordBatch {
+    let mut fields = vec![Field::new("id", DataType::Int64, false), Field::new("ds", DataType::Utf8, true)];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+    ];
+    if pk {
+        fields.push(Field::new("v", DataType::Int64, true));
+        columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0 * 10))));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+async fn write(engine: &Engine, table: &str, rows: &[(i64, &str)], pk: bool, id: Option<BatchIdentity>) -> strom_server::Result<bool> {
+    let handle = engine.table(DB, table)?;
+    let op = if pk { WriteOp::Pk(PkOp::Upsert { targets: None }) } else { WriteOp::Append };
+    let ack = engine.write(&handle, batch(rows, pk), op, id, None).await?.wait_durable().await?;
+    Ok(ack.duplicate)
+}
+
+fn partitions(engine: &Engine, table: &str) -> Vec<String> {
+    engine.list_partitions(DB, table).unwrap().into_iter().map(|p| p.name).collect()
+}
+
+async fn count(engine: &Engine, table: &str, partition: Option<&str>) -> u64 {
+    let req = CountRequest {
+        kind: CountKind::Log,
+        database: DB.into(),
+        table: table.into(),
+        partition: partition.map(str::to_string),
+        buckets: None,
+    };
+    engine.count(&req).await.unwrap()
+}
+
+#[tokio::test]
+async fn given_rows_of_three_days_when_reopened_should_keep_partitions_rows_and_offsets() {
+    let mut f = EngineFixture::builder().open();
+    create(&f.engine, "visits", false);
+    write(&f.engine, "visits", &[(1, "20261119"), (2, "20261120"), (3, "20261121"), (4, "20261121")], false, None).await.unwrap();
+    assert_eq!(partitions(&f.engine, "visits"), ["20261119", "20261120", "20261121"]);
+    f.reopen();
+    assert_eq!(partitions(&f.engine, "visits"), ["20261119", "20261120", "20261121"], "partitions survive a restart");
+    assert_eq!(count(&f.engine, "visits", Some("20261121")).await, 2);
+    write(&f.engine, "visits", &[(5, "20261121")], false, None).await.unwrap();
+    let offsets = f
+        .engine
+        .list_offsets(&ListOffsets {
+            database: DB.into(),
+            table: "visits".into(),
+            partition: Some("20261121".into()),
+            buckets: None,
+            spec: OffsetSpec::Latest,
+        })
+        .unwrap();
+    assert_eq!(offsets.iter().map(|o| o.offset).sum::<u64>(), 3, "offsets continue after the restart");
+    assert!(offsets.iter().all(|o| o.partition.as_deref() == Some("20261121")));
+    assert_eq!(count(&f.engine, "visits", None).await, 5);
+}
+
+#[tokio::test]
+async fn given_a_follow_scan_of_every_partition_when_a_new_day_is_written_should_stream_it() {
+    let f = EngineFixture::builder().open();
+    create(&f.engine, "events", false);
+    write(&f.engine, "events", &[(1, "20261120")], false, None).await.unwrap();
+    let scan = LogScan { database: DB.into(), table: "events".into(), follow: true, ..Default::default() };
+    let mut stream = tokio_stream::wrappers::ReceiverStream::new(f.engine.scan(&scan).unwrap().chunks);
+    let first = tokio::time::timeout(WAIT, stream.next()).await.expect("the existing day").unwrap().unwrap();
+    assert_eq!(first.partition.as_deref(), Some("20261120"));
+    // A partition that did not exist when the scan started: its rows must reach the scan.
+    write(&f.engine, "events", &[(2, "20261121"), (3, "20261121")], false, None).await.unwrap();
+    let mut rows = 0;
+    while rows < 2 {
+        let chunk = tokio::time::timeout(WAIT, stream.next()).await.expect("the new day's rows").unwrap().unwrap();
+        assert_eq!(chunk.partition.as_deref(), Some("20261121"));
+        rows += chunk.rows;
+    }
+    assert_eq!(rows, 2);
+}
+
+#[tokio::test]
+async fn given_concurrent_writes_to_a_missing_partition_should_create_it_once_and_keep_every_row() {
+    let f = EngineFixture::builder().open();
+    create(&f.engine, "orders", false);
+    let writes = (0..8).map(|i| {
+        let engine = f.engine.clone();
+        tokio::spawn(async move { write(&engine, "orders", &[(i, "20261121")], false, None).await.unwrap() })
+    });
+    for w in writes {
+        w.await.unwrap();
+    }
+    assert_eq!(partitions(&f.engine, "orders"), ["20261121"]);
+    assert_eq!(count(&f.engine, "orders", Some("20261121")).await, 8);
+}
+
+#[tokio::test]
+async fn given_dynamic_creation_off_when_a_batch_names_a_missing_day_should_write_nothing() {
+    let f = EngineFixture::builder().open();
+    f.engine
+        .create_table(&CreateTable {
+            database: DB.into(),
+            table: "strict".into(),
+            columns: vec![ColumnSpec::new("id", "BIGINT").not_null(), ColumnSpec::new("ds", "STRING")],
+            partition_keys: vec!["ds".into()],
+            options: [("client.writer.dynamic-create-partition.enabled".to_string(), "false".to_string())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.engine
+        .create_partition(&strom_flight_api::CreatePartition {
+            database: DB.into(),
+            table: "strict".into(),
+            partition: "20261120".into(),
+            if_not_exists: false,
+        })
+        .unwrap();
+    let err = write(&f.engine, "strict", &[(1, "20261120"), (2, "20261121")], false, None).await.unwrap_err();
+    assert!(matches!(&err, Error::NotFound(m) if m.contains("20261121")), "{err}");
+    assert_eq!(count(&f.engine, "strict", None).await, 0, "the existing partition's rows of the batch are not written either");
+}
+
+#[tokio::test]
+async fn given_a_dropped_partition_when_recreated_should_start_empty_with_its_files_gone() {
+    let f = EngineFixture::builder().open();
+    create(&f.engine, "kv", true);
+    write(&f.engine, "kv", &[(1, "20261120"), (2, "20261120"), (1, "20261121")], true, None).await.unwrap();
+    let old = f.engine.list_partitions(DB, "kv").unwrap().into_iter().find(|p| p.name == "20261120").unwrap();
+    let dir = f.dir.path().join("tables").join(old.partition_id.to_string());
+    assert!(dir.exists());
+    let dropped =
+        f.engine.drop_partition(&DropPartition { database: DB.into(), table: "kv".into(), partition: "20261120".into(), if_exists: false });
+    assert!(dropped.unwrap());
+    assert!(!dir.exists(), "the partition's logs are deleted");
+    let lookup = LookupRequest {
+        lookup: LookupKind::PrimaryKey,
+        database: DB.into(),
+        table: "kv".into(),
+        keys: vec![vec![1.into(), "20261120".into()], vec![1.into(), "20261121".into()]],
+        ..Default::default()
+    };
+    let plan = f.engine.lookup_plan(&lookup).unwrap();
+    let found = plan.run(plan.keys_from_json(&lookup.keys).unwrap(), true).await.unwrap();
+    assert_eq!(found.column(0).as_primitive::<arrow_array::types::Int32Type>().values().to_vec(), [1], "only the other day's key");
+    write(&f.engine, "kv", &[(3, "20261120")], true, None).await.unwrap();
+    let found = plan.run(plan.keys_from_json(&lookup.keys).unwrap(), false).await.unwrap();
+    assert_eq!(found.num_rows(), 1, "the recreated day does not hold the dropped rows");
+    let ids = found.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(ids, [1]);
+    let new = f.engine.list_partitions(DB, "kv").unwrap().into_iter().find(|p| p.name == "20261120").unwrap();
+    assert_ne!(new.partition_id, old.partition_id);
+}
+
+#[tokio::test]
+async fn given_an_idempotent_writer_across_partitions_should_deduplicate_retries_and_refuse_gaps() {
+    let f = EngineFixture::builder().open();
+    create(&f.engine, "idem", false);
+    let id = |sequence| Some(BatchIdentity { writer_id: 7, sequence });
+    assert!(!write(&f.engine, "idem", &[(1, "20261120")], false, id(0)).await.unwrap());
+    assert!(!write(&f.engine, "idem", &[(2, "20261120"), (3, "20261121")], false, id(1)).await.unwrap());
+    assert!(write(&f.engine, "idem", &[(2, "20261120"), (3, "20261121")], false, id(1)).await.unwrap(), "a retry is a duplicate");
+    assert!(!write(&f.engine, "idem", &[(4, "20261121")], false, id(2)).await.unwrap(), "no gap although this day skipped 0");
+    let err = write(&f.engine, "idem", &[(5, "20261121")], false, id(4)).await.unwrap_err();
+    assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+    assert_eq!(count(&f.engine, "idem", None).await, 4);
+}
