@@ -102,6 +102,7 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     pub segment_ms: u64,
     pub retention_check_interval_ms: u64,
+    pub auto_partition_check_interval_ms: u64,
     pub default_bucket_num: u32,
     pub scan_read_bytes: usize,
 }
@@ -114,6 +115,7 @@ impl Default for LogConfig {
             segment_bytes: 128 * 1024 * 1024,
             segment_ms: 24 * 3600 * 1000,
             retention_check_interval_ms: 60_000,
+            auto_partition_check_interval_ms: 60_000,
             default_bucket_num: 1,
             scan_read_bytes: 8 * 1024 * 1024,
         }

@@ -206,3 +206,97 @@ async fn given_an_idempotent_writer_across_partitions_should_deduplicate_retries
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
     assert_eq!(count(&f.engine, "idem", None).await, 4);
 }
+
+/// 2026-11-21 23:30:00 UTC.
+const NOV_21: i64 = 1_795_303_800_000;
+const DAY_MS: i64 = 86_400_000;
+
+#[tokio::test]
+async fn given_an_auto_partitioned_table_when_days_pass_should_precreate_and_expire_partitions_on_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = strom_server::config::Config::default();
+    config.storage.data_dir = dir.path().to_path_buf();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(NOV_21));
+    let clock_now = now.clone();
+    let engine = Engine::open_with_clock(config.clone(), Arc::new(move || clock_now.load(std::sync::atomic::Ordering::SeqCst))).unwrap();
+    engine.create_database(&strom_flight_api::CreateDatabase { name: DB.into(), ..Default::default() }).unwrap();
+    // The seeds' order table: PRIMARY KEY (user_id, ds, order_id) PARTITIONED BY (ds), daily.
+    let info = engine
+        .create_table(&CreateTable {
+            database: DB.into(),
+            table: "order_ri".into(),
+            columns: vec![
+                ColumnSpec::new("user_id", "BIGINT"),
+                ColumnSpec::new("ds", "STRING"),
+                ColumnSpec::new("order_id", "BIGINT"),
+                ColumnSpec::new("amount", "DOUBLE"),
+            ],
+            primary_key: vec!["user_id".into(), "ds".into(), "order_id".into()],
+            partition_keys: vec!["ds".into()],
+            bucket_key: vec!["user_id".into()],
+            options: [
+                ("table.auto-partition.enabled", "true"),
+                ("table.auto-partition.time-unit", "day"),
+                ("table.auto-partition.num-precreate", "2"),
+                ("table.auto-partition.num-retention", "2"),
+                ("table.auto-partition.time-zone", "Asia/Shanghai"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    // 23:30 UTC is already the 22nd in Shanghai.
+    assert_eq!(info.partitions, ["20261122", "20261123"], "the current day and the next one exist at creation");
+    let handle = engine.table(DB, "order_ri").unwrap();
+    let rows = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Int64, false),
+            Field::new("ds", DataType::Utf8, false),
+            Field::new("order_id", DataType::Int64, false),
+            Field::new("amount", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(StringArray::from(vec!["20261122", "20261123"])),
+            Arc::new(Int64Array::from(vec![10, 20])),
+            Arc::new(arrow_array::Float64Array::from(vec![1.0, 2.0])),
+        ],
+    )
+    .unwrap();
+    engine.write(&handle, rows, WriteOp::Pk(PkOp::Upsert { targets: None }), None, None).await.unwrap().wait_durable().await.unwrap();
+    let first_dir = dir.path().join("tables").join(engine.list_partitions(DB, "order_ri").unwrap()[0].partition_id.to_string());
+    assert!(first_dir.exists());
+
+    // Nothing changes within the day.
+    now.store(NOV_21 + 3_600_000, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(engine.check_auto_partitions(), Default::default());
+
+    // Three days later: 25th and 26th are created; the 22nd is older than the two kept days.
+    now.store(NOV_21 + 3 * DAY_MS, std::sync::atomic::Ordering::SeqCst);
+    let report = engine.check_auto_partitions();
+    let path = format!("{DB}.order_ri");
+    assert_eq!(report.created, [(path.clone(), "20261125".to_string()), (path.clone(), "20261126".to_string())]);
+    assert_eq!(report.dropped, [(path.clone(), "20261122".to_string())]);
+    assert_eq!(partitions(&engine, "order_ri"), ["20261123", "20261125", "20261126"], "the 24th was never needed: no gap filling");
+    assert!(!first_dir.exists(), "an expired partition's data is removed");
+    assert_eq!(
+        engine
+            .count(&CountRequest { kind: CountKind::Rows, database: DB.into(), table: "order_ri".into(), partition: None, buckets: None })
+            .await
+            .unwrap(),
+        1,
+        "the 23rd's row is kept"
+    );
+
+    // The schedule survives a restart: two days on (the 27th in Shanghai) the 23rd expires.
+    drop(handle);
+    drop(engine);
+    now.store(NOV_21 + 5 * DAY_MS, std::sync::atomic::Ordering::SeqCst);
+    let clock_now = now.clone();
+    let engine = Engine::open_with_clock(config, Arc::new(move || clock_now.load(std::sync::atomic::Ordering::SeqCst))).unwrap();
+    let report = engine.check_auto_partitions();
+    assert_eq!(report.dropped, [(path, "20261123".to_string())]);
+    assert_eq!(partitions(&engine, "order_ri"), ["20261125", "20261126", "20261127", "20261128"]);
+}

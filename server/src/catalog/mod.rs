@@ -3,6 +3,7 @@
 //! The whole catalog is one small file (`catalog.bin`: an envelope around JSON) replaced
 //! atomically on every change. Mutations are serialized; readers see an immutable snapshot.
 
+pub mod auto_partition;
 pub mod options;
 pub mod pk;
 pub mod types;
@@ -384,6 +385,14 @@ impl Catalog {
                 .get_mut(&req.table)
                 .ok_or_else(|| Error::NotFound(format!("table {}.{} does not exist", req.database, req.table)))?;
             let mut meta = (**t).clone();
+            if req.set_options.keys().any(|k| auto_partition::OPTIONS.contains(&k.as_str()))
+                && auto_partition::from_options(&meta.options, &meta.partition_keys)?.is_none()
+            {
+                return Err(Error::invalid(format!(
+                    "table {}.{} is not auto-partitioned: its auto-partition options cannot change",
+                    req.database, req.table
+                )));
+            }
             meta.options.extend(req.set_options.clone());
             let meta = Arc::new(meta);
             *t = meta.clone();
@@ -484,6 +493,7 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
         }
     }
     let mut full = options::validate_and_fill(&req.options, bucket_num, defaults.durability, !req.primary_key.is_empty())?;
+    auto_partition::fill(&mut full, &req.partition_keys)?;
     if !req.primary_key.is_empty() {
         let fields = columns
             .iter()

@@ -2,6 +2,7 @@
 //! error naming it; options owned by clients (`client.*`, `scan.*`, `lookup.*`, `sink.*`) are
 //! stored and returned as given, except the ones this node acts on itself.
 
+use super::auto_partition;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -23,19 +24,11 @@ pub const DYNAMIC_PARTITION: &str = "client.writer.dynamic-create-partition.enab
 pub const DEFAULT_TTL: &str = "7 d";
 
 /// Options of the contract that a later node version acts on: accepted names, refused values.
-const NOT_YET: &[&str] = &[
-    "table.auto-partition.enabled",
-    "table.auto-partition.key",
-    "table.auto-partition.time-unit",
-    "table.auto-partition.num-precreate",
-    "table.auto-partition.num-retention",
-    "table.auto-partition.time-zone",
-    "table.datalake.enabled",
-    "table.datalake.freshness",
-];
+const NOT_YET: &[&str] = &["table.datalake.enabled", "table.datalake.freshness"];
 
 /// Options that `alter_table` may change on a live table.
-pub const ONLINE_OPTIONS: &[&str] = &[LOG_TTL, NO_KEY_ASSIGNER, DURABILITY, DYNAMIC_PARTITION];
+pub const ONLINE_OPTIONS: &[&str] =
+    &[LOG_TTL, NO_KEY_ASSIGNER, DURABILITY, DYNAMIC_PARTITION, auto_partition::NUM_PRECREATE, auto_partition::NUM_RETENTION];
 
 /// Body compression of stored Arrow IPC messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +118,7 @@ fn validate_option(key: &str, value: &str) -> Result<()> {
                 return Err(invalid(key, value, "a single Strom node stores one copy; only 1 is accepted"));
             }
         }
+        k if auto_partition::OPTIONS.contains(&k) => auto_partition::validate_value(k, value)?,
         DYNAMIC_PARTITION => {
             parse_bool(value).map_err(|why| invalid(key, value, &why))?;
         }

@@ -119,8 +119,21 @@ fn stored_schema(meta: &TableMeta) -> Result<SchemaRef> {
     Ok(if meta.primary_key.is_empty() { rows } else { pk::changelog_schema(&rows) })
 }
 
+/// The engine's wall clock (ms since the epoch): injectable, so tests move time by days without
+/// waiting.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// What one auto-partition check did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AutoPartitionReport {
+    /// (table, partition) created / dropped.
+    pub created: Vec<(String, String)>,
+    pub dropped: Vec<(String, String)>,
+}
+
 pub struct Engine {
     config: Config,
+    clock: Clock,
     data_dir: PathBuf,
     catalog: Catalog,
     /// Every table runtime by id: plain tables, and each partition (under its partition id).
@@ -138,11 +151,17 @@ pub struct Engine {
 impl Engine {
     /// Opens the data directory: the catalog, then every table's logs (recovering them).
     pub fn open(config: Config) -> Result<Arc<Self>> {
+        Self::open_with_clock(config, Arc::new(crate::catalog::now_ms))
+    }
+
+    /// Opens with an injected clock (tests).
+    pub fn open_with_clock(config: Config, clock: Clock) -> Result<Arc<Self>> {
         let data_dir = config.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir).at(data_dir.display())?;
         let catalog = Catalog::open(&data_dir.join("catalog"))?;
         let engine = Self {
             config,
+            clock,
             data_dir,
             catalog,
             tables: RwLock::new(HashMap::new()),
@@ -215,6 +234,42 @@ impl Engine {
             },
             TableHandle::Partitioned(t) => Ok(t.resolve(partition)?.into_iter().map(|(_, r)| r).collect()),
         }
+    }
+
+    /// Runs the auto-partition check of every auto-partitioned table at the clock's time:
+    /// creates the partitions of the coming periods, drops the expired ones. A table that fails
+    /// is logged and skipped; the others still run.
+    pub fn check_auto_partitions(&self) -> AutoPartitionReport {
+        let tables: Vec<_> = self.partitioned.read().values().cloned().collect();
+        let mut report = AutoPartitionReport::default();
+        for pt in tables {
+            if let Err(e) = self.check_table_auto_partitions(&pt, &mut report) {
+                tracing::error!(table = %pt.meta().path(), error = %e, "auto-partition check failed");
+            }
+        }
+        report
+    }
+
+    fn check_table_auto_partitions(&self, pt: &PartitionedTable, report: &mut AutoPartitionReport) -> Result<()> {
+        let meta = pt.meta();
+        let Some(auto) = crate::catalog::auto_partition::from_options(&meta.options, &meta.partition_keys)? else { return Ok(()) };
+        let now = (self.clock)();
+        let existing: Vec<(String, String)> =
+            meta.partitions.values().map(|p| (p.name.clone(), p.values[auto.key_index].clone())).collect();
+        let (create, drop) = auto.plan(now, meta.partition_keys.len() == 1, &existing);
+        for name in create {
+            if self.create_partition_runtime(&meta.database, &meta.name, &name, true)? {
+                report.created.push((meta.path(), name));
+            }
+        }
+        for name in drop {
+            let req = DropPartition { database: meta.database.clone(), table: meta.name.clone(), partition: name.clone(), if_exists: true };
+            if self.drop_partition(&req)? {
+                tracing::info!(table = %meta.path(), partition = %name, "auto-partition: expired partition dropped");
+                report.dropped.push((meta.path(), name));
+            }
+        }
+        Ok(())
     }
 
     /// Creates a partition and its runtime; returns whether it was created.
@@ -379,6 +434,26 @@ impl Engine {
                 }
             });
         }
+        let auto_partition = std::time::Duration::from_millis(self.config.log.auto_partition_check_interval_ms.max(1));
+        let (engine, mut stop) = (self.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            // The first tick fires at once: a node that was down catches up at start.
+            let mut tick = tokio::time::interval(auto_partition);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let e2 = engine.clone();
+                        if let Ok(report) = tokio::task::spawn_blocking(move || e2.check_auto_partitions()).await {
+                            if !report.created.is_empty() || !report.dropped.is_empty() {
+                                tracing::info!(created = report.created.len(), dropped = report.dropped.len(), "auto-partition check");
+                            }
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
         let (engine, mut stop) = (self.clone(), shutdown);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(retention);
@@ -386,7 +461,7 @@ impl Engine {
                 tokio::select! {
                     _ = tick.tick() => {
                         let e2 = engine.clone();
-                        let n = tokio::task::spawn_blocking(move || e2.apply_retention(crate::catalog::now_ms())).await.unwrap_or(0);
+                        let n = tokio::task::spawn_blocking(move || { let now = (e2.clock)(); e2.apply_retention(now) }).await.unwrap_or(0);
                         if n > 0 { tracing::info!(segments = n, "retention deleted expired segments") }
                     }
                     _ = stop.changed() => return,
@@ -426,8 +501,12 @@ impl StorageEngine for Engine {
         let defaults = TableDefaults { bucket_num: self.config.log.default_bucket_num, durability: self.config.log.durability };
         match self.catalog.create_table(req, defaults)? {
             Some(meta) if meta.is_partitioned() => {
-                self.partitioned.write().insert(meta.table_id, Arc::new(PartitionedTable::new(meta.clone(), BTreeMap::new())));
-                Ok(meta.info())
+                let pt = Arc::new(PartitionedTable::new(meta.clone(), BTreeMap::new()));
+                self.partitioned.write().insert(meta.table_id, pt.clone());
+                // An auto-partitioned table has its current and coming partitions at once.
+                let mut report = AutoPartitionReport::default();
+                self.check_table_auto_partitions(&pt, &mut report)?;
+                Ok(self.catalog.get_table(&meta.database, &meta.name)?.info())
             }
             Some(meta) => {
                 let runtime = match TableRuntime::open(meta.clone(), &self.data_dir, self.policy(), || self.kv()) {
