@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::StromClient;
 use crate::contract::{
-    actions, AlterTable, BucketOffset, CreateDatabase, CreateTable, DropDatabase, DropTable, Health, ListOffsets, ListTables, TableInfo,
-    TableRef,
+    actions, AlterTable, BucketOffset, CreateDatabase, CreatePartition, CreateTable, DropDatabase, DropPartition, DropTable, Health,
+    ListOffsets, ListTables, PartitionInfo, TableInfo, TableRef,
 };
 use crate::error::{Error, Result};
 
@@ -98,6 +98,25 @@ impl StromClient {
     /// `alter_table`; returns the table after the change.
     pub async fn alter_table(&self, request: AlterTable) -> Result<TableInfo> {
         self.do_action_json(actions::ALTER_TABLE, &request).await
+    }
+
+    /// `create_partition`; returns whether it was created (false: it existed and
+    /// `if_not_exists` was set).
+    pub async fn create_partition(&self, request: CreatePartition) -> Result<bool> {
+        let r: Created = self.do_action_json(actions::CREATE_PARTITION, &request).await?;
+        Ok(r.created)
+    }
+
+    /// `drop_partition` (its logs, KV rows and files); returns whether it was dropped.
+    pub async fn drop_partition(&self, request: DropPartition) -> Result<bool> {
+        let r: Dropped = self.do_action_json(actions::DROP_PARTITION, &request).await?;
+        Ok(r.dropped)
+    }
+
+    /// `list_partitions` of a partitioned table, in name order.
+    pub async fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<PartitionInfo>> {
+        let body = TableRef { database: database.into(), table: table.into() };
+        self.do_action_json(actions::LIST_PARTITIONS, &body).await
     }
 
     /// `list_offsets`: earliest, latest (high watermark) or first offset at a timestamp,
