@@ -300,3 +300,50 @@ async fn given_an_auto_partitioned_table_when_days_pass_should_precreate_and_exp
     assert_eq!(report.dropped, [(path, "20261123".to_string())]);
     assert_eq!(partitions(&engine, "order_ri"), ["20261125", "20261126", "20261127", "20261128"]);
 }
+
+#[tokio::test]
+async fn given_a_ttl_on_a_partitioned_pk_table_when_segments_expire_should_drop_changelog_but_keep_rows() {
+    let f = EngineFixture::builder().segment_bytes(2 * 1024).open();
+    f.engine
+        .create_table(&CreateTable {
+            database: DB.into(),
+            table: "ttl".into(),
+            columns: vec![ColumnSpec::new("id", "BIGINT").not_null(), ColumnSpec::new("ds", "STRING"), ColumnSpec::new("v", "BIGINT")],
+            primary_key: vec!["id".into(), "ds".into()],
+            partition_keys: vec!["ds".into()],
+            bucket_num: Some(1),
+            options: [("table.log.ttl".to_string(), "1 h".to_string())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+    for i in 0..20 {
+        let rows: Vec<(i64, &str)> = (i * 50..i * 50 + 50).map(|k| (k, if k % 2 == 0 { "20261120" } else { "20261121" })).collect();
+        write(&f.engine, "ttl", &rows, true, None).await.unwrap();
+    }
+    let earliest = |partition: &str| ListOffsets {
+        database: DB.into(),
+        table: "ttl".into(),
+        partition: Some(partition.into()),
+        buckets: None,
+        spec: OffsetSpec::Earliest,
+    };
+    assert_eq!(f.engine.list_offsets(&earliest("20261120")).unwrap()[0].offset, 0);
+    assert_eq!(f.engine.apply_retention(strom_server::catalog::now_ms()), 0, "nothing is an hour old");
+    let deleted = f.engine.apply_retention(strom_server::catalog::now_ms() + 2 * 3_600_000);
+    assert!(deleted >= 2, "sealed changelog segments of both partitions expire ({deleted})");
+    for day in ["20261120", "20261121"] {
+        let start = f.engine.list_offsets(&earliest(day)).unwrap()[0].offset;
+        assert!(start > 0, "{day}: the log start moved");
+        let scan = LogScan {
+            database: DB.into(),
+            table: "ttl".into(),
+            partition: Some(day.into()),
+            from: strom_flight_api::StartPosition::Offset { offset: 0 },
+            ..Default::default()
+        };
+        let err = f.engine.scan(&scan).map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+    }
+    let rows = CountRequest { kind: CountKind::Rows, database: DB.into(), table: "ttl".into(), partition: None, buckets: None };
+    assert_eq!(f.engine.count(&rows).await.unwrap(), 1000, "the KV state outlives its changelog");
+}
