@@ -70,7 +70,7 @@ async fn given_flipped_bit_in_sealed_segment_when_scanned_should_answer_data_los
     append_batches(&f, 12, 100).await;
     let segments = f.segment_files(0);
     assert!(segments.len() > 2, "small segments rolled: {segments:?}");
-    flip_id_byte(&segments[0], &f.table().schema);
+    flip_id_byte(&segments[0], &f.table().schema());
     f.reopen();
 
     let err = f.scan(EngineFixture::full_scan()).await.unwrap_err();
@@ -91,7 +91,7 @@ async fn given_damaged_batch_inside_active_segment_when_reopened_should_keep_lat
     let mut f = EngineFixture::builder().open();
     append_batches(&f, 4, 100).await;
     let segment = f.segment_files(0).pop().unwrap();
-    flip_id_byte(&segment, &f.table().schema);
+    flip_id_byte(&segment, &f.table().schema());
     let len = std::fs::metadata(&segment).unwrap().len();
     f.reopen();
     assert_eq!(

@@ -42,6 +42,12 @@ pub struct TableMeta {
     /// Partitions of a partitioned table, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub partitions: BTreeMap<String, PartitionMeta>,
+    /// Column count of every schema version the table has had (schema id → columns), when
+    /// columns were added; empty otherwise. Added columns are appended, so schema `n`'s columns
+    /// are the first `count` columns of the current ones: a stored row or batch is read by
+    /// its schema id and gets nulls for the columns added after it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schema_columns: BTreeMap<u32, usize>,
     /// Set only on the in-memory view of one partition (`partition_view`): its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
@@ -112,6 +118,23 @@ impl TableMeta {
             None => format!("{}.{}", self.database, self.name),
             Some(p) => format!("{}.{}(partition={p})", self.database, self.name),
         }
+    }
+
+    /// The number of columns of schema `schema_id` (a stored row's or batch's).
+    pub fn column_count(&self, schema_id: u32) -> Result<usize> {
+        if schema_id == self.schema_id {
+            return Ok(self.columns.len());
+        }
+        self.schema_columns.get(&schema_id).copied().ok_or_else(|| Error::DataLoss {
+            location: format!("table {}", self.path()),
+            detail: format!("stored data has schema id {schema_id}, which the table (at schema {}) never had", self.schema_id),
+        })
+    }
+
+    /// Columns from this position on were added by `alter_table`: writes may leave them out
+    /// (they are nullable), as writers that started before the change do.
+    pub fn first_added_column(&self) -> usize {
+        self.schema_columns.values().min().copied().unwrap_or(self.columns.len())
     }
 
     pub fn is_partitioned(&self) -> bool {
@@ -369,13 +392,8 @@ impl Catalog {
         })
     }
 
-    /// Changes options that may change online. Adding columns arrives with schema evolution.
+    /// Changes options that may change online and appends nullable columns (a new schema id).
     pub fn alter_table(&self, req: &AlterTable) -> Result<Arc<TableMeta>> {
-        if !req.add_columns.is_empty() {
-            return Err(Error::Unimplemented(
-                "alter_table add_columns: online schema evolution is not served by this node version yet".into(),
-            ));
-        }
         options::validate_online_change(&req.set_options)?;
         self.mutate(|s| {
             let db =
@@ -394,11 +412,56 @@ impl Catalog {
                 )));
             }
             meta.options.extend(req.set_options.clone());
+            if !req.add_columns.is_empty() {
+                add_columns(&mut meta, &req.add_columns)?;
+            }
             let meta = Arc::new(meta);
             *t = meta.clone();
             Ok(meta)
         })
     }
+}
+
+/// Appends `added` to `meta` as a new schema version; every check passes before anything changes.
+fn add_columns(meta: &mut TableMeta, added: &[ColumnSpec]) -> Result<()> {
+    let path = meta.path();
+    let mut names: HashSet<String> = meta.columns.iter().map(|c| c.name.clone()).collect();
+    let mut columns = Vec::with_capacity(added.len());
+    for c in added {
+        if c.name.is_empty() || matches!(c.name.as_str(), "_bucket" | "_offset" | "_timestamp" | "_change_type" | "_key_index") {
+            return Err(Error::invalid(format!("table {path}: column name {:?} is empty or reserved for metadata columns", c.name)));
+        }
+        if !names.insert(c.name.clone()) {
+            return Err(Error::invalid(format!("table {path}: column {:?} already exists", c.name)));
+        }
+        if !c.nullable {
+            return Err(Error::invalid(format!(
+                "table {path}: added column {:?} must be nullable: rows written before it read it as null",
+                c.name
+            )));
+        }
+        let ty = types::parse_sql_type(&c.name, &c.data_type)?;
+        columns.push(ColumnSpec {
+            name: c.name.clone(),
+            data_type: ty.normalized,
+            nullable: true,
+            comment: c.comment.clone(),
+            nullable_declared: true,
+        });
+    }
+    let mut next = meta.clone();
+    if next.schema_columns.is_empty() {
+        next.schema_columns.insert(next.schema_id, next.columns.len());
+    }
+    next.columns.extend(columns);
+    next.schema_id += 1;
+    next.schema_columns.insert(next.schema_id, next.columns.len());
+    next.arrow_schema()?;
+    // Merge engines take the new columns too (an aggregation table aggregates them with the
+    // default function).
+    next.pk_spec()?;
+    *meta = next;
+    Ok(())
 }
 
 fn table_mut<'a>(s: &'a mut CatalogState, database: &str, table: &str) -> Result<&'a mut Arc<TableMeta>> {
@@ -525,6 +588,7 @@ fn validate_table(req: &CreateTable, defaults: TableDefaults) -> Result<TableMet
         comment: req.comment.clone(),
         created_at_ms: now_ms(),
         partitions: BTreeMap::new(),
+        schema_columns: BTreeMap::new(),
         partition: None,
     };
     meta.arrow_schema()?;

@@ -328,7 +328,7 @@ impl Engine {
             for b in &rt.buckets {
                 b.close_readers(ReadersClosed::TableDropped);
             }
-            if let Some(pk) = &rt.pk {
+            if let Some(pk) = rt.pk() {
                 if let Err(e) = pk.delete_data() {
                     tracing::warn!(table = rt.meta().path(), error = %e, "could not delete a dropped table's KV rows");
                 }
@@ -610,7 +610,7 @@ impl StorageEngine for Engine {
 
     fn table_schema(&self, database: &str, table: &str) -> Result<SchemaRef> {
         match self.handle(database, table)? {
-            TableHandle::Plain(t) => Ok(t.schema.clone()),
+            TableHandle::Plain(t) => Ok(t.schema()),
             TableHandle::Partitioned(t) => stored_schema(&t.meta()),
         }
     }
@@ -721,8 +721,8 @@ impl StorageEngine for Engine {
         let mut total = 0;
         for table in self.targets(&req.database, &req.table, &req.partition)? {
             let buckets = Self::buckets_of(&table, &req.buckets)?;
-            total += if req.kind == CountKind::Rows && table.pk.is_some() {
-                tokio::task::spawn_blocking(move || table.pk.as_ref().expect("checked").count_rows(&buckets))
+            total += if let (CountKind::Rows, Some(pk)) = (req.kind, table.pk()) {
+                tokio::task::spawn_blocking(move || pk.count_rows(&buckets))
                     .await
                     .map_err(|e| Error::Internal(format!("count task failed: {e}")))??
             } else {
@@ -773,7 +773,11 @@ impl StorageEngine for Engine {
                 if let Some(p) = &req.partition {
                     meta.parse_partition_name(p)?;
                 }
-                LookupPlan::new(LookupTarget::Partitioned { table, partition: req.partition.clone(), shape }, meta.path(), req)
+                LookupPlan::new(
+                    LookupTarget::Partitioned { table, partition: req.partition.clone(), shape: Arc::new(shape) },
+                    meta.path(),
+                    req,
+                )
             }
         }
     }

@@ -175,7 +175,7 @@ impl Engine {
         }
         // A log table's batch is conformed whole first, so errors name rows of the batch sent.
         let batch = match op {
-            WriteOp::Append => write::conform(&batch, &meta.arrow_schema()?, &path)?,
+            WriteOp::Append => write::conform_allowing_added(&batch, &meta.arrow_schema()?, &path, meta.first_added_column())?,
             WriteOp::Pk(_) => batch,
         };
         let names = table.partition_names(&batch)?;

@@ -126,6 +126,10 @@ pub fn merge_partition_scans(
 
 struct ScanPlan {
     partition: Option<String>,
+    /// The schema id of `table_schema`; entries of other (older) ids are decoded with their
+    /// own stored schema and widened, their added columns null.
+    schema_id: u32,
+    older_schemas: std::collections::BTreeMap<u32, SchemaRef>,
     table_schema: SchemaRef,
     output_schema: SchemaRef,
     keep: Vec<usize>,
@@ -166,13 +170,32 @@ pub fn output_schema(table_schema: &SchemaRef, columns: &Option<Vec<usize>>, met
     Arc::new(Schema::new(fields))
 }
 
+/// What the logs of an older schema version with `columns` row columns hold: the first columns
+/// of `current` (and a changelog's `_change_type`, always last).
+fn stored_schema_prefix(current: &SchemaRef, columns: usize, changelog: bool) -> SchemaRef {
+    let mut fields: Vec<Field> = current.fields().iter().take(columns).map(|f| f.as_ref().clone()).collect();
+    if changelog {
+        fields.push(current.fields().last().expect("changelog schema").as_ref().clone());
+    }
+    Arc::new(Schema::new(fields))
+}
+
 pub fn start_scan(table: Arc<TableRuntime>, spec: ScanSpec, read_bytes: usize) -> Result<ScanStream> {
-    let table_schema = table.schema.clone();
+    let table_schema = table.schema();
     let keep: Vec<usize> = spec.columns.clone().unwrap_or_else(|| (0..table_schema.fields().len()).collect());
     let output_schema = output_schema(&table_schema, &spec.columns, spec.metadata_columns);
     let verbatim = !spec.metadata_columns && keep.iter().copied().eq(0..table_schema.fields().len());
+    let meta = table.meta();
+    let mut older_schemas = std::collections::BTreeMap::new();
+    for (&id, &columns) in &meta.schema_columns {
+        if id != meta.schema_id {
+            older_schemas.insert(id, stored_schema_prefix(&table_schema, columns, !meta.primary_key.is_empty()));
+        }
+    }
     let plan = Arc::new(ScanPlan {
-        partition: table.meta().partition.clone(),
+        partition: meta.partition.clone(),
+        schema_id: meta.schema_id,
+        older_schemas,
         table_schema,
         output_schema: output_schema.clone(),
         keep,
@@ -321,7 +344,7 @@ fn read_chunks(
             let at = (e.position - first) as usize;
             let entry = bytes.slice(at..at + e.len as usize);
             let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
-            if whole(e) {
+            if whole(e) && header.schema_id == plan.schema_id {
                 let prelude_meta = header.column_count as usize * 4 + format::HEADER_LEN;
                 out.push(ScanChunk {
                     bucket,
@@ -339,7 +362,9 @@ fn read_chunks(
         return Ok(out);
     }
     for e in entries {
-        if !whole(e) {
+        // An entry written before columns were added is decoded and widened.
+        let older = !plan.older_schemas.is_empty() && read_prelude(segment, e)?.0.schema_id != plan.schema_id;
+        if !whole(e) || older {
             let entry = segment.bytes_at(e.position, e.len as usize)?;
             let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
             out.push(partial_chunk(&entry, &header, e, from, until, bucket, hw, plan, &location)?);
@@ -426,8 +451,12 @@ fn partial_chunk(
 ) -> Result<ScanChunk> {
     let meta = format::meta_of(header, &entry[format::HEADER_LEN..]);
     let body = entry.slice(header.body_start()..header.entry_len());
-    let batch = ipc::decode(meta, body, &plan.table_schema)
-        .map_err(|err| Error::DataLoss { location: location.into(), detail: err.to_string() })?;
+    let stored = match plan.older_schemas.get(&header.schema_id) {
+        Some(older) => older,
+        None => &plan.table_schema,
+    };
+    let batch = ipc::decode(meta, body, stored).map_err(|err| Error::DataLoss { location: location.into(), detail: err.to_string() })?;
+    let batch = widen(batch, &plan.table_schema)?;
     let start = from.saturating_sub(e.base_offset) as usize;
     let end = (until.min(e.next_offset()) - e.base_offset) as usize;
     let sliced = batch.slice(start, end - start);
@@ -441,6 +470,20 @@ fn partial_chunk(
     }
     let out = RecordBatch::try_new(plan.output_schema.clone(), columns)?;
     encode_chunk(&out, bucket, e.base_offset + start as u64, hw)
+}
+
+/// A batch of an older schema version as the current schema: columns by name, the ones added
+/// since then null.
+fn widen(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.num_columns() == schema.fields().len() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| batch.column_by_name(f.name()).cloned().unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), batch.num_rows())))
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 fn encode_chunk(batch: &RecordBatch, bucket: u32, base_offset: u64, hw: u64) -> Result<ScanChunk> {

@@ -26,10 +26,11 @@ pub enum WriteOp {
 
 pub struct TableRuntime {
     meta: RwLock<Arc<TableMeta>>,
-    /// What the bucket logs hold and scans return (for primary-key tables: the changelog).
-    pub schema: SchemaRef,
-    /// The KV side of a primary-key table.
-    pub pk: Option<PkTable>,
+    /// What the bucket logs hold and scans return (for primary-key tables: the changelog), at
+    /// the current schema version (`alter_table` adds columns online).
+    schema: RwLock<SchemaRef>,
+    /// The KV side of a primary-key table, at the current schema version.
+    pk: RwLock<Option<Arc<PkTable>>>,
     pub dir: PathBuf,
     pub buckets: Vec<Arc<BucketLog>>,
     key_columns: Vec<usize>,
@@ -47,7 +48,15 @@ impl TableRuntime {
         let opts = options::log_options(&meta.options)?;
         let dir = data_dir.join("tables").join(meta.table_id.to_string());
         let pk = match meta.pk_spec()? {
-            Some(spec) => Some(PkTable::new(spec, meta.table_id, row_schema.clone(), meta.bucket_num, kv()?, &dir)?),
+            Some(spec) => Some(Arc::new(PkTable::new(
+                spec,
+                meta.table_id,
+                row_schema.clone(),
+                meta.schema_columns.clone(),
+                meta.bucket_num,
+                kv()?,
+                &dir,
+            )?)),
             None => None,
         };
         let schema = pk.as_ref().map_or(row_schema, |p| p.changelog_schema.clone());
@@ -81,8 +90,8 @@ impl TableRuntime {
         let key_columns = meta.bucket_key.iter().map(|k| schema.index_of(k)).collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Self {
             meta: RwLock::new(meta),
-            schema,
-            pk,
+            schema: RwLock::new(schema),
+            pk: RwLock::new(pk),
             dir,
             buckets,
             key_columns,
@@ -95,6 +104,20 @@ impl TableRuntime {
         self.meta.read().clone()
     }
 
+    /// What the logs hold and scans return, at the current schema version.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.read().clone()
+    }
+
+    /// The primary-key side at the current schema version (None for log tables).
+    pub fn pk(&self) -> Option<Arc<PkTable>> {
+        self.pk.read().clone()
+    }
+
+    pub fn is_pk(&self) -> bool {
+        self.pk.read().is_some()
+    }
+
     pub fn options(&self) -> Result<LogOptions> {
         options::log_options(&self.meta.read().options)
     }
@@ -105,8 +128,31 @@ impl TableRuntime {
         for b in &self.buckets {
             b.set_durability(opts.durability);
         }
-        *self.meta.write() = meta;
+        // Meta, schema and KV shape change together under the meta lock, which readers of
+        // `shape` take first: a write never pairs one version's schema id with another's columns.
+        let mut current = self.meta.write();
+        if meta.schema_id != current.schema_id {
+            // Columns were added: writes and reads from now on use the new shape; a write that
+            // started before finishes with the old one (its rows carry the old schema id).
+            let row_schema = meta.arrow_schema()?;
+            let mut pk = self.pk.write();
+            let evolved = match (&*pk, meta.pk_spec()?) {
+                (Some(old), Some(spec)) => Some(Arc::new(old.evolve(spec, row_schema.clone(), meta.schema_columns.clone()))),
+                _ => None,
+            };
+            *self.schema.write() = evolved.as_ref().map_or(row_schema, |p| p.changelog_schema.clone());
+            if evolved.is_some() {
+                *pk = evolved;
+            }
+        }
+        *current = meta;
         Ok(())
+    }
+
+    /// The metadata with the stored schema and KV side of the same schema version.
+    pub fn shape(&self) -> (Arc<TableMeta>, SchemaRef, Option<Arc<PkTable>>) {
+        let meta = self.meta.read();
+        (meta.clone(), self.schema.read().clone(), self.pk.read().clone())
     }
 
     pub fn bucket(&self, b: u32) -> Result<&Arc<BucketLog>> {
@@ -131,14 +177,14 @@ impl TableRuntime {
     /// cache; the returned `PendingAck` resolves once it is durable (and, for primary-key
     /// tables, applied to the KV store).
     pub async fn write_unconfirmed(self: &Arc<Self>, batch: RecordBatch, op: WriteOp, id: Option<BatchIdentity>) -> Result<PendingAck> {
-        match (&op, &self.pk) {
-            (WriteOp::Append, Some(_)) => {
+        match (&op, self.is_pk()) {
+            (WriteOp::Append, true) => {
                 return Err(Error::FailedPrecondition(format!(
                     "table {} has a primary key: write it with \"upsert\" or \"delete\", not \"append\"",
                     self.meta().path()
                 )))
             }
-            (WriteOp::Pk(_), None) => {
+            (WriteOp::Pk(_), false) => {
                 return Err(Error::FailedPrecondition(format!(
                     "table {} is a log table: \"upsert\" and \"delete\" need a primary-key table",
                     self.meta().path()
@@ -169,9 +215,9 @@ impl TableRuntime {
 
     /// The blocking half of an append: conform, route, encode and write (no fsync).
     fn write_parts(&self, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<Vec<(u32, Appended)>> {
-        let meta = self.meta();
+        let (meta, schema, _) = self.shape();
         let opts = options::log_options(&meta.options)?;
-        let conformed = write::conform(&batch, &self.schema, &meta.path())?;
+        let conformed = write::conform_allowing_added(&batch, &schema, &meta.path(), meta.first_added_column())?;
         let routing = if self.key_columns.is_empty() {
             // With an idempotent writer the choice derives from (writer, sequence) so a retry
             // lands in the same bucket as the original.
@@ -220,7 +266,7 @@ impl TableRuntime {
 
     /// Applies durable primary-key changes whose acknowledging request went away.
     pub fn apply_durable(&self) -> Result<()> {
-        if let Some(pk) = &self.pk {
+        if let Some(pk) = self.pk() {
             for log in &self.buckets {
                 if pk.has_unapplied(log.bucket) {
                     pk.apply_through(log.bucket, log.acknowledgeable_offset())?;
@@ -235,12 +281,12 @@ impl TableRuntime {
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let ttl = self.options()?.ttl;
         let cutoff = now_ms - ttl.as_millis() as i64;
-        if let Some(pk) = &self.pk {
+        if let Some(pk) = self.pk() {
             pk.kv.flush()?;
         }
         let mut deleted = 0;
         for b in &self.buckets {
-            let keep_from = match &self.pk {
+            let keep_from = match self.pk() {
                 Some(pk) => pk.kv.applied_offset(pk.table_id, b.bucket)?.unwrap_or(0),
                 None => u64::MAX,
             };
@@ -310,7 +356,7 @@ impl PendingAck {
         });
         futures::future::try_join_all(waits).await?;
         for part in &self.parts {
-            if let Some(pk) = &part.table.pk {
+            if let Some(pk) = part.table.pk() {
                 // Durable: apply to RocksDB before acknowledging, so lookups see the write.
                 for (b, a) in &part.appended {
                     pk.apply_through(*b, a.end_offset())?;

@@ -60,6 +60,13 @@ fn safe_cast(name: &str, column: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
 
 /// Reorders, casts and null-checks `batch` into exactly `schema`.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef, table: &str) -> Result<RecordBatch> {
+    conform_allowing_added(batch, schema, table, schema.fields().len())
+}
+
+/// `conform`, where the columns of `schema` from position `first_added` on (added by
+/// `alter_table`, nullable) may be missing from the batch: they are null then. Writers that
+/// started before the columns were added keep working.
+pub fn conform_allowing_added(batch: &RecordBatch, schema: &SchemaRef, table: &str, first_added: usize) -> Result<RecordBatch> {
     let input = batch.schema();
     let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(input.fields().len());
     for (i, f) in input.fields().iter().enumerate() {
@@ -77,10 +84,14 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef, table: &str) -> Result<R
         }
     }
     let mut columns = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let i = *by_name
-            .get(field.name().as_str())
-            .ok_or_else(|| Error::invalid(format!("table {table}: batch is missing column {:?}", field.name())))?;
+    for (position, field) in schema.fields().iter().enumerate() {
+        let Some(&i) = by_name.get(field.name().as_str()) else {
+            if position >= first_added && field.is_nullable() {
+                columns.push(arrow_array::new_null_array(field.data_type(), batch.num_rows()));
+                continue;
+            }
+            return Err(Error::invalid(format!("table {table}: batch is missing column {:?}", field.name())));
+        };
         let column = safe_cast(field.name(), batch.column(i), field.data_type())?;
         if !field.is_nullable() && column.null_count() > 0 {
             let row = (0..column.len()).find(|&r| column.is_null(r)).unwrap_or(0);

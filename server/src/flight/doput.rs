@@ -76,6 +76,8 @@ fn write_op(shape: Option<&PkShape>, path: &str, command: &WriteCommand, is_path
 /// What a stream's schema is checked against before data arrives.
 struct BatchCheck {
     path: String,
+    /// Columns from here on were added by `alter_table`: a batch may leave them out.
+    first_added: usize,
     shape: Option<PkShape>,
     row_schema: SchemaRef,
 }
@@ -124,7 +126,7 @@ pub async fn do_put(
     }
     let shape = pk_shape(&meta)?;
     let op = write_op(shape.as_ref(), &meta.path(), &command, d_is_path(&descriptor))?;
-    let check = BatchCheck { path: meta.path(), shape, row_schema: meta.arrow_schema()? };
+    let check = BatchCheck { path: meta.path(), first_added: meta.first_added_column(), shape, row_schema: meta.arrow_schema()? };
     // Two stages so one stream uses two cores: the decode stage reads and decodes message N+1
     // while the write stage conforms, encodes and writes batch N. Order is kept end to end.
     let (ack_tx, rx) = mpsc::channel::<Result<PendingAck>>(64);
@@ -239,9 +241,9 @@ async fn decode_loop(
                 // Check the schema before any data arrives, so a mismatch fails fast.
                 let empty = RecordBatch::new_empty(s.clone());
                 match (op, &check.shape) {
-                    (WriteOp::Pk(op), Some(pk)) => pk.check_batch_schema(&check.path, &empty, op)?,
+                    (WriteOp::Pk(op), Some(pk)) => pk.check_batch_schema(&check.path, &empty, op, check.first_added)?,
                     _ => {
-                        crate::engine::write::conform(&empty, &check.row_schema, &check.path)?;
+                        crate::engine::write::conform_allowing_added(&empty, &check.row_schema, &check.path, check.first_added)?;
                     }
                 }
                 schema = Some(s);

@@ -224,12 +224,35 @@ impl<'a> Reader<'a> {
 
 /// Decodes a row stored with `encode_row` for the given fields.
 pub fn decode_row(bytes: &[u8], fields: &Fields) -> Result<Vec<Value>> {
+    decode_row_padded(bytes, fields, fields.len())
+}
+
+/// Decodes a row that encodes the first `stored` of `fields` (it was written before the
+/// others were added), giving the others null.
+pub fn decode_row_padded(bytes: &[u8], fields: &Fields, stored: usize) -> Result<Vec<Value>> {
+    if stored > fields.len() {
+        return Err(corrupt("row has more columns than the table"));
+    }
     let mut r = Reader { bytes, pos: 4 };
-    let values = r.fields(fields)?;
+    let stored_fields: Fields = fields.iter().take(stored).cloned().collect();
+    let mut values = r.fields(&stored_fields)?;
     if r.pos != bytes.len() {
         return Err(corrupt("row has trailing bytes"));
     }
+    values.resize(fields.len(), Value::Null);
     Ok(values)
+}
+
+/// Column count per schema id of a table's stored rows (empty: every row has every column).
+pub type SchemaColumns = std::sync::Arc<std::collections::BTreeMap<u32, usize>>;
+
+/// How many of `fields` a stored row encodes, from its schema id.
+pub fn stored_columns(bytes: &[u8], fields: &Fields, schema_columns: &SchemaColumns) -> Result<usize> {
+    if schema_columns.is_empty() {
+        return Ok(fields.len());
+    }
+    let id = row_schema_id(bytes)?;
+    schema_columns.get(&id).copied().ok_or_else(|| corrupt(&format!("row has schema id {id}, which the table never had")))
 }
 
 /// Appends `value` to an Arrow builder made by `make_builder` for `dt`.
@@ -341,6 +364,7 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[Vec<Value>]) -> Result<RecordBa
 /// `Value`s for the columns a lookup or scan returns, and the others are skipped in place.
 pub struct ProjectedRows {
     fields: Fields,
+    schema_columns: SchemaColumns,
     /// For every stored column, the builder it goes to (None: skipped).
     slots: Vec<Option<usize>>,
     builders: Vec<Box<dyn ArrayBuilder>>,
@@ -355,7 +379,13 @@ impl ProjectedRows {
             slots[c] = Some(slot);
         }
         let builders = projection.iter().map(|&c| make_builder(fields[c].data_type(), capacity)).collect();
-        Self { fields: fields.clone(), slots, builders, rows: 0 }
+        Self { fields: fields.clone(), schema_columns: SchemaColumns::default(), slots, builders, rows: 0 }
+    }
+
+    /// Reads rows written under older schema versions (fewer columns) too.
+    pub fn with_schema_columns(mut self, schema_columns: SchemaColumns) -> Self {
+        self.schema_columns = schema_columns;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -368,10 +398,15 @@ impl ProjectedRows {
 
     /// Appends one stored row.
     pub fn append_row(&mut self, bytes: &[u8]) -> Result<()> {
+        let stored = stored_columns(bytes, &self.fields, &self.schema_columns)?;
+        if stored > self.fields.len() {
+            return Err(corrupt("row has more columns than the table"));
+        }
         let mut r = Reader { bytes, pos: 4 };
-        let bitmap = r.take(self.fields.len().div_ceil(8))?;
+        let bitmap = r.take(stored.div_ceil(8))?;
         for (i, field) in self.fields.iter().enumerate() {
-            let null = bitmap[i / 8] & (1 << (i % 8)) != 0;
+            // Columns added after the row was written are null in it.
+            let null = i >= stored || bitmap[i / 8] & (1 << (i % 8)) != 0;
             match self.slots[i] {
                 None if null => {}
                 None => r.skip(field.data_type())?,

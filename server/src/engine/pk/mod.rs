@@ -63,8 +63,12 @@ pub struct PkTable {
     pub changelog_schema: SchemaRef,
     pub kv: Arc<KvStore>,
     key_types: Vec<DataType>,
-    buckets: Vec<Mutex<KvBucketState>>,
-    auto_increment: Option<AutoIncrement>,
+    /// Column count per schema id (how many columns a stored row of that id encodes).
+    pub schema_columns: crate::kv::value::SchemaColumns,
+    /// Shared with the `PkTable` of the next schema version (`evolve`): one lock, overlay and
+    /// apply queue per bucket whatever schema a write started with.
+    buckets: Arc<Vec<Mutex<KvBucketState>>>,
+    auto_increment: Option<Arc<AutoIncrement>>,
 }
 
 /// The schema of a primary-key table's changelog.
@@ -75,10 +79,18 @@ pub fn changelog_schema(row_schema: &Schema) -> SchemaRef {
 }
 
 impl PkTable {
-    pub fn new(spec: PkSpec, table_id: u64, row_schema: SchemaRef, bucket_num: u32, kv: Arc<KvStore>, table_dir: &Path) -> Result<Self> {
+    pub fn new(
+        spec: PkSpec,
+        table_id: u64,
+        row_schema: SchemaRef,
+        schema_columns: std::collections::BTreeMap<u32, usize>,
+        bucket_num: u32,
+        kv: Arc<KvStore>,
+        table_dir: &Path,
+    ) -> Result<Self> {
         let key_types = spec.key.iter().map(|&k| row_schema.field(k).data_type().clone()).collect();
         let auto_increment = match spec.auto_increment {
-            Some(column) => Some(AutoIncrement::open(table_dir, column, row_schema.field(column).data_type())?),
+            Some(column) => Some(Arc::new(AutoIncrement::open(table_dir, column, row_schema.field(column).data_type())?)),
             None => None,
         };
         Ok(Self {
@@ -88,8 +100,44 @@ impl PkTable {
             row_schema,
             kv,
             key_types,
-            buckets: (0..bucket_num).map(|_| Mutex::new(KvBucketState::default())).collect(),
+            schema_columns: Arc::new(schema_columns),
+            buckets: Arc::new((0..bucket_num).map(|_| Mutex::new(KvBucketState::default())).collect()),
             auto_increment,
+        })
+    }
+
+    /// The same table after columns were added: new shape, same KV state.
+    pub fn evolve(&self, spec: PkSpec, row_schema: SchemaRef, schema_columns: std::collections::BTreeMap<u32, usize>) -> Self {
+        Self {
+            changelog_schema: changelog_schema(&row_schema),
+            key_types: self.key_types.clone(),
+            spec,
+            table_id: self.table_id,
+            row_schema,
+            kv: self.kv.clone(),
+            schema_columns: Arc::new(schema_columns),
+            buckets: self.buckets.clone(),
+            auto_increment: self.auto_increment.clone(),
+        }
+    }
+
+    /// Decodes a stored row to the current columns (columns added after it was written are
+    /// null).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Vec<crate::kv::value::Value>> {
+        let fields = self.row_schema.fields();
+        let stored = crate::kv::value::stored_columns(bytes, fields, &self.schema_columns)?;
+        crate::kv::value::decode_row_padded(bytes, fields, stored)
+    }
+
+    /// How many columns a stored row of `schema_id` encodes.
+    pub fn columns_of(&self, schema_id: u32) -> Result<usize> {
+        let current = self.row_schema.fields().len();
+        if self.schema_columns.is_empty() {
+            return Ok(current);
+        }
+        self.schema_columns.get(&schema_id).copied().ok_or_else(|| crate::error::Error::DataLoss {
+            location: format!("table {} KV rows", self.table_id),
+            detail: format!("a stored row has schema id {schema_id}, which the table never had"),
         })
     }
 

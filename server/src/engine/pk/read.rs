@@ -8,7 +8,7 @@ use crate::engine::write;
 use crate::error::{Error, Result};
 use crate::kv::keys::{bucket_prefix, encode_array_key_value, BUCKET_PREFIX_LEN};
 use crate::kv::store::KvSnapshot;
-use crate::kv::value::{decode_row, rows_to_batch, ProjectedRows, Value};
+use crate::kv::value::{rows_to_batch, ProjectedRows, Value};
 use arrow_array::{ArrayRef, Int32Array, RecordBatch, RecordBatchOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::cmp::Ordering;
@@ -239,7 +239,8 @@ impl PkTable {
             }
             encoded.push(key);
         }
-        let mut rows = ProjectedRows::new(self.row_schema.fields(), projection, keys.num_rows());
+        let mut rows =
+            ProjectedRows::new(self.row_schema.fields(), projection, keys.num_rows()).with_schema_columns(self.schema_columns.clone());
         let mut key_index = Vec::new();
         match kind {
             LookupKind::PrimaryKey => {
@@ -325,7 +326,7 @@ impl PkTable {
         let schema = self.result_schema(&plan.projection, false);
         let limit = plan.limit.unwrap_or(u64::MAX);
         let mut remaining = limit;
-        let mut rows = ProjectedRows::new(fields, &plan.projection, plan.batch_rows);
+        let mut rows = ProjectedRows::new(fields, &plan.projection, plan.batch_rows).with_schema_columns(self.schema_columns.clone());
         let chunk = |rows: &mut ProjectedRows, bucket: u32, log_offset: u64| -> Result<SnapshotChunk> {
             let n = rows.len();
             let batch =
@@ -342,7 +343,7 @@ impl PkTable {
                 }
                 // Filters need typed values; rows that pass are decoded again, into the builders.
                 if !plan.filters.is_empty() {
-                    let row = decode_row(v, fields)?;
+                    let row = self.decode(v)?;
                     if !plan.filters.iter().all(|f| f.matches(&row)) {
                         return Ok(true);
                     }

@@ -49,7 +49,6 @@ impl PkTable {
         let started = Instant::now();
         let mut last_log = Instant::now();
         let fields = self.row_schema.fields();
-        let width = fields.len();
         let mut pos = applied;
         while pos < end {
             let (segment, entries) = log.entries_from(pos, end, REPLAY_READ_BYTES)?;
@@ -71,7 +70,16 @@ impl PkTable {
                 let header = format::verify_entry(&entry, &location)?;
                 let meta = format::meta_of(&header, &entry[format::HEADER_LEN..]);
                 let body = entry.slice(header.body_start()..header.entry_len());
-                let batch = ipc::decode(meta, body, &self.changelog_schema)
+                // An entry written before columns were added has fewer: it is replayed as written
+                // (same schema id, same columns), and reads give the added columns null.
+                let width = self.columns_of(header.schema_id)?;
+                let stored_fields: arrow_schema::Fields = fields.iter().take(width).cloned().collect();
+                let stored_schema = if width == fields.len() {
+                    self.changelog_schema.clone()
+                } else {
+                    super::changelog_schema(&arrow_schema::Schema::new(stored_fields.clone()))
+                };
+                let batch = ipc::decode(meta, body, &stored_schema)
                     .map_err(|err| Error::DataLoss { location: location.clone(), detail: err.to_string() })?;
                 let types = batch.column(width).as_string::<i32>();
                 let skip = pos.saturating_sub(e.base_offset) as usize;
@@ -79,7 +87,7 @@ impl PkTable {
                     let row: Vec<Value> = (0..width).map(|c| value_at(batch.column(c).as_ref(), r)).collect::<Result<_>>()?;
                     let key = self.key_of(bucket, &row)?;
                     match types.value(r) {
-                        "+I" | "+U" => writes.push((key, Some(encode_row(header.schema_id, &row, fields)?))),
+                        "+I" | "+U" => writes.push((key, Some(encode_row(header.schema_id, &row, &stored_fields)?))),
                         "-D" => writes.push((key, None)),
                         "-U" => {}
                         other => {

@@ -25,7 +25,7 @@ pub enum LookupTarget {
     Partitioned {
         table: Arc<PartitionedTable>,
         partition: Option<String>,
-        shape: PkShape,
+        shape: Arc<PkShape>,
     },
 }
 
@@ -38,34 +38,33 @@ pub struct LookupPlan {
     pub insert_if_not_exists: bool,
     /// What key batches must look like (lenient types, by name).
     pub key_schema: SchemaRef,
+    /// The table's shape when the plan was made.
+    layout: Arc<dyn PkLayout + Send + Sync>,
 }
 
 impl LookupPlan {
     pub fn new(target: LookupTarget, path: String, req: &LookupRequest) -> Result<Self> {
-        let layout: &dyn PkLayout = match &target {
+        let layout: Arc<dyn PkLayout + Send + Sync> = match &target {
             LookupTarget::Table(table) => {
                 if req.partition.is_some() {
                     return Err(Error::invalid(format!("table {path} is not partitioned")));
                 }
-                table.pk.as_ref().ok_or_else(|| {
+                table.pk().ok_or_else(|| {
                     Error::FailedPrecondition(format!("table {path} has no primary key: lookups need a primary-key table"))
                 })?
             }
-            LookupTarget::Partitioned { shape, .. } => shape,
+            LookupTarget::Partitioned { shape, .. } => shape.clone(),
         };
         if req.insert_if_not_exists && req.lookup == LookupKind::Prefix {
             return Err(Error::invalid("insert_if_not_exists applies to primary_key lookups, not prefix lookups"));
         }
         let projection = layout.projection(&path, &req.columns, true)?;
         let key_schema = layout.lookup_key_schema(&path, req.lookup)?;
-        Ok(Self { projection, key_schema, kind: req.lookup, insert_if_not_exists: req.insert_if_not_exists, path, target })
+        Ok(Self { projection, key_schema, kind: req.lookup, insert_if_not_exists: req.insert_if_not_exists, path, target, layout })
     }
 
     fn layout(&self) -> &dyn PkLayout {
-        match &self.target {
-            LookupTarget::Table(table) => table.pk.as_ref().expect("checked in new"),
-            LookupTarget::Partitioned { shape, .. } => shape,
-        }
+        self.layout.as_ref()
     }
 
     /// The schema of results.
@@ -159,14 +158,14 @@ impl LookupPlan {
         let path = self.path.clone();
         let bucket_num = table.buckets.len() as u32;
         let projection = self.projection.clone();
-        let pk = table.pk.as_ref().expect("checked in new");
+        let pk = table.pk().ok_or_else(|| Error::Internal("not a primary-key table".into()))?;
         let found = if keys.num_rows() <= INLINE_LOOKUP_KEYS && kind == LookupKind::PrimaryKey {
             // A few point lookups are block-cache reads of microseconds: a hop to the blocking
             // pool would cost more than the lookup (single-key latency is the target here).
             pk.lookup(&path, kind, &keys, bucket_num, &projection)?
         } else {
-            let (k, t) = (keys.clone(), table.clone());
-            tokio::task::spawn_blocking(move || t.pk.as_ref().expect("pk").lookup(&path, kind, &k, bucket_num, &projection))
+            let (k, pk) = (keys.clone(), pk.clone());
+            tokio::task::spawn_blocking(move || pk.lookup(&path, kind, &k, bucket_num, &projection))
                 .await
                 .map_err(|e| Error::Internal(format!("lookup task failed: {e}")))??
         };
@@ -194,7 +193,7 @@ impl LookupPlan {
         let (table, path, projection) = (table.clone(), self.path.clone(), self.projection.clone());
         let bucket_num = table.buckets.len() as u32;
         let inserted = tokio::task::spawn_blocking(move || {
-            let pk = table.pk.as_ref().expect("pk");
+            let pk = table.pk().ok_or_else(|| Error::Internal("not a primary-key table".into()))?;
             let rows = pk.lookup(&path, LookupKind::PrimaryKey, &subset, bucket_num, &projection)?;
             pk.result_batch(rows, &projection, true)
         })
@@ -233,7 +232,7 @@ pub struct SnapshotStream {
 pub fn start_snapshot_scans(schema: SchemaRef, plans: Vec<(Arc<TableRuntime>, SnapshotPlan)>, limit: Option<u64>) -> SnapshotStream {
     let (tx, rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
-        let Some(kv) = plans.first().and_then(|(t, _)| t.pk.as_ref()).map(|pk| pk.kv.clone()) else { return };
+        let Some(kv) = plans.first().and_then(|(t, _)| t.pk()).map(|pk| pk.kv.clone()) else { return };
         let snapshot = kv.snapshot();
         let mut remaining = limit;
         for (table, mut plan) in plans {
@@ -241,7 +240,7 @@ pub fn start_snapshot_scans(schema: SchemaRef, plans: Vec<(Arc<TableRuntime>, Sn
                 return;
             }
             plan.limit = remaining;
-            let Some(pk) = table.pk.as_ref() else { return };
+            let Some(pk) = table.pk() else { return };
             match pk.snapshot_scan(&snapshot, &plan, &tx) {
                 Ok(Some(sent)) => remaining = remaining.map(|r| r - sent),
                 Ok(None) => return,

@@ -12,7 +12,7 @@ use crate::engine::write::{self, Routing};
 use crate::error::{Error, Result};
 use crate::kv::merge::{merge, ChangeType, Write};
 use crate::kv::store::KvWrite;
-use crate::kv::value::{decode_row, encode_row, rows_to_batch, value_at, Value};
+use crate::kv::value::{encode_row, rows_to_batch, value_at, Value};
 use crate::log::bucket::{Appended, BatchIdentity};
 use crate::log::ipc::BatchEncoder;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
@@ -84,7 +84,8 @@ pub trait PkWriteLayout: PkLayout {
 
     /// Reshapes a client batch into exactly the columns `op` needs, with the usual lenient
     /// type rules; returns it with the positions of its columns in the table.
-    fn conform(&self, table: &str, batch: &RecordBatch, op: &PkOp) -> Result<(RecordBatch, Vec<usize>)> {
+    /// Columns from `first_added` on were added by `alter_table` and may be left out (null).
+    fn conform(&self, table: &str, batch: &RecordBatch, op: &PkOp, first_added: usize) -> Result<(RecordBatch, Vec<usize>)> {
         let cols = self.required_columns(op);
         let input = batch.schema();
         let mut keep_fields = Vec::new();
@@ -123,12 +124,34 @@ pub trait PkWriteLayout: PkLayout {
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
         )?;
         let target: SchemaRef = Arc::new(Schema::new(cols.iter().map(|&c| self.row_schema().field(c).clone()).collect::<Vec<Field>>()));
-        Ok((write::conform(&projected, &target, table)?, cols))
+        let first_added_in_target = cols.iter().filter(|&&c| c < first_added).count();
+        Ok((write::conform_allowing_added(&projected, &target, table, first_added_in_target)?, cols))
     }
 
     /// Checks a DoPut schema (an empty batch) before any data arrives.
-    fn check_batch_schema(&self, table: &str, empty: &RecordBatch, op: &PkOp) -> Result<()> {
-        self.conform(table, empty, op).map(|_| ())
+    fn check_batch_schema(&self, table: &str, empty: &RecordBatch, op: &PkOp, first_added: usize) -> Result<()> {
+        self.conform(table, empty, op, first_added).map(|_| ())
+    }
+
+    /// A full-row upsert from a writer that does not send some added columns updates the
+    /// columns it sends and keeps the stored values of the others (a partial update), under
+    /// the merge engines that take partial updates; first_row and versioned rows are whole.
+    fn effective_op(&self, op: &PkOp, batch: &RecordBatch, first_added: usize) -> PkOp {
+        let PkOp::Upsert { targets: None } = op else { return op.clone() };
+        if matches!(self.spec().merge_engine, crate::catalog::pk::MergeEngine::FirstRow | crate::catalog::pk::MergeEngine::Versioned { .. })
+        {
+            return op.clone();
+        }
+        let fields = self.row_schema().fields();
+        let missing = (first_added..fields.len()).any(|c| batch.column_by_name(fields[c].name()).is_none());
+        if !missing {
+            return op.clone();
+        }
+        let targets = (0..fields.len())
+            .filter(|&c| !self.spec().key.contains(&c) && Some(c) != self.spec().auto_increment)
+            .filter(|&c| batch.column_by_name(fields[c].name()).is_some())
+            .collect();
+        PkOp::Upsert { targets: Some(targets) }
     }
 }
 
@@ -147,7 +170,7 @@ impl PkTable {
             }
             match state.overlay.get(k) {
                 Some((_, bytes)) => {
-                    current.insert(k.clone(), bytes.as_deref().map(|b| decode_row(b, fields)).transpose()?);
+                    current.insert(k.clone(), bytes.as_deref().map(|b| self.decode(b)).transpose()?);
                 }
                 None => {
                     current.insert(k.clone(), None);
@@ -158,7 +181,7 @@ impl PkTable {
         if !missing.is_empty() {
             self.kv.multi_get_each(&missing, |i, found| {
                 if let Some(bytes) = found {
-                    current.insert(missing[i].clone(), Some(decode_row(bytes, fields)?));
+                    current.insert(missing[i].clone(), Some(self.decode(bytes)?));
                 }
                 Ok(())
             })?;
@@ -240,8 +263,8 @@ impl PkTable {
 impl TableRuntime {
     /// The blocking half of a primary-key write: conform, route, merge, append (no fsync), queue.
     pub(crate) fn write_pk_parts(&self, batch: RecordBatch, op: &PkOp, id: Option<BatchIdentity>) -> Result<Vec<(u32, Appended)>> {
-        let pk = self.pk.as_ref().ok_or_else(|| Error::Internal("not a primary-key table".into()))?;
-        let meta = self.meta();
+        let (meta, _, pk) = self.shape();
+        let pk = pk.ok_or_else(|| Error::Internal("not a primary-key table".into()))?;
         let table = meta.path();
         if matches!(op, PkOp::InsertIfAbsent) {
             if let Some(f) = pk
@@ -257,7 +280,8 @@ impl TableRuntime {
                 )));
             }
         }
-        let (conformed, cols) = pk.conform(&table, &batch, op)?;
+        let op = &pk.effective_op(op, &batch, meta.first_added_column());
+        let (conformed, cols) = pk.conform(&table, &batch, op, meta.first_added_column())?;
         let bucket_key: Vec<usize> =
             pk.spec.bucket_key.iter().map(|b| cols.iter().position(|c| c == b).expect("bucket key is part of the key")).collect();
         let parts = write::route(&conformed, meta.bucket_num, Routing::Keyed(&bucket_key))?;
