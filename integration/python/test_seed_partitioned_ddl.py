@@ -1,7 +1,7 @@
 """The seeds' partitioned DDL, created over plain Flight actions with their options: the delta
-join's `order_ri` / `log_page_ri` (auto-partitioned by `ds`, bucket key `user_id`) and the
+join's `order_ri` / `log_page_ri` (auto-partitioned by `ds`, bucket key `user_id`), the
 Taobao `dpv_versioned_merge` table (versioned merge engine, 1-day changelog TTL, pre-created and
-retained partitions). Rows land in their day partitions and the delta join's prefix lookup
+retained partitions), the minute `order_dtm` and the `ads_uv_agg` rbm32 UV table. Rows land in their day partitions and the delta join's prefix lookup
 (`user_id` within a day) works on them. (`log_page_ord_detail_ri` also sets
 `table.datalake.*`, which this node answers with UNIMPLEMENTED until lake tiering lands.)"""
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 
 import pyarrow as pa
+from pyroaring import BitMap
 
 from flight_helpers import action1, lookup, put, raises_grpc, write_cmd
 
@@ -101,3 +102,36 @@ def test_given_the_versioned_dpv_table_when_created_should_keep_every_seed_optio
                 "database": database, "table": "bad_auto",
                 "columns": [{"name": "id", "type": "BIGINT"}, {"name": "dt", "type": "STRING"}],
                 "partition_keys": ["dt"], "options": options})
+
+
+def test_given_the_minute_order_and_uv_bitmap_tables_should_aggregate_within_day_partitions(client, database):
+    order_dtm = action1(client, "create_table", {
+        "database": database, "table": "order_dtm",
+        "columns": [{"name": "ds", "type": "STRING"}, {"name": "mm", "type": "STRING"},
+                    {"name": "order_source", "type": "STRING"}, {"name": "order_cnt", "type": "BIGINT"}],
+        "primary_key": ["ds", "mm", "order_source"], "partition_keys": ["ds"],
+        "options": {"bucket.key": "mm,order_source", "bucket.num": "4", "table.auto-partition.enabled": "true",
+                    "table.auto-partition.time-unit": "day", "table.auto-partition.key": "ds",
+                    "table.auto-partition.num-precreate": "0", "table.auto-partition.num-retention": "2",
+                    "table.replication.factor": "1", "table.log.arrow.compression.type": "zstd"}})
+    assert order_dtm["partitions"] == [], "num-precreate 0: partitions appear with their first rows"
+
+    body = {
+        "database": database, "table": "ads_uv_agg", "if_not_exists": True,
+        "columns": [{"name": "ds", "type": "STRING"}, {"name": "hh", "type": "STRING"}, {"name": "mm", "type": "STRING"},
+                    {"name": "shard_id", "type": "INT"}, {"name": "uv_bitmap", "type": "BYTES"}],
+        "primary_key": ["ds", "hh", "mm", "shard_id"], "partition_keys": ["ds"],
+        "options": {"bucket.key": "shard_id", "bucket.num": "4", "table.merge-engine": "aggregation",
+                    "fields.uv_bitmap.agg": "rbm32", "table.auto-partition.enabled": "true",
+                    "table.auto-partition.time-unit": "day", "table.auto-partition.key": "ds"}}
+    action1(client, "create_table", body)
+    action1(client, "create_table", body)  # IF NOT EXISTS: the second create is a no-op
+    schema = pa.schema([("ds", pa.string()), ("hh", pa.string()), ("mm", pa.string()), ("shard_id", pa.int32()),
+                        ("uv_bitmap", pa.binary())])
+    today = day()
+    users = [range(0, 100), range(50, 180), range(170, 200)]
+    batches = [pa.RecordBatch.from_pylist([{"ds": today, "hh": "10", "mm": "05", "shard_id": 3,
+                                            "uv_bitmap": BitMap(u).serialize()}], schema=schema) for u in users]
+    put(client, write_cmd("upsert", database, "ads_uv_agg"), batches)
+    got = lookup(client, database, "ads_uv_agg", [[today, "10", "05", 3]])
+    assert len(BitMap.deserialize(got.column("uv_bitmap")[0].as_py())) == 200, "the union of the three minute bitmaps"
