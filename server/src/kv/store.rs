@@ -165,7 +165,11 @@ impl KvStore {
         let mut batch = WriteBatch::default();
         batch.delete_range(prefix.as_slice(), end.as_slice());
         batch.delete(applied_key(table_id, bucket));
-        self.db.write_opt(batch, &Self::write_options()).map_err(kv_error)
+        self.db.write_opt(batch, &Self::write_options()).map_err(kv_error)?;
+        // Reclaim the space now rather than whenever compactions reach the range: dropping an
+        // expired partition is how a day of rows leaves the disk.
+        self.db.compact_range(Some(prefix.as_slice()), Some(end.as_slice()));
+        Ok(())
     }
 
     /// Persists everything applied so far (memtables to SST files).
