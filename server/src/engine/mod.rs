@@ -18,7 +18,7 @@ use crate::log::bucket::{BatchIdentity, ReadersClosed, SegmentPolicy};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parking_lot::RwLock;
-use partitioned::PartitionedTable;
+use partitioned::{AutoPartitionReport, PartitionedTable};
 use pk::read::{PkLayout, PkShape, SnapshotPlan};
 use pk::serve::{LookupPlan, LookupTarget, SnapshotStream};
 use scan::{ScanSpec, ScanStream};
@@ -123,14 +123,6 @@ fn stored_schema(meta: &TableMeta) -> Result<SchemaRef> {
 /// waiting.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-/// What one auto-partition check did.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct AutoPartitionReport {
-    /// (table, partition) created / dropped.
-    pub created: Vec<(String, String)>,
-    pub dropped: Vec<(String, String)>,
-}
-
 pub struct Engine {
     config: Config,
     clock: Clock,
@@ -233,65 +225,6 @@ impl Engine {
                 None => Ok(vec![t]),
             },
             TableHandle::Partitioned(t) => Ok(t.resolve(partition)?.into_iter().map(|(_, r)| r).collect()),
-        }
-    }
-
-    /// Runs the auto-partition check of every auto-partitioned table at the clock's time:
-    /// creates the partitions of the coming periods, drops the expired ones. A table that fails
-    /// is logged and skipped; the others still run.
-    pub fn check_auto_partitions(&self) -> AutoPartitionReport {
-        let tables: Vec<_> = self.partitioned.read().values().cloned().collect();
-        let mut report = AutoPartitionReport::default();
-        for pt in tables {
-            if let Err(e) = self.check_table_auto_partitions(&pt, &mut report) {
-                tracing::error!(table = %pt.meta().path(), error = %e, "auto-partition check failed");
-            }
-        }
-        report
-    }
-
-    fn check_table_auto_partitions(&self, pt: &PartitionedTable, report: &mut AutoPartitionReport) -> Result<()> {
-        let meta = pt.meta();
-        let Some(auto) = crate::catalog::auto_partition::from_options(&meta.options, &meta.partition_keys)? else { return Ok(()) };
-        let now = (self.clock)();
-        let existing: Vec<(String, String)> =
-            meta.partitions.values().map(|p| (p.name.clone(), p.values[auto.key_index].clone())).collect();
-        let (create, drop) = auto.plan(now, meta.partition_keys.len() == 1, &existing);
-        for name in create {
-            if self.create_partition_runtime(&meta.database, &meta.name, &name, true)? {
-                report.created.push((meta.path(), name));
-            }
-        }
-        for name in drop {
-            let req = DropPartition { database: meta.database.clone(), table: meta.name.clone(), partition: name.clone(), if_exists: true };
-            if self.drop_partition(&req)? {
-                tracing::info!(table = %meta.path(), partition = %name, "auto-partition: expired partition dropped");
-                report.dropped.push((meta.path(), name));
-            }
-        }
-        Ok(())
-    }
-
-    /// Creates a partition and its runtime; returns whether it was created.
-    pub(crate) fn create_partition_runtime(&self, database: &str, table: &str, name: &str, if_not_exists: bool) -> Result<bool> {
-        let _serial = self.partition_creation.lock();
-        let TableHandle::Partitioned(pt) = self.handle(database, table)? else {
-            return Err(Error::invalid(format!("table {database}.{table} is not partitioned")));
-        };
-        let Some(partition) = self.catalog.create_partition(database, table, name, if_not_exists)? else { return Ok(false) };
-        let meta = self.catalog.get_table(database, table)?;
-        match self.open_partition(&meta, &partition) {
-            Ok(runtime) => {
-                pt.set_meta(meta)?;
-                pt.insert(partition.name.clone(), runtime);
-                tracing::info!(table = %pt.meta().path(), partition = %partition.name, id = partition.partition_id, "partition created");
-                Ok(true)
-            }
-            Err(e) => {
-                // Keep the catalog and the disk in agreement.
-                let _ = self.catalog.drop_partition(database, table, name, true);
-                Err(e)
-            }
         }
     }
 
