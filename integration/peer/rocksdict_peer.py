@@ -24,10 +24,12 @@ wire shapes:
 Storage: one RocksDB database for the process. A row is stored under ``table id (u32 BE) |
 key columns`` (integers as big-endian with the sign bit flipped, strings NUL-terminated, so
 a prefix of the key columns is a seekable range) and its value is a pickled tuple of the
-column values. The options are those of Strom's store (LZ4, ZSTD at the bottom level, Bloom
+column values. The options are those of Strom's store (LZ4 at every level, Bloom
 filter 10 bits/key, memtable whole-key Bloom filter, data-block hash index, 256 MiB
 HyperClockCache with index and filter blocks in it, L0 filters pinned) with RocksDB's default
-WAL (no fsync). Unlike Strom it does not flush its memtables when writes stop. There
+WAL (no fsync). Unlike Strom it does not flush its memtables when writes stop.
+``--rocksdb-options default`` opens the database with rocksdict's defaults instead (what a
+user hacking a lookup server together gets). There
 is no changelog, no merge engine other than "last row", and no deletes.
 
 CLI: ``python rocksdict_peer.py --port 0 --data-dir DIR`` prints
@@ -116,7 +118,7 @@ class _Table:
 
 
 class RocksdictPeer(flight.FlightServerBase):
-    def __init__(self, location: str, data_dir: str, **kwargs):
+    def __init__(self, location: str, data_dir: str, rocksdb_options: str = "strom", **kwargs):
         super().__init__(location, **kwargs)
         self._lock = threading.Lock()
         self._databases: set[str] = set()
@@ -125,9 +127,13 @@ class RocksdictPeer(flight.FlightServerBase):
         self._started = time.monotonic()
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
+        if rocksdb_options == "default":
+            # What a user hacking a lookup server together gets: rocksdict's defaults.
+            self._db = rocksdict.Rdict(data_dir, options)
+            return
         options.increase_parallelism(2)
         options.set_compression_type(rocksdict.DBCompressionType.lz4())
-        options.set_bottommost_compression_type(rocksdict.DBCompressionType.zstd())
+        options.set_bottommost_compression_type(rocksdict.DBCompressionType.lz4())
         options.set_memtable_prefix_bloom_ratio(0.05)
         options.set_memtable_whole_key_filtering(True)
         table = rocksdict.BlockBasedOptions()
@@ -370,6 +376,8 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="RocksDB directory (default: a temporary one, removed at exit)")
+    parser.add_argument("--rocksdb-options", choices=["strom", "default"], default="strom",
+                        help="strom: the options of Strom's store (like for like); default: rocksdict's defaults")
     args = parser.parse_args(argv)
     temp = None
     data_dir = args.data_dir
@@ -378,7 +386,7 @@ def main(argv=None) -> int:
         data_dir = temp
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    server = RocksdictPeer(f"grpc://{args.host}:{args.port}", data_dir)
+    server = RocksdictPeer(f"grpc://{args.host}:{args.port}", data_dir, rocksdb_options=args.rocksdb_options)
     print(f"rocksdict-peer: listening on grpc://{args.host}:{server.port}", flush=True)
     signum = signal.sigwait(stop_signals)
     print(f"rocksdict-peer: got signal {signum}, shutting down", file=sys.stderr, flush=True)

@@ -25,12 +25,27 @@ pub struct KvConfig {
     pub block_cache_bytes: usize,
     pub snapshot_batch_rows: usize,
     pub idle_flush_ms: u64,
+    pub bottommost_compression: KvCompression,
 }
 
 impl Default for KvConfig {
     fn default() -> Self {
-        Self { block_cache_bytes: 256 * 1024 * 1024, snapshot_batch_rows: 8192, idle_flush_ms: 5_000 }
+        Self {
+            block_cache_bytes: 256 * 1024 * 1024,
+            snapshot_batch_rows: 8192,
+            idle_flush_ms: 5_000,
+            bottommost_compression: KvCompression::Lz4,
+        }
     }
+}
+
+/// Compression of the KV store's bottom level (most of its data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvCompression {
+    Lz4,
+    Zstd,
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -64,6 +64,10 @@ struct Args {
     /// Use a running rocksdict peer (grpc://host:port) instead of starting one.
     #[arg(long)]
     rocksdict_endpoint: Option<String>,
+    /// RocksDB options of the rocksdict peer: `strom` (the options of Strom's store, like for
+    /// like) or `default` (rocksdict's defaults: what a user hacking a server together gets).
+    #[arg(long, default_value = "strom", value_parser = ["strom", "default"])]
+    rocksdict_options: String,
     /// The rocksdict peer script (default: integration/peer/rocksdict_peer.py).
     #[arg(long)]
     rocksdict_script: Option<PathBuf>,
@@ -288,6 +292,8 @@ fn start_rocksdict(args: &Args, data_root: &std::path::Path) -> Res<Server> {
         "0".into(),
         "--data-dir".into(),
         data.display().to_string(),
+        "--rocksdb-options".into(),
+        args.rocksdict_options.clone(),
     ];
     Server::spawn(
         "rocksdict",

@@ -188,7 +188,7 @@ impl Engine {
         if let Some(kv) = &*slot {
             return Ok(kv.clone());
         }
-        let kv = Arc::new(KvStore::open_with_cache(&self.data_dir.join("kv"), self.config.kv.block_cache_bytes)?);
+        let kv = Arc::new(KvStore::open_with(&self.data_dir.join("kv"), &self.config.kv)?);
         *slot = Some(kv.clone());
         Ok(kv)
     }
