@@ -240,14 +240,7 @@ impl TableRuntime {
         for (bucket, part) in parts {
             let log = &self.buckets[bucket as usize];
             if let Some(id) = id {
-                if log.is_before_window(id) {
-                    return Err(Error::FailedPrecondition(format!(
-                        "{}: sequence {} of writer {} is too old to deduplicate",
-                        log.location(),
-                        id.sequence,
-                        id.writer_id
-                    )));
-                }
+                log.check_in_window(id)?;
             }
             let encoded = encoder.encode(&part)?;
             let appended = log.append_unconfirmed(&encoded, part.num_rows() as u32, meta.schema_id, id)?;

@@ -10,7 +10,7 @@
 
 use super::keys::{bucket_prefix, prefix_end, BUCKET_PREFIX_LEN};
 use crate::error::{Error, Result};
-use rocksdb::{BlockBasedOptions, DBCompressionType, DataBlockIndexType, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, DBCompressionType, DataBlockIndexType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -251,22 +251,14 @@ impl KvSnapshot<'_> {
 
     /// Key/value pairs whose key starts with `prefix`, in key order, at most `limit`.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        if prefix.len() < BUCKET_PREFIX_LEN {
-            return Err(Error::Internal("a scan must stay inside one table bucket".into()));
-        }
-        let mut read = ReadOptions::default();
-        read.set_iterate_lower_bound(prefix.to_vec());
-        if let Some(end) = prefix_end(prefix) {
-            read.set_iterate_upper_bound(end);
-        }
         let mut out = Vec::new();
-        for item in self.snapshot.iterator_opt(IteratorMode::Start, read) {
+        self.for_each_prefix(prefix, |k, v| {
             if out.len() >= limit {
-                break;
+                return Ok(false);
             }
-            let (k, v) = item.map_err(kv_error)?;
             out.push((k.to_vec(), v.to_vec()));
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 }

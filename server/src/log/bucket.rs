@@ -507,4 +507,17 @@ impl BucketLog {
             _ => false,
         }
     }
+
+    /// FAILED_PRECONDITION when `id` is too old for this bucket to tell whether it is a retry.
+    pub fn check_in_window(&self, id: BatchIdentity) -> Result<()> {
+        if self.is_before_window(id) {
+            return Err(Error::FailedPrecondition(format!(
+                "{}: sequence {} of writer {} is too old to deduplicate",
+                self.location(),
+                id.sequence,
+                id.writer_id
+            )));
+        }
+        Ok(())
+    }
 }

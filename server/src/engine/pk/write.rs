@@ -296,14 +296,7 @@ impl TableRuntime {
                     merged.push(None);
                     continue;
                 }
-                if log.is_before_window(id) {
-                    return Err(Error::FailedPrecondition(format!(
-                        "{}: sequence {} of writer {} is too old to deduplicate",
-                        log.location(),
-                        id.sequence,
-                        id.writer_id
-                    )));
-                }
+                log.check_in_window(id)?;
             }
             let mut rows = Vec::with_capacity(part.num_rows());
             for r in 0..part.num_rows() {
