@@ -120,17 +120,6 @@ impl TableMeta {
         }
     }
 
-    /// The number of columns of schema `schema_id` (a stored row's or batch's).
-    pub fn column_count(&self, schema_id: u32) -> Result<usize> {
-        if schema_id == self.schema_id {
-            return Ok(self.columns.len());
-        }
-        self.schema_columns.get(&schema_id).copied().ok_or_else(|| Error::DataLoss {
-            location: format!("table {}", self.path()),
-            detail: format!("stored data has schema id {schema_id}, which the table (at schema {}) never had", self.schema_id),
-        })
-    }
-
     /// Columns from this position on were added by `alter_table`: writes may leave them out
     /// (they are nullable), as writers that started before the change do.
     pub fn first_added_column(&self) -> usize {

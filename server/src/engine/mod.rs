@@ -593,16 +593,18 @@ impl StorageEngine for Engine {
         let meta = handle.meta();
         let schema = stored_schema(&meta)?;
         let columns = scan_columns(&schema, &meta, &req.columns)?;
-        let spec = |table: &TableRuntime| -> Result<ScanSpec> {
-            Ok(ScanSpec {
-                buckets: Self::buckets_of(table, &req.buckets)?,
-                from: req.from,
-                to: req.to,
-                follow: req.follow,
-                columns: columns.clone(),
-                limit: req.limit,
-                metadata_columns: req.metadata_columns,
-            })
+        let template = ScanSpec {
+            buckets: vec![],
+            from: req.from,
+            to: req.to,
+            follow: req.follow,
+            columns: columns.clone(),
+            limit: req.limit,
+            metadata_columns: req.metadata_columns,
+        };
+        let requested = req.buckets.clone();
+        let spec = move |table: &TableRuntime, template: &ScanSpec| -> Result<ScanSpec> {
+            Ok(ScanSpec { buckets: Self::buckets_of(table, &requested)?, ..template.clone() })
         };
         let read_bytes = self.config.log.scan_read_bytes;
         let pt = match handle {
@@ -610,21 +612,21 @@ impl StorageEngine for Engine {
                 if req.partition.is_some() {
                     return Err(Error::invalid(format!("table {} is not partitioned", meta.path())));
                 }
-                let spec = spec(&table)?;
+                let spec = spec(&table, &template)?;
                 return scan::start_scan(table, spec, read_bytes);
             }
             TableHandle::Partitioned(pt) => pt,
         };
         if req.partition.is_some() {
             let (_, table) = pt.resolve(&req.partition)?.pop().expect("one partition");
-            let spec = spec(&table)?;
+            let spec = spec(&table, &template)?;
             return scan::start_scan(table, spec, read_bytes);
         }
         // Every partition: those that exist now, and (when following) those created later,
         // which are read from their start.
         let mut first = Vec::new();
         for (name, table) in pt.all() {
-            let spec = spec(&table)?;
+            let spec = spec(&table, &template)?;
             first.push((name, scan::start_scan(table, spec, read_bytes)?));
         }
         let output = match first.first() {
@@ -632,16 +634,14 @@ impl StorageEngine for Engine {
             None => scan::output_schema(&schema, &columns, req.metadata_columns),
         };
         let follow = req.follow.then(|| {
-            let (watched, template) =
-                (pt.clone(), ScanSpec { from: strom_flight_api::StartPosition::Earliest, ..spec_template(req, &columns) });
+            let (watched, template) = (pt.clone(), ScanSpec { from: strom_flight_api::StartPosition::Earliest, ..template });
             let start: scan::StartNewPartitions = Box::new(move |known: &[String]| {
                 let mut added = Vec::new();
                 for (name, table) in watched.all() {
-                    if known.contains(&name) {
-                        continue;
+                    if !known.contains(&name) {
+                        let spec = spec(&table, &template)?;
+                        added.push((name, scan::start_scan(table, spec, read_bytes)?));
                     }
-                    let spec = ScanSpec { buckets: (0..table.buckets.len() as u32).collect(), ..template.clone() };
-                    added.push((name, scan::start_scan(table, spec, read_bytes)?));
                 }
                 Ok(added)
             });
@@ -673,8 +673,7 @@ impl StorageEngine for Engine {
             Error::FailedPrecondition(format!("table {path} has no primary key: read it with a log scan ({{\"scan\": \"log\"}})"))
         })?;
         let projection = shape.projection(&path, &req.columns, false)?;
-        let filters = req.filter.as_deref().unwrap_or_default();
-        shape.compile_filter(&path, filters)?;
+        let filters = shape.compile_filter(&path, req.filter.as_deref().unwrap_or_default())?;
         let targets = self.targets(&req.database, &req.table, &req.partition)?;
         let mut plans = Vec::with_capacity(targets.len());
         for table in targets {
@@ -682,7 +681,7 @@ impl StorageEngine for Engine {
                 partition: table.meta().partition.clone(),
                 buckets: Self::buckets_of(&table, &req.buckets)?,
                 projection: projection.clone(),
-                filters: shape.compile_filter(&path, filters)?,
+                filters: filters.clone(),
                 limit: req.limit,
                 batch_rows: self.config.kv.snapshot_batch_rows,
             };
@@ -696,7 +695,13 @@ impl StorageEngine for Engine {
         match self.handle(&req.database, &req.table)? {
             TableHandle::Plain(table) => {
                 let path = table.meta().path();
-                LookupPlan::new(LookupTarget::Table(table), path, req)
+                if req.partition.is_some() {
+                    return Err(Error::invalid(format!("table {path} is not partitioned")));
+                }
+                let pk = table.pk().ok_or_else(|| {
+                    Error::FailedPrecondition(format!("table {path} has no primary key: lookups need a primary-key table"))
+                })?;
+                LookupPlan::new(LookupTarget::Table(table), pk, path, req)
             }
             TableHandle::Partitioned(table) => {
                 let meta = table.meta();
@@ -706,26 +711,9 @@ impl StorageEngine for Engine {
                 if let Some(p) = &req.partition {
                     meta.parse_partition_name(p)?;
                 }
-                LookupPlan::new(
-                    LookupTarget::Partitioned { table, partition: req.partition.clone(), shape: Arc::new(shape) },
-                    meta.path(),
-                    req,
-                )
+                LookupPlan::new(LookupTarget::Partitioned { table, partition: req.partition.clone() }, Arc::new(shape), meta.path(), req)
             }
         }
-    }
-}
-
-/// The scan template of a request (buckets are filled per partition).
-fn spec_template(req: &LogScan, columns: &Option<Vec<usize>>) -> ScanSpec {
-    ScanSpec {
-        buckets: vec![],
-        from: req.from,
-        to: req.to,
-        follow: req.follow,
-        columns: columns.clone(),
-        limit: req.limit,
-        metadata_columns: req.metadata_columns,
     }
 }
 

@@ -131,31 +131,34 @@ impl PartitionedTable {
                 }
                 name.push_str(value);
             }
-            match names.last() {
-                Some(last) if *last == name => names.push(last.clone()),
-                _ => names.push(name.clone()),
-            }
+            names.push(name.clone());
         }
         Ok(names)
     }
 }
 
-/// Splits `batch` by partition name, in order of first appearance (a batch of one partition is
-/// not copied).
-fn split(batch: &RecordBatch, names: &[String]) -> Result<Vec<(String, RecordBatch)>> {
-    if names.first().is_some_and(|first| names.iter().all(|n| n == first)) {
-        return Ok(vec![(names[0].clone(), batch.clone())]);
-    }
-    let mut order: Vec<(String, Vec<u32>)> = Vec::new();
+/// The rows of each partition name, in order of first appearance.
+pub(crate) fn group_rows(names: &[String]) -> Vec<(String, Vec<u32>)> {
+    let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (row, name) in names.iter().enumerate() {
         let slot = *index.entry(name.as_str()).or_insert_with(|| {
-            order.push((name.clone(), Vec::new()));
-            order.len() - 1
+            groups.push((name.clone(), Vec::new()));
+            groups.len() - 1
         });
-        order[slot].1.push(row as u32);
+        groups[slot].1.push(row as u32);
     }
-    order.into_iter().map(|(name, rows)| Ok((name, arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?))).collect()
+    groups
+}
+
+/// Splits `batch` by partition name, in order of first appearance (a batch of one partition is
+/// not copied).
+fn split(batch: &RecordBatch, names: &[String]) -> Result<Vec<(String, RecordBatch)>> {
+    let groups = group_rows(names);
+    if groups.len() == 1 {
+        return Ok(vec![(groups.into_iter().next().expect("one").0, batch.clone())]);
+    }
+    groups.into_iter().map(|(name, rows)| Ok((name, arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))?))).collect()
 }
 
 /// What one auto-partition check did.

@@ -246,13 +246,20 @@ pub fn decode_row_padded(bytes: &[u8], fields: &Fields, stored: usize) -> Result
 /// Column count per schema id of a table's stored rows (empty: every row has every column).
 pub type SchemaColumns = std::sync::Arc<std::collections::BTreeMap<u32, usize>>;
 
-/// How many of `fields` a stored row encodes, from its schema id.
-pub fn stored_columns(bytes: &[u8], fields: &Fields, schema_columns: &SchemaColumns) -> Result<usize> {
+/// How many of `fields` stored data of `schema_id` holds (empty `schema_columns`: all of them).
+pub fn schema_width(schema_columns: &SchemaColumns, schema_id: u32, fields: &Fields) -> Result<usize> {
     if schema_columns.is_empty() {
         return Ok(fields.len());
     }
-    let id = row_schema_id(bytes)?;
-    schema_columns.get(&id).copied().ok_or_else(|| corrupt(&format!("row has schema id {id}, which the table never had")))
+    schema_columns
+        .get(&schema_id)
+        .copied()
+        .ok_or_else(|| corrupt(&format!("stored data has schema id {schema_id}, which the table never had")))
+}
+
+/// How many of `fields` a stored row encodes, from its schema id.
+pub fn stored_columns(bytes: &[u8], fields: &Fields, schema_columns: &SchemaColumns) -> Result<usize> {
+    schema_width(schema_columns, row_schema_id(bytes)?, fields)
 }
 
 /// Appends `value` to an Arrow builder made by `make_builder` for `dt`.

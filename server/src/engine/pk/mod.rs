@@ -129,16 +129,9 @@ impl PkTable {
         crate::kv::value::decode_row_padded(bytes, fields, stored)
     }
 
-    /// How many columns a stored row of `schema_id` encodes.
+    /// How many columns stored data (a row, a changelog entry) of `schema_id` holds.
     pub fn columns_of(&self, schema_id: u32) -> Result<usize> {
-        let current = self.row_schema.fields().len();
-        if self.schema_columns.is_empty() {
-            return Ok(current);
-        }
-        self.schema_columns.get(&schema_id).copied().ok_or_else(|| crate::error::Error::DataLoss {
-            location: format!("table {} KV rows", self.table_id),
-            detail: format!("a stored row has schema id {schema_id}, which the table never had"),
-        })
+        crate::kv::value::schema_width(&self.schema_columns, schema_id, self.row_schema.fields())
     }
 
     /// The storage key of `row` (a full-width row) in `bucket`.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use strom_flight_api::{LookupKind, Predicate, PredicateOp, KEY_INDEX_COLUMN};
 
 /// A predicate compiled against the table's columns.
+#[derive(Clone)]
 pub struct Filter {
     column: usize,
     op: PredicateOp,

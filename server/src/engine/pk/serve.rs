@@ -1,9 +1,9 @@
 //! Lookups and snapshot scans as the Flight layer runs them: a plan resolved once per request or
 //! DoExchange stream, then executed per key batch off the async runtime.
 
-use super::read::{PkLayout, PkShape, SnapshotChunk, SnapshotPlan};
+use super::read::{PkLayout, SnapshotChunk, SnapshotPlan};
 use super::PkOp;
-use crate::engine::partitioned::PartitionedTable;
+use crate::engine::partitioned::{group_rows, PartitionedTable};
 use crate::engine::table::{TableRuntime, WriteOp};
 use crate::engine::write;
 use crate::error::{Error, Result};
@@ -25,7 +25,6 @@ pub enum LookupTarget {
     Partitioned {
         table: Arc<PartitionedTable>,
         partition: Option<String>,
-        shape: Arc<PkShape>,
     },
 }
 
@@ -43,18 +42,8 @@ pub struct LookupPlan {
 }
 
 impl LookupPlan {
-    pub fn new(target: LookupTarget, path: String, req: &LookupRequest) -> Result<Self> {
-        let layout: Arc<dyn PkLayout + Send + Sync> = match &target {
-            LookupTarget::Table(table) => {
-                if req.partition.is_some() {
-                    return Err(Error::invalid(format!("table {path} is not partitioned")));
-                }
-                table.pk().ok_or_else(|| {
-                    Error::FailedPrecondition(format!("table {path} has no primary key: lookups need a primary-key table"))
-                })?
-            }
-            LookupTarget::Partitioned { shape, .. } => shape.clone(),
-        };
+    /// `layout` is the table's shape now (a partitioned table's, when no partition exists yet).
+    pub fn new(target: LookupTarget, layout: Arc<dyn PkLayout + Send + Sync>, path: String, req: &LookupRequest) -> Result<Self> {
         if req.insert_if_not_exists && req.lookup == LookupKind::Prefix {
             return Err(Error::invalid("insert_if_not_exists applies to primary_key lookups, not prefix lookups"));
         }
@@ -109,13 +98,7 @@ impl LookupPlan {
                 )));
             }
         }
-        let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
-        for (row, name) in names.iter().enumerate() {
-            match groups.iter_mut().find(|(n, _)| n == name) {
-                Some((_, rows)) => rows.push(row as u32),
-                None => groups.push((name.clone(), vec![row as u32])),
-            }
-        }
+        let groups = group_rows(&names);
         let mut answers = Vec::with_capacity(groups.len());
         for (name, rows) in groups {
             let runtime = match table.partition(&name) {
@@ -128,28 +111,12 @@ impl LookupPlan {
             } else {
                 arrow_select::take::take_record_batch(&keys, &UInt32Array::from(rows.clone()))?
             };
-            let found = self.run_on(&runtime, subset).await?;
-            // Number the rows as in the whole request.
-            let renumbered: Int32Array =
-                found.column(0).as_primitive::<Int32Type>().values().iter().map(|&i| rows[i as usize] as i32).collect();
-            let mut columns = found.columns().to_vec();
-            columns[0] = Arc::new(renumbered);
-            answers.push(RecordBatch::try_new(found.schema(), columns)?);
+            answers.push(renumber(self.run_on(&runtime, subset).await?, &rows)?);
         }
-        let mut order: Vec<(usize, usize)> = Vec::new();
-        for (b, batch) in answers.iter().enumerate() {
-            order.extend((0..batch.num_rows()).map(|r| (b, r)));
+        match answers.len() {
+            0 => Ok(RecordBatch::new_empty(self.result_schema(true))),
+            _ => merge_in_request_order(answers),
         }
-        if answers.len() <= 1 {
-            return match answers.pop() {
-                Some(a) => Ok(a),
-                None => Ok(RecordBatch::new_empty(self.result_schema(true))),
-            };
-        }
-        let index = |&(b, r): &(usize, usize)| answers[b].column(0).as_primitive::<Int32Type>().value(r);
-        order.sort_by_key(index);
-        let refs: Vec<&RecordBatch> = answers.iter().collect();
-        Ok(arrow_select::interleave::interleave_record_batch(&refs, &order)?)
     }
 
     /// Looks keys up in one table (or partition); the answer has `_key_index` first.
@@ -199,25 +166,33 @@ impl LookupPlan {
         })
         .await
         .map_err(|e| Error::Internal(format!("lookup task failed: {e}")))??;
-        // Number the inserted rows as in the request, then merge both results in request order.
-        let renumbered: Int32Array =
-            inserted.column(0).as_primitive::<Int32Type>().values().iter().map(|&i| missing[i as usize] as i32).collect();
-        let mut columns = inserted.columns().to_vec();
-        columns[0] = Arc::new(renumbered);
-        let inserted = RecordBatch::try_new(inserted.schema(), columns)?;
-        let (a, b) = (found.column(0).as_primitive::<Int32Type>().values(), inserted.column(0).as_primitive::<Int32Type>().values());
-        let (mut i, mut j, mut order) = (0, 0, Vec::with_capacity(a.len() + b.len()));
-        while i < a.len() || j < b.len() {
-            if j == b.len() || (i < a.len() && a[i] < b[j]) {
-                order.push((0, i));
-                i += 1;
-            } else {
-                order.push((1, j));
-                j += 1;
-            }
-        }
-        Ok(arrow_select::interleave::interleave_record_batch(&[&found, &inserted], &order)?)
+        let inserted = renumber(inserted, &missing)?;
+        merge_in_request_order(vec![found, inserted])
     }
+}
+
+/// An answer (`_key_index` first) to a subset of a request's keys, numbered as in the whole
+/// request: `rows[i]` is the request row of the subset's row `i`.
+fn renumber(answer: RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
+    let renumbered: Int32Array = answer.column(0).as_primitive::<Int32Type>().values().iter().map(|&i| rows[i as usize] as i32).collect();
+    let mut columns = answer.columns().to_vec();
+    columns[0] = Arc::new(renumbered);
+    Ok(RecordBatch::try_new(answer.schema(), columns)?)
+}
+
+/// Answers to disjoint subsets of a request's keys, merged into request order (by `_key_index`;
+/// rows answering one key keep their order).
+fn merge_in_request_order(answers: Vec<RecordBatch>) -> Result<RecordBatch> {
+    if answers.len() == 1 {
+        return Ok(answers.into_iter().next().expect("one"));
+    }
+    let mut order: Vec<(usize, usize)> = Vec::new();
+    for (b, batch) in answers.iter().enumerate() {
+        order.extend((0..batch.num_rows()).map(|r| (b, r)));
+    }
+    order.sort_by_key(|&(b, r)| answers[b].column(0).as_primitive::<Int32Type>().value(r));
+    let refs: Vec<&RecordBatch> = answers.iter().collect();
+    Ok(arrow_select::interleave::interleave_record_batch(&refs, &order)?)
 }
 
 /// A running snapshot scan.
