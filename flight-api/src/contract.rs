@@ -648,6 +648,9 @@ pub struct Health {
     pub status: String,
     pub version: String,
     pub uptime_ms: u64,
+    /// The KV block cache's size in bytes (`kv.block_cache_bytes`, with `"auto"` resolved).
+    #[serde(default)]
+    pub kv_block_cache_bytes: u64,
 }
 
 #[cfg(test)]

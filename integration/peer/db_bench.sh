@@ -3,7 +3,7 @@
 # what one RocksDB on this machine does without any network, encoding or server around it.
 #
 #   integration/peer/db_bench.sh --num 1000000 [--value-size 64] [--key-size 20]
-#       [--threads 2] [--batch 1000] [--seconds 10] [--dir DIR] [--db-bench PATH]
+#       [--threads 2] [--batch 1000] [--seconds 10] [--cache-bytes 268435456] [--dir DIR] [--db-bench PATH]
 #       [--fill filluniquerandom|fillrandom]
 #
 # Runs, on one fresh database in DIR (default: a temporary directory, removed at the end):
@@ -15,8 +15,8 @@
 #   multireadrandom  MultiGet batches of --batch keys (batched API) for --seconds, if this
 #                    db_bench has it
 # with the options of Strom's store: LZ4, Bloom filter 10 bits/key, data-block hash index,
-# memtable whole-key Bloom filter, 256 MiB HyperClockCache holding index and filter blocks (L0
-# ones pinned). (`--fill fillrandom` draws keys with repetition instead: then
+# memtable whole-key Bloom filter, a HyperClockCache of --cache-bytes (strom-bench passes
+# Strom's `kv.block_cache_bytes`) holding index and filter blocks (L0 ones pinned). (`--fill fillrandom` draws keys with repetition instead: then
 # only ~63 % of the key range exists and readrandom misses ~37 %; db_bench prints "(found of
 # reads)".)
 #
@@ -33,6 +33,7 @@ key_size=20
 threads=2
 batch=1000
 seconds=10
+cache_bytes=$((256 * 1024 * 1024))
 dir=""
 db_bench="${DB_BENCH:-db_bench}"
 log=""
@@ -45,11 +46,12 @@ while [[ $# -gt 0 ]]; do
         --threads) threads="$2"; shift 2 ;;
         --batch) batch="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
+        --cache-bytes) cache_bytes="$2"; shift 2 ;;
         --dir) dir="$2"; shift 2 ;;
         --fill) fill="$2"; shift 2 ;;
         --db-bench) db_bench="$2"; shift 2 ;;
         --log) log="$2"; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "db_bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -73,7 +75,7 @@ rm -rf "$db"
 
 common=(
     --db="$db" --num="$num" --key_size="$key_size" --value_size="$value_size"
-    --compression_type=lz4 --bloom_bits=10 --cache_size=$((256 * 1024 * 1024))
+    --compression_type=lz4 --bloom_bits=10 --cache_size="$cache_bytes"
     --cache_index_and_filter_blocks=true --pin_l0_filter_and_index_blocks_in_cache=true
     --use_data_block_hash_index=true --data_block_hash_table_util_ratio=0.75
     --memtable_bloom_size_ratio=0.05 --memtable_whole_key_filtering=true

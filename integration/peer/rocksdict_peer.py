@@ -118,7 +118,8 @@ class _Table:
 
 
 class RocksdictPeer(flight.FlightServerBase):
-    def __init__(self, location: str, data_dir: str, rocksdb_options: str = "strom", **kwargs):
+    def __init__(self, location: str, data_dir: str, rocksdb_options: str = "strom",
+                 block_cache_bytes: int = 256 * 1024 * 1024, **kwargs):
         super().__init__(location, **kwargs)
         self._lock = threading.Lock()
         self._databases: set[str] = set()
@@ -140,7 +141,7 @@ class RocksdictPeer(flight.FlightServerBase):
         table.set_bloom_filter(10, False)
         table.set_data_block_index_type(rocksdict.DataBlockIndexType.binary_and_hash())
         table.set_data_block_hash_ratio(0.75)
-        table.set_block_cache(rocksdict.Cache.new_hyper_clock_cache(256 * 1024 * 1024, 0))
+        table.set_block_cache(rocksdict.Cache.new_hyper_clock_cache(block_cache_bytes, 0))
         table.set_cache_index_and_filter_blocks(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
@@ -378,6 +379,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=None, help="RocksDB directory (default: a temporary one, removed at exit)")
     parser.add_argument("--rocksdb-options", choices=["strom", "default"], default="strom",
                         help="strom: the options of Strom's store (like for like); default: rocksdict's defaults")
+    parser.add_argument("--block-cache-bytes", type=int, default=256 * 1024 * 1024,
+                        help="block cache of the strom options (strom-bench passes Strom's kv.block_cache_bytes)")
     args = parser.parse_args(argv)
     temp = None
     data_dir = args.data_dir
@@ -386,7 +389,8 @@ def main(argv=None) -> int:
         data_dir = temp
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    server = RocksdictPeer(f"grpc://{args.host}:{args.port}", data_dir, rocksdb_options=args.rocksdb_options)
+    server = RocksdictPeer(f"grpc://{args.host}:{args.port}", data_dir, rocksdb_options=args.rocksdb_options,
+                          block_cache_bytes=args.block_cache_bytes)
     print(f"rocksdict-peer: listening on grpc://{args.host}:{server.port}", flush=True)
     signum = signal.sigwait(stop_signals)
     print(f"rocksdict-peer: got signal {signum}, shutting down", file=sys.stderr, flush=True)

@@ -1,11 +1,13 @@
-"""Tests that need a node of their own: graceful shutdown and restart, and the message size
-limit of `--max-message-bytes`."""
+"""Tests that need a node of their own: graceful shutdown and restart, the message size limit
+of `--max-message-bytes`, and the KV block cache size from the configuration."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pyarrow as pa
+import pytest
 import pyarrow.flight as flight
 
 from flight_helpers import action1, count, path, put, raises_grpc, scan, start_strom, ticket
@@ -103,3 +105,42 @@ def test_given_an_open_follow_scan_when_sigterm_should_still_stop_and_end_the_st
         client.close()
     assert code == 0, node.log_tail()
     assert ended.is_set(), "the follow stream should end when the node stops"
+
+
+def _memory_limit_bytes() -> int:
+    """What the node should see: the cgroup v2 limit when one is set, else MemTotal."""
+    total = None
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            total = int(line.split()[1]) * 1024
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = "max"
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def test_given_default_config_when_health_should_report_a_quarter_of_memory_as_block_cache(tmp_path):
+    node = start_strom(tmp_path / "data", tmp_path / "strom.log")
+    client = flight.FlightClient(node.url)
+    try:
+        expected = max(_memory_limit_bytes() // 4, 64 * 1024 * 1024)
+        assert action1(client, "health")["kv_block_cache_bytes"] == expected
+    finally:
+        client.close()
+        node.stop()
+
+
+def test_given_block_cache_bytes_in_config_when_health_should_report_it_and_bad_values_fail_startup(tmp_path):
+    config = tmp_path / "strom.toml"
+    config.write_text("[kv]\nblock_cache_bytes = 33554432\n")
+    node = start_strom(tmp_path / "data", tmp_path / "strom.log", "--config", str(config))
+    client = flight.FlightClient(node.url)
+    try:
+        assert action1(client, "health")["kv_block_cache_bytes"] == 33554432
+    finally:
+        client.close()
+        node.stop()
+    config.write_text('[kv]\nblock_cache_bytes = "plenty"\n')
+    with pytest.raises(RuntimeError, match="plenty"):
+        start_strom(tmp_path / "data2", tmp_path / "strom2.log", "--config", str(config))

@@ -22,7 +22,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KvConfig {
-    pub block_cache_bytes: usize,
+    pub block_cache_bytes: CacheSize,
     pub snapshot_batch_rows: usize,
     pub idle_flush_ms: u64,
     pub bottommost_compression: KvCompression,
@@ -31,11 +31,101 @@ pub struct KvConfig {
 impl Default for KvConfig {
     fn default() -> Self {
         Self {
-            block_cache_bytes: 256 * 1024 * 1024,
+            block_cache_bytes: CacheSize::Auto,
             snapshot_batch_rows: 8192,
             idle_flush_ms: 5_000,
             bottommost_compression: KvCompression::Lz4,
         }
+    }
+}
+
+/// The size of a cache: `"auto"` (a share of the machine's memory) or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSize {
+    Auto,
+    Bytes(usize),
+}
+
+impl CacheSize {
+    /// The smallest cache `"auto"` picks, on machines (or cgroups) with little memory.
+    pub const AUTO_MIN_BYTES: usize = 64 * 1024 * 1024;
+
+    /// The size in bytes: `"auto"` is a quarter of the memory this process may use (the
+    /// cgroup limit when there is one, else the machine's), at least 64 MiB.
+    pub fn resolve(self) -> usize {
+        match self {
+            CacheSize::Bytes(b) => b,
+            CacheSize::Auto => match memory_limit_bytes() {
+                Some(total) => ((total / 4) as usize).max(Self::AUTO_MIN_BYTES),
+                None => 256 * 1024 * 1024,
+            },
+        }
+    }
+}
+
+impl Serialize for CacheSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            CacheSize::Auto => s.serialize_str("auto"),
+            CacheSize::Bytes(b) => s.serialize_u64(*b as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CacheSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = CacheSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"auto\" or a number of bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<CacheSize, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<CacheSize, E> {
+                usize::try_from(v).map(CacheSize::Bytes).map_err(|_| E::custom(format!("a cache size must be >= 0 bytes, got {v}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<CacheSize, E> {
+                usize::try_from(v).map(CacheSize::Bytes).map_err(|_| E::custom(format!("cache size {v} does not fit in memory")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl std::str::FromStr for CacheSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(CacheSize::Auto);
+        }
+        s.parse::<usize>().map(CacheSize::Bytes).map_err(|_| format!("a cache size is \"auto\" or a number of bytes, got {s:?}"))
+    }
+}
+
+impl std::fmt::Display for CacheSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheSize::Auto => f.write_str("auto"),
+            CacheSize::Bytes(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// The memory this process may use: the cgroup v2 limit when one is set, else the machine's
+/// total memory (`/proc/meminfo`). None where neither can be read.
+pub fn memory_limit_bytes() -> Option<u64> {
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    // "max" (no limit) does not parse and leaves the machine's figure.
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|t| t.trim().parse::<u64>().ok());
+    match (machine, cgroup) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
     }
 }
 
@@ -188,6 +278,23 @@ mod tests {
     #[test]
     fn given_shipped_config_file_when_parsed_should_equal_builtin_defaults() {
         assert_eq!(Config::from_toml(DEFAULT_CONFIG_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn given_cache_sizes_when_parsed_should_accept_auto_and_bytes_only() {
+        let parse = |v: &str| Config::from_toml(&format!("[kv]\nblock_cache_bytes = {v}\n")).map(|c| c.kv.block_cache_bytes);
+        assert_eq!(parse("\"auto\"").unwrap(), CacheSize::Auto);
+        assert_eq!(parse("1048576").unwrap(), CacheSize::Bytes(1 << 20));
+        let err = parse("\"lots\"").unwrap_err().to_string();
+        assert!(err.contains("\"lots\""), "{err}");
+        let err = parse("-5").unwrap_err().to_string();
+        assert!(err.contains("-5"), "{err}");
+        assert_eq!(CacheSize::Bytes(12345).resolve(), 12345);
+        let auto = CacheSize::Auto.resolve();
+        assert!(auto >= CacheSize::AUTO_MIN_BYTES, "{auto}");
+        if let Some(limit) = memory_limit_bytes() {
+            assert!(auto as u64 <= limit.max(CacheSize::AUTO_MIN_BYTES as u64), "auto {auto} above the memory limit {limit}");
+        }
     }
 
     #[test]

@@ -68,6 +68,11 @@ struct Args {
     /// like) or `default` (rocksdict's defaults: what a user hacking a server together gets).
     #[arg(long, default_value = "strom", value_parser = ["strom", "default"])]
     rocksdict_options: String,
+    /// Block cache of the rocksdict peer (`--rocksdict-options strom`) and of db_bench, bytes.
+    /// Default: the size Strom's `health` reports (its `kv.block_cache_bytes`, like for like),
+    /// or 256 MiB when Strom is not among the targets.
+    #[arg(long)]
+    kv_cache_bytes: Option<u64>,
     /// The rocksdict peer script (default: integration/peer/rocksdict_peer.py).
     #[arg(long)]
     rocksdict_script: Option<PathBuf>,
@@ -169,6 +174,11 @@ struct Args {
     /// PK: seconds per one-key-at-a-time latency variant.
     #[arg(long, default_value_t = 4.0)]
     pk_point_seconds: f64,
+    /// PK: the tokio runtime of the one-request-at-a-time latency clients. `current-thread`
+    /// drives the connection from the thread that waits for the answer (what a latency-bound
+    /// client should do); `multi-thread` hops between worker threads on every round trip.
+    #[arg(long, value_enum, default_value = "current-thread")]
+    pk_latency_client: pk::LatencyClient,
     /// PK: keys per DoExchange batch of the batched lookups.
     #[arg(long, default_value_t = 1000)]
     pk_batch_keys: usize,
@@ -277,7 +287,7 @@ fn start_strom(args: &Args, data_root: &std::path::Path) -> Res<Server> {
     )
 }
 
-fn start_rocksdict(args: &Args, data_root: &std::path::Path) -> Res<Server> {
+fn start_rocksdict(args: &Args, data_root: &std::path::Path, cache_bytes: u64) -> Res<Server> {
     if let Some(e) = &args.rocksdict_endpoint {
         return Server::external("rocksdict", e);
     }
@@ -294,6 +304,8 @@ fn start_rocksdict(args: &Args, data_root: &std::path::Path) -> Res<Server> {
         data.display().to_string(),
         "--rocksdb-options".into(),
         args.rocksdict_options.clone(),
+        "--block-cache-bytes".into(),
+        cache_bytes.to_string(),
     ];
     Server::spawn(
         "rocksdict",
@@ -370,7 +382,7 @@ fn storage_probe(dir: &std::path::Path) -> Res<serde_json::Value> {
     }))
 }
 
-async fn run(args: Args) -> Res<()> {
+async fn run(mut args: Args) -> Res<()> {
     let started = Instant::now();
     let tmp = match &args.data_dir {
         Some(p) => tempfile::Builder::new().prefix("strom-bench-").tempdir_in(p)?,
@@ -402,14 +414,28 @@ async fn run(args: Args) -> Res<()> {
         stats::fmt_us(storage["write_4k_fdatasync_p99_us"].as_u64().unwrap_or(0))
     );
     let mut servers: Vec<Server> = Vec::new();
+    let mut kv_cache_bytes = args.kv_cache_bytes;
     if want("strom") && (log_scenarios || pk_parts.any_flight()) {
-        servers.push(start_strom(&args, tmp.path())?);
+        let strom = start_strom(&args, tmp.path())?;
+        if kv_cache_bytes.is_none() {
+            let health = net::action(
+                &net::connect(&strom.url, net::Windows { stream: args.stream_window, connection: args.connection_window }).await?,
+                "health",
+                &serde_json::json!({}),
+            )
+            .await?;
+            kv_cache_bytes = health["kv_block_cache_bytes"].as_u64();
+        }
+        servers.push(strom);
     }
+    // Recorded so the peers that follow (rocksdict, db_bench) get the same cache.
+    args.kv_cache_bytes = Some(kv_cache_bytes.unwrap_or(256 * 1024 * 1024));
+    let kv_cache_bytes = args.kv_cache_bytes.unwrap_or_default();
     if want("peer") && (scenario("put") || scenario("scan")) {
         servers.push(start_peer(&args, tmp.path())?);
     }
     if want("rocksdict") && pk_parts.any_flight() {
-        servers.push(start_rocksdict(&args, tmp.path())?);
+        servers.push(start_rocksdict(&args, tmp.path(), kv_cache_bytes)?);
     }
     let targets: Vec<Target> = servers.iter().map(|s| Target { name: s.name, url: s.url.clone(), pid: s.pid() }).collect();
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -519,6 +545,7 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             load_batch_rows: args.pk_load_batch_rows.max(1),
             inflight: args.pk_inflight.max(1),
             point_duration: Duration::from_secs_f64(args.pk_point_seconds),
+            latency_client: args.pk_latency_client,
             batch_keys: args.pk_batch_keys.max(1),
             streams: args.pk_streams.max(1),
             batch_inflight: args.pk_batch_inflight.max(1),
@@ -534,6 +561,7 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             db_bench_script: args.db_bench_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/db_bench.sh")),
             db_bench_seconds: args.db_bench_seconds.max(1),
             db_bench_threads: args.db_bench_threads.max(1),
+            db_bench_cache_bytes: args.kv_cache_bytes.unwrap_or(256 * 1024 * 1024),
             db_bench_dir: tmp.to_path_buf(),
         };
         pk::run_pk(&pk_targets, &cfg, env, rows).await?;

@@ -407,7 +407,12 @@ impl Engine {
 #[tonic::async_trait]
 impl StorageEngine for Engine {
     fn health(&self) -> Health {
-        Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), uptime_ms: self.started.elapsed().as_millis() as u64 }
+        Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            kv_block_cache_bytes: self.config.kv.block_cache_bytes.resolve() as u64,
+        }
     }
 
     fn create_database(&self, req: &CreateDatabase) -> Result<bool> {

@@ -74,6 +74,7 @@ pub struct PkConfig {
     pub load_batch_rows: usize,
     pub inflight: usize,
     pub point_duration: Duration,
+    pub latency_client: LatencyClient,
     pub batch_keys: usize,
     pub streams: usize,
     pub batch_inflight: usize,
@@ -89,7 +90,51 @@ pub struct PkConfig {
     pub db_bench_script: PathBuf,
     pub db_bench_seconds: u32,
     pub db_bench_threads: u32,
+    /// db_bench's block cache, bytes (Strom's, like for like).
+    pub db_bench_cache_bytes: u64,
     pub db_bench_dir: PathBuf,
+}
+
+/// The runtime a one-request-at-a-time latency client runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyClient {
+    /// Its own current-thread runtime on its own OS thread: the connection's tasks (tonic's
+    /// buffer, hyper's connection and request-body tasks) run on the thread that waits for the
+    /// answer, so a round trip wakes no other thread of the client.
+    CurrentThread,
+    /// The bench's multi-thread runtime: every round trip hops between its worker threads.
+    MultiThread,
+}
+
+impl LatencyClient {
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyClient::CurrentThread => "current-thread",
+            LatencyClient::MultiThread => "multi-thread",
+        }
+    }
+}
+
+/// Runs a latency scenario on the client runtime `cfg` asks for. The scenario opens its own
+/// connections inside `scenario`, so they belong to that runtime.
+async fn on_latency_client<'a, T, F, Fut>(cfg: &PkConfig, scenario: F) -> Res<T>
+where
+    T: Send,
+    F: FnOnce() -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = Res<T>>,
+{
+    if cfg.latency_client == LatencyClient::MultiThread {
+        return scenario().await;
+    }
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let client = std::thread::Builder::new().name("latency-client".into()).spawn_scoped(scope, || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(scenario())
+            })?;
+            client.join().map_err(|_| "the latency client thread panicked")?
+        })
+    })
 }
 
 /// Pre-encoded batches of one table load.
@@ -305,7 +350,8 @@ async fn point_lookups(target: &Target, env: &Env, cfg: &PkConfig, table: &str, 
                 .with("table_keys", n)
                 .with("found", found)
                 .with("wrong_answers", wrong)
-                .with("miss_ratio", cfg.miss_ratio);
+                .with("miss_ratio", cfg.miss_ratio)
+                .with("client_runtime", cfg.latency_client.name());
             let row = settled.note(match &probe {
                 Some(p) => env.cpu(row, p, 1.0),
                 None => row,
@@ -529,7 +575,7 @@ async fn users_runs(target: &Target, env: &Env, cfg: &PkConfig, n: u64, data: &L
     out.push(row.with("table_keys", n));
     check_count(target, env, &table, n).await?;
     if cfg.parts.point {
-        point_lookups(target, env, cfg, &table, n, out).await?;
+        on_latency_client(cfg, || point_lookups(target, env, cfg, &table, n, out)).await?;
     }
     if cfg.parts.batch {
         batched_lookups(target, env, cfg, &table, n, out).await?;
@@ -580,8 +626,10 @@ async fn prefix_runs(target: &Target, env: &Env, cfg: &PkConfig, out: &mut Vec<R
             let pools = request_pools(users, Dist::Uniform, cfg, "user_id", batch, per as u64, streams)?;
             let inflight = if batch == 1 { 1 } else { cfg.batch_inflight };
             let duration = if batch == 1 { cfg.point_duration } else { cfg.batch_duration };
-            let (row, rows) =
-                lookup_streams(target, env, &label, LookupKind::Prefix, &table, pk_data::ORDERS_PREFIX, pools, inflight, duration).await?;
+            let run = || lookup_streams(target, env, &label, LookupKind::Prefix, &table, pk_data::ORDERS_PREFIX, pools, inflight, duration);
+            // One prefix per request measures latency: on the latency client's runtime.
+            let (row, rows) = if batch == 1 { on_latency_client(cfg, run).await? } else { run().await? };
+            let row = if batch == 1 { row.with("client_runtime", cfg.latency_client.name()) } else { row };
             // rows/s of prefix lookups = rows returned; the prefixes looked up are kept aside.
             let (prefixes, seconds) = (row.rows, row.seconds);
             let mut row =
@@ -681,6 +729,8 @@ async fn db_bench(env: &Env, cfg: &PkConfig, n: u64, value_bytes: usize, out: &m
         pk_data::STORED_KEY_BYTES.to_string(),
         "--threads".into(),
         cfg.db_bench_threads.to_string(),
+        "--cache-bytes".into(),
+        cfg.db_bench_cache_bytes.to_string(),
         "--batch".into(),
         cfg.batch_keys.to_string(),
         "--seconds".into(),
