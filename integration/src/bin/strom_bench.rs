@@ -287,6 +287,9 @@ fn start_strom(args: &Args, data_root: &std::path::Path) -> Res<Server> {
     )
 }
 
+/// The peers' block cache when Strom's size is unknown (Strom not among the targets).
+const PEER_DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 fn start_rocksdict(args: &Args, data_root: &std::path::Path, cache_bytes: u64) -> Res<Server> {
     if let Some(e) = &args.rocksdict_endpoint {
         return Server::external("rocksdict", e);
@@ -428,9 +431,9 @@ async fn run(mut args: Args) -> Res<()> {
         }
         servers.push(strom);
     }
+    let kv_cache_bytes = kv_cache_bytes.unwrap_or(PEER_DEFAULT_CACHE_BYTES);
     // Recorded so the peers that follow (rocksdict, db_bench) get the same cache.
-    args.kv_cache_bytes = Some(kv_cache_bytes.unwrap_or(256 * 1024 * 1024));
-    let kv_cache_bytes = args.kv_cache_bytes.unwrap_or_default();
+    args.kv_cache_bytes = Some(kv_cache_bytes);
     if want("peer") && (scenario("put") || scenario("scan")) {
         servers.push(start_peer(&args, tmp.path())?);
     }
@@ -561,7 +564,7 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             db_bench_script: args.db_bench_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/db_bench.sh")),
             db_bench_seconds: args.db_bench_seconds.max(1),
             db_bench_threads: args.db_bench_threads.max(1),
-            db_bench_cache_bytes: args.kv_cache_bytes.unwrap_or(256 * 1024 * 1024),
+            db_bench_cache_bytes: args.kv_cache_bytes.unwrap_or(PEER_DEFAULT_CACHE_BYTES),
             db_bench_dir: tmp.to_path_buf(),
         };
         pk::run_pk(&pk_targets, &cfg, env, rows).await?;

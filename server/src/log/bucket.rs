@@ -489,9 +489,13 @@ impl BucketLog {
 
     /// Sizes for GetFlightInfo: (records, bytes).
     pub fn totals(&self) -> (u64, u64) {
+        // One read guard for both figures: taking the lock again through `log_start_offset`
+        // while holding it deadlocks once a writer (retention) queues between the two reads,
+        // since parking_lot's RwLock lets no new reader past a waiting writer.
         let segments = self.segments.read();
         let bytes = segments.iter().map(|s| s.size()).sum();
-        (self.high_watermark().saturating_sub(self.log_start_offset()), bytes)
+        let start = segments.first().map(|s| s.base_offset).unwrap_or(0);
+        (self.high_watermark().saturating_sub(start), bytes)
     }
 
     /// The sequences this log holds per writer (for the table's gap check).
