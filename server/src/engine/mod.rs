@@ -147,7 +147,13 @@ impl Engine {
     }
 
     /// Opens with an injected clock (tests).
-    pub fn open_with_clock(config: Config, clock: Clock) -> Result<Arc<Self>> {
+    pub fn open_with_clock(mut config: Config, clock: Clock) -> Result<Arc<Self>> {
+        // Sized once: the KV store and `health` report the same figure for the node's life.
+        if config.kv.block_cache_bytes == crate::config::CacheSize::Auto {
+            let bytes = config.kv.block_cache_bytes.resolve();
+            tracing::info!(block_cache_bytes = bytes, "kv.block_cache_bytes = \"auto\": a quarter of the memory limit");
+            config.kv.block_cache_bytes = crate::config::CacheSize::Bytes(bytes);
+        }
         let data_dir = config.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir).at(data_dir.display())?;
         let catalog = Catalog::open(&data_dir.join("catalog"))?;

@@ -51,7 +51,7 @@ impl KvStore {
     /// Opens the store with the node's `[kv]` settings.
     pub fn open_with(dir: &Path, config: &crate::config::KvConfig) -> Result<Self> {
         let block_cache_bytes = config.block_cache_bytes.resolve();
-        tracing::info!(dir = %dir.display(), block_cache_bytes, setting = %config.block_cache_bytes, "opening the KV store");
+        tracing::info!(dir = %dir.display(), block_cache_bytes, "opening the KV store");
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         let mut options = Options::default();
         options.create_if_missing(true);
