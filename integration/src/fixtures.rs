@@ -75,6 +75,26 @@ pub fn events_batch(first_id: i64, n: usize) -> RecordBatch {
     .expect("events batch")
 }
 
+/// `orders`: `PRIMARY KEY (user_id, ds, order_id)` with bucket key `user_id` in 2 buckets, the
+/// seeds' shape for prefix lookups by user (partitioned by `ds` when a test sets
+/// `partition_keys`).
+pub fn orders_table(database: &str, table: &str) -> CreateTable {
+    CreateTable {
+        database: database.into(),
+        table: table.into(),
+        columns: vec![
+            ColumnSpec::new("user_id", "BIGINT").not_null(),
+            ColumnSpec::new("ds", "STRING").not_null(),
+            ColumnSpec::new("order_id", "BIGINT").not_null(),
+            ColumnSpec::new("amount", "DOUBLE"),
+        ],
+        primary_key: vec!["user_id".into(), "ds".into(), "order_id".into()],
+        bucket_key: vec!["user_id".into()],
+        bucket_num: Some(2),
+        ..Default::default()
+    }
+}
+
 /// `ledger`: every row says which writer sent it, in which batch (sequence), at which
 /// position, so a scan can be checked against what the writers were told.
 pub fn ledger_table(database: &str, table: &str, buckets: u32) -> CreateTable {

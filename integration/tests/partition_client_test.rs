@@ -8,8 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use strom_flight_api::{
-    ColumnSpec, CountKind, CountRequest, CreatePartition, CreateTable, DropPartition, LogScan, LookupOptions, SnapshotScan, StromClient,
-    WriterOptions,
+    CountKind, CountRequest, CreatePartition, CreateTable, DropPartition, LogScan, LookupOptions, SnapshotScan, StromClient, WriterOptions,
 };
 use strom_integration::fixtures::*;
 use strom_integration::TestServer;
@@ -32,21 +31,7 @@ async fn start() -> (TestServer, StromClient, String) {
     let database = unique("part");
     create_database(&client, &database).await;
     let info = client
-        .create_table(CreateTable {
-            database: database.clone(),
-            table: TABLE.into(),
-            columns: vec![
-                ColumnSpec::new("user_id", "BIGINT").not_null(),
-                ColumnSpec::new("ds", "STRING").not_null(),
-                ColumnSpec::new("order_id", "BIGINT").not_null(),
-                ColumnSpec::new("amount", "DOUBLE"),
-            ],
-            primary_key: vec!["user_id".into(), "ds".into(), "order_id".into()],
-            partition_keys: vec!["ds".into()],
-            bucket_key: vec!["user_id".into()],
-            bucket_num: Some(2),
-            ..Default::default()
-        })
+        .create_table(CreateTable { partition_keys: vec!["ds".into()], ..orders_table(&database, TABLE) })
         .await
         .expect("create a partitioned primary-key table");
     assert_eq!(info.partition_keys, ["ds"]);

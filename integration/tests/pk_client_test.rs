@@ -274,21 +274,7 @@ async fn given_prefix_table_when_looked_up_by_prefix_should_return_every_row_wit
     let client = server.client().await;
     let database = unique("pk");
     create_database(&client, &database).await;
-    let orders = CreateTable {
-        database: database.clone(),
-        table: "orders".into(),
-        columns: vec![
-            ColumnSpec::new("user_id", "BIGINT").not_null(),
-            ColumnSpec::new("ds", "STRING").not_null(),
-            ColumnSpec::new("order_id", "BIGINT").not_null(),
-            ColumnSpec::new("amount", "DOUBLE"),
-        ],
-        primary_key: vec!["user_id".into(), "ds".into(), "order_id".into()],
-        bucket_key: vec!["user_id".into()],
-        bucket_num: Some(2),
-        ..Default::default()
-    };
-    client.create_table(orders).await.expect("create prefix table");
+    client.create_table(orders_table(&database, "orders")).await.expect("create prefix table");
     // Written out of key order on purpose.
     let rows_in = [(2, "2024-06-02", 1), (1, "2024-06-01", 9), (2, "2024-06-01", 5), (3, "2024-06-01", 1), (2, "2024-06-01", 3)];
     let written = batch(vec![

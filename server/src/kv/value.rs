@@ -262,12 +262,17 @@ pub fn stored_columns(bytes: &[u8], fields: &Fields, schema_columns: &SchemaColu
     schema_width(schema_columns, row_schema_id(bytes)?, fields)
 }
 
+/// `builder` (made by `make_builder` for `dt`) as its concrete type.
+fn typed<'b, B: ArrayBuilder>(builder: &'b mut dyn ArrayBuilder, dt: &DataType) -> Result<&'b mut B> {
+    builder.as_any_mut().downcast_mut::<B>().ok_or_else(|| Error::Internal(format!("no builder for {dt}")))
+}
+
 /// Appends `value` to an Arrow builder made by `make_builder` for `dt`.
 fn append(builder: &mut dyn ArrayBuilder, dt: &DataType, value: &Value) -> Result<()> {
     use arrow_array::builder::*;
     macro_rules! prim {
         ($b:ty, $conv:expr) => {{
-            let b = builder.as_any_mut().downcast_mut::<$b>().ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?;
+            let b = typed::<$b>(builder, dt)?;
             match value {
                 Value::Null => b.append_null(),
                 v => b.append_value($conv(v).ok_or_else(|| Error::Internal(format!("value {v:?} does not fit {dt}")))?),
@@ -296,20 +301,14 @@ fn append(builder: &mut dyn ArrayBuilder, dt: &DataType, value: &Value) -> Resul
         DataType::Utf8 => prim!(StringBuilder, |v: &Value| if let Value::Str(s) = v { Some(s.clone()) } else { None }),
         DataType::Binary => prim!(BinaryBuilder, |v: &Value| if let Value::Bytes(b) = v { Some(b.clone()) } else { None }),
         DataType::FixedSizeBinary(_) => {
-            let b = builder
-                .as_any_mut()
-                .downcast_mut::<FixedSizeBinaryBuilder>()
-                .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?;
+            let b = typed::<FixedSizeBinaryBuilder>(builder, dt)?;
             match value {
                 Value::Bytes(bytes) => b.append_value(bytes)?,
                 _ => b.append_null(),
             }
         }
         DataType::List(f) => {
-            let b = builder
-                .as_any_mut()
-                .downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>()
-                .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?;
+            let b = typed::<ListBuilder<Box<dyn ArrayBuilder>>>(builder, dt)?;
             match value {
                 Value::List(items) => {
                     for item in items {
@@ -322,10 +321,7 @@ fn append(builder: &mut dyn ArrayBuilder, dt: &DataType, value: &Value) -> Resul
         }
         DataType::Map(f, _) => {
             let DataType::Struct(kv) = f.data_type() else { return Err(Error::Internal(format!("map type {dt} has no entry struct"))) };
-            let b = builder
-                .as_any_mut()
-                .downcast_mut::<MapBuilder<Box<dyn ArrayBuilder>, Box<dyn ArrayBuilder>>>()
-                .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?;
+            let b = typed::<MapBuilder<Box<dyn ArrayBuilder>, Box<dyn ArrayBuilder>>>(builder, dt)?;
             match value {
                 Value::Map(entries) => {
                     for (k, v) in entries {
@@ -338,7 +334,7 @@ fn append(builder: &mut dyn ArrayBuilder, dt: &DataType, value: &Value) -> Resul
             }
         }
         DataType::Struct(fields) => {
-            let b = builder.as_any_mut().downcast_mut::<StructBuilder>().ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?;
+            let b = typed::<StructBuilder>(builder, dt)?;
             let children = b.field_builders_mut();
             for (i, f) in fields.iter().enumerate() {
                 let child = match value {
@@ -463,11 +459,7 @@ impl Reader<'_> {
         macro_rules! int {
             ($b:ty, $t:ty) => {{
                 let v = i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
-                builder
-                    .as_any_mut()
-                    .downcast_mut::<$b>()
-                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
-                    .append_value(v as $t)
+                typed::<$b>(builder, dt)?.append_value(v as $t)
             }};
         }
         match dt {
@@ -482,29 +474,17 @@ impl Reader<'_> {
             DataType::Timestamp(TimeUnit::Nanosecond, _) => int!(TimestampNanosecondBuilder, i64),
             DataType::Float64 => {
                 let v = f64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
-                builder
-                    .as_any_mut()
-                    .downcast_mut::<Float64Builder>()
-                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
-                    .append_value(v)
+                typed::<Float64Builder>(builder, dt)?.append_value(v)
             }
             DataType::Utf8 => {
                 let n = self.u32()? as usize;
                 let s = std::str::from_utf8(self.take(n)?).map_err(|_| corrupt("string is not UTF-8"))?;
-                builder
-                    .as_any_mut()
-                    .downcast_mut::<StringBuilder>()
-                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
-                    .append_value(s)
+                typed::<StringBuilder>(builder, dt)?.append_value(s)
             }
             DataType::Binary => {
                 let n = self.u32()? as usize;
                 let b = self.take(n)?;
-                builder
-                    .as_any_mut()
-                    .downcast_mut::<BinaryBuilder>()
-                    .ok_or_else(|| Error::Internal(format!("no builder for {dt}")))?
-                    .append_value(b)
+                typed::<BinaryBuilder>(builder, dt)?.append_value(b)
             }
             _ => {
                 let v = self.value(dt)?;
