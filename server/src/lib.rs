@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod flight;
+pub mod fs;
 pub mod fsutil;
 pub mod kv;
 pub mod log;
