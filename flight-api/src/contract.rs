@@ -7,6 +7,23 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The version of this contract, exchanged in the Flight `Handshake`: the client sends it as
+/// `HandshakeRequest.protocol_version`, the node answers with its own in
+/// `HandshakeResponse.protocol_version` (plus a [`HandshakeInfo`] JSON payload). A node
+/// refuses a client of another nonzero version with `FAILED_PRECONDITION`; 0 means
+/// "unspecified" (what plain Flight clients such as pyarrow send) and is accepted. Raise it
+/// only for changes an older peer would misread.
+pub const CONTRACT_VERSION: u64 = 1;
+
+/// The JSON payload of the node's `HandshakeResponse`:
+/// `{"contract_version": 1, "server_version": "0.1.0"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HandshakeInfo {
+    pub contract_version: u64,
+    /// The node's build (`CARGO_PKG_VERSION` of the server crate).
+    pub server_version: String,
+}
+
 /// Action type names accepted by `DoAction`.
 pub mod actions {
     pub const CREATE_DATABASE: &str = "create_database";

@@ -8,9 +8,22 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use strom_flight_api::client::ScanBatch;
 use strom_flight_api::{ColumnSpec, CountRequest, CreateDatabase, CreateTable, LogScan, StromClient};
+
+/// A raw Flight client on a connection of its own, for requests the typed client never sends
+/// (malformed ones) and for checking the wire itself. `endpoint` is `grpc://host:port`.
+pub async fn raw_flight_client(endpoint: &str) -> FlightServiceClient<tonic::transport::Channel> {
+    let uri = endpoint.replacen("grpc://", "http://", 1);
+    let channel = tonic::transport::Endpoint::from_shared(uri.clone())
+        .unwrap_or_else(|e| panic!("bad endpoint {uri}: {e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {uri}: {e:?}"));
+    FlightServiceClient::new(channel)
+}
 
 /// A name no other test (or earlier run on a kept data dir) uses.
 pub fn unique(prefix: &str) -> String {

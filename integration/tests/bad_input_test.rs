@@ -9,24 +9,24 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::{Action, FlightData, FlightDescriptor, PutResult, Ticket};
 use arrow_schema::{DataType, Field, Schema};
 use futures::{StreamExt, TryStreamExt};
-use strom_flight_api::{AlterTable, ColumnSpec, CountRequest, CreateDatabase, Error, LogScan, StromClient, WriteCommand, WriteKind};
+use strom_flight_api::{AlterTable, Code, ColumnSpec, CountRequest, CreateDatabase, Error, LogScan, StromClient, WriteCommand, WriteKind};
 use strom_integration::fixtures::*;
 use strom_integration::TestServer;
-use tonic::Code;
 
 fn assert_code<T: std::fmt::Debug>(result: Result<T, Error>, code: Code, mentions: &[&str], what: &str) {
     let err = match result {
         Ok(v) => panic!("{what}: expected {code:?}, got success {v:?}"),
         Err(e) => e,
     };
-    assert_eq!(err.code(), Some(code), "{what}: {err}");
+    assert_eq!(err.code(), code, "{what}: {err}");
     let text = err.to_string();
     for m in mentions {
         assert!(text.contains(m), "{what}: the message should mention {m:?}: {text}");
     }
 }
 
-fn status_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, what: &str) -> tonic::Status {
+/// The status of a request sent with a raw Flight client (see [`raw_flight_client`]).
+fn status_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code, what: &str) -> tonic::Status {
     match result {
         Ok(v) => panic!("{what}: expected {code:?}, got success {v:?}"),
         Err(status) => {
@@ -37,16 +37,16 @@ fn status_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code,
 }
 
 /// A DoGet answer read to the end; errors can come with the headers or in the stream.
-async fn do_get_raw(client: &StromClient, ticket: &[u8]) -> Result<usize, tonic::Status> {
-    let mut flight = client.flight_client();
+async fn do_get_raw(node: &Node, ticket: &[u8]) -> Result<usize, tonic::Status> {
+    let mut flight = raw_flight_client(node.server.endpoint()).await;
     let stream = flight.do_get(Ticket::new(ticket.to_vec())).await?.into_inner();
     let messages: Vec<FlightData> = stream.try_collect().await?;
     Ok(messages.len())
 }
 
 /// Sends raw FlightData on a DoPut and collects the PutResults (or the first error).
-async fn do_put_raw(client: &StromClient, messages: Vec<FlightData>) -> Result<Vec<PutResult>, tonic::Status> {
-    let mut flight = client.flight_client();
+async fn do_put_raw(node: &Node, messages: Vec<FlightData>) -> Result<Vec<PutResult>, tonic::Status> {
+    let mut flight = raw_flight_client(node.server.endpoint()).await;
     let stream = flight.do_put(futures::stream::iter(messages)).await?.into_inner();
     stream.try_collect().await
 }
@@ -64,7 +64,7 @@ async fn put_messages(command: &WriteCommand, batch: RecordBatch) -> Vec<FlightD
 }
 
 struct Node {
-    _server: TestServer,
+    server: TestServer,
     client: StromClient,
     db: String,
 }
@@ -78,7 +78,7 @@ async fn node_with_events(args: &[&str]) -> Node {
     let mut w = client.append_writer(&db, "events", Default::default());
     w.append(events_batch(0, 10)).await.unwrap();
     w.close().await.unwrap();
-    Node { _server: server, client, db }
+    Node { server, client, db }
 }
 
 impl Node {
@@ -107,7 +107,7 @@ async fn given_garbage_or_empty_ticket_when_do_get_should_be_invalid_argument() 
     ];
     for (ticket, mention) in cases {
         let what = format!("ticket {:?}", String::from_utf8_lossy(ticket));
-        let status = status_code(do_get_raw(&node.client, ticket).await, Code::InvalidArgument, &what);
+        let status = status_code(do_get_raw(&node, ticket).await, tonic::Code::InvalidArgument, &what);
         assert!(status.message().contains(mention), "{what}: message should mention {mention:?}: {}", status.message());
     }
 }
@@ -123,9 +123,9 @@ async fn given_unknown_action_or_bad_body_when_do_action_should_be_invalid_argum
         &["colums"],
         "unknown field in create_table",
     );
-    let mut flight = node.client.flight_client();
+    let mut flight = raw_flight_client(node.server.endpoint()).await;
     let raw = flight.do_action(Action { r#type: String::new(), body: Default::default() }).await;
-    status_code(raw.map(|_| ()), Code::InvalidArgument, "empty action type");
+    status_code(raw.map(|_| ()), tonic::Code::InvalidArgument, "empty action type");
 }
 
 #[tokio::test]
@@ -154,11 +154,11 @@ async fn given_unknown_bucket_when_scanned_should_be_rejected_naming_the_bucket(
     let node = node_with_events(&[]).await;
     let scan = LogScan { buckets: Some(vec![99]), ..full_scan(&node.db, "events") };
     let err = node.client.collect_log(scan).await.unwrap_err();
-    assert!(matches!(err.code(), Some(Code::InvalidArgument) | Some(Code::NotFound)), "{err}");
+    assert!(matches!(err.code(), Code::InvalidArgument | Code::NotFound), "{err}");
     assert!(err.to_string().contains("99"), "the message names the bucket: {err}");
     let scan = LogScan { from: strom_flight_api::StartPosition::Offset { offset: 1_000_000 }, ..full_scan(&node.db, "events") };
     let err = node.client.collect_log(scan).await.unwrap_err();
-    assert!(matches!(err.code(), Some(Code::InvalidArgument) | Some(Code::OutOfRange)), "offset beyond the end: {err}");
+    assert!(matches!(err.code(), Code::InvalidArgument | Code::OutOfRange), "offset beyond the end: {err}");
 }
 
 #[tokio::test]
@@ -299,7 +299,7 @@ async fn given_message_over_server_limit_when_put_should_be_resource_exhausted_a
     let messages = put_messages(&command, batch).await;
     assert_eq!(messages.len(), 2, "schema + one data message");
     assert!(messages[1].data_body.len() >= 4 * 1024 * 1024);
-    status_code(do_put_raw(&node.client, messages).await, Code::ResourceExhausted, "4 MiB message over a 1 MiB limit");
+    status_code(do_put_raw(&node, messages).await, tonic::Code::ResourceExhausted, "4 MiB message over a 1 MiB limit");
     assert_eq!(count(&node.client, &node.db, "ledger").await, 0, "nothing of the oversized message was written");
     // The node keeps serving normal-sized writes.
     let mut w = node.client.append_writer(&node.db, "ledger", Default::default());
@@ -314,7 +314,7 @@ async fn given_upsert_or_delete_on_log_table_when_put_should_be_failed_precondit
     for kind in [WriteKind::Upsert, WriteKind::Delete] {
         let command = WriteCommand { write: kind, ..WriteCommand::append(node.db.clone(), "events") };
         let messages = put_messages(&command, events_batch(500, 3)).await;
-        status_code(do_put_raw(&node.client, messages).await, Code::FailedPrecondition, &format!("{kind:?} on a log table"));
+        status_code(do_put_raw(&node, messages).await, tonic::Code::FailedPrecondition, &format!("{kind:?} on a log table"));
         node.assert_count(10, &format!("a rejected {kind:?}")).await;
     }
 }
@@ -322,8 +322,7 @@ async fn given_upsert_or_delete_on_log_table_when_put_should_be_failed_precondit
 #[tokio::test]
 async fn given_client_disconnect_mid_put_when_node_keeps_serving_should_show_only_whole_batches() {
     let node = node_with_events(&[]).await;
-    // A separate connection that is torn down mid-stream.
-    let doomed = StromClient::connect(&node.client.endpoint().replace("http://", "grpc://")).await.unwrap();
+    // A separate raw connection that is torn down mid-stream.
     let command = WriteCommand { writer_id: Some(9), sequence: Some(0), ..WriteCommand::append(node.db.clone(), "events") };
     let (tx, rx) = futures::channel::mpsc::unbounded::<FlightData>();
     let batches: Vec<RecordBatch> = (0..4).map(|i| events_batch(1_000 + i * 10, 10)).collect();
@@ -332,7 +331,7 @@ async fn given_client_disconnect_mid_put_when_node_keeps_serving_should_show_onl
     tx.unbounded_send(schema).unwrap();
     tx.unbounded_send(first.remove(0)).unwrap();
     tx.unbounded_send(put_messages(&command, batches[1].clone()).await.remove(1)).unwrap();
-    let mut flight = doomed.flight_client();
+    let mut flight = raw_flight_client(node.server.endpoint()).await;
     let mut acks = flight.do_put(rx).await.unwrap().into_inner();
     for _ in 0..2 {
         acks.next().await.expect("an ack").expect("acked");
@@ -342,7 +341,6 @@ async fn given_client_disconnect_mid_put_when_node_keeps_serving_should_show_onl
     tx.unbounded_send(put_messages(&command, batches[3].clone()).await.remove(1)).unwrap();
     drop(acks);
     drop(flight);
-    drop(doomed);
     std::mem::forget(tx); // the request side never ends cleanly
 
     // The node still serves, and shows whole batches only: the acked two, maybe the others.

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use strom_flight_api::client::AppendWriterOptions;
-use strom_flight_api::PutAck;
+use strom_flight_api::{Code, PutAck};
 use strom_integration::fixtures::*;
 use strom_integration::TestServer;
-use tonic::Code;
 
 async fn events(server: &TestServer) -> (strom_flight_api::StromClient, String) {
     let client = server.client().await;
@@ -68,7 +67,7 @@ async fn given_stored_sequences_when_a_later_stream_skips_ahead_should_fail_with
 
     let mut gap = client.append_writer(&db, "events", writer_options(77, 5));
     let err = gap.append(events_batch(20, 10)).await.unwrap_err();
-    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
     assert!(err.to_string().contains("gap"), "the message says what is wrong: {err}");
     assert_eq!(count(&client, &db, "events").await, 20, "nothing of the rejected batch was written");
 

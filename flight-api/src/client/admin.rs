@@ -12,7 +12,7 @@ use crate::contract::{
     actions, AlterTable, BucketOffset, CreateDatabase, CreatePartition, CreateTable, DropDatabase, DropPartition, DropTable, Health,
     ListOffsets, ListTables, PartitionInfo, TableInfo, TableRef,
 };
-use crate::error::{Error, Result};
+use crate::error::{from_status, Error, Result};
 
 #[derive(Deserialize)]
 struct Created {
@@ -34,10 +34,14 @@ impl StromClient {
     pub async fn do_action_raw(&self, action_type: &str, body: Vec<u8>) -> Result<Vec<u8>> {
         let mut client = self.inner.clone();
         let action = Action { r#type: action_type.to_string(), body: body.into() };
-        let mut results = client.do_action(action).await?.into_inner();
-        let first = results.message().await?.ok_or_else(|| Error::Protocol(format!("action {action_type} returned no result")))?;
+        let mut results = client.do_action(action).await.map_err(from_status)?.into_inner();
+        let first = results
+            .message()
+            .await
+            .map_err(from_status)?
+            .ok_or_else(|| Error::Protocol(format!("action {action_type} returned no result")))?;
         // Drain so the call ends cleanly (and a late error status is not lost).
-        while results.message().await?.is_some() {}
+        while results.message().await.map_err(from_status)?.is_some() {}
         Ok(first.body.to_vec())
     }
 
@@ -128,7 +132,7 @@ impl StromClient {
     /// `GetSchema` of `db.table` (PATH descriptor).
     pub async fn get_schema(&self, database: &str, table: &str) -> Result<SchemaRef> {
         let mut client = self.inner.clone();
-        let result = client.get_schema(path_descriptor(database, table)).await?.into_inner();
+        let result = client.get_schema(path_descriptor(database, table)).await.map_err(from_status)?.into_inner();
         let schema = Schema::try_from(&result)?;
         Ok(Arc::new(schema))
     }
@@ -136,14 +140,14 @@ impl StromClient {
     /// `GetFlightInfo` of `db.table`: schema, one endpoint per bucket, totals.
     pub async fn get_flight_info(&self, database: &str, table: &str) -> Result<FlightInfo> {
         let mut client = self.inner.clone();
-        Ok(client.get_flight_info(path_descriptor(database, table)).await?.into_inner())
+        Ok(client.get_flight_info(path_descriptor(database, table)).await.map_err(from_status)?.into_inner())
     }
 
     /// `ListFlights`: one FlightInfo per table.
     pub async fn list_flights(&self) -> Result<Vec<FlightInfo>> {
         let mut client = self.inner.clone();
-        let stream = client.list_flights(Criteria::default()).await?.into_inner();
-        Ok(stream.try_collect().await?)
+        let stream = client.list_flights(Criteria::default()).await.map_err(from_status)?.into_inner();
+        stream.try_collect().await.map_err(from_status)
     }
 }
 

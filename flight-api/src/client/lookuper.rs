@@ -39,14 +39,15 @@ use arrow_schema::{DataType, SchemaRef};
 use futures::channel::mpsc as fmpsc;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
-use super::{duplicate_error, StromClient};
+use super::StromClient;
 use crate::contract::{LookupKind, LookupRequest, TicketRequest, KEY_INDEX_COLUMN};
-use crate::error::{Error, Result};
+use crate::error::{duplicate_error, from_flight, from_status, Code, Error, Result};
 
 /// What a [`Lookuper`] returns and how it pipelines and retries.
 #[derive(Debug, Clone)]
@@ -92,14 +93,14 @@ impl StromClient {
     /// holds `_key_index` and the row of every key found. Nothing is sent until the first
     /// lookup, whose schema becomes the key schema.
     pub fn lookuper(&self, database: &str, table: &str, options: LookupOptions) -> Lookuper {
-        Lookuper::new(self.inner.clone(), LookupKind::PrimaryKey, database, table, options)
+        Lookuper::new(self.inner.clone(), &self.runtime, LookupKind::PrimaryKey, database, table, options)
     }
 
     /// Opens a prefix lookuper: key batches hold the bucket-key columns (a strict prefix of
     /// the primary key); each answer holds `_key_index` and every row with that prefix, in
     /// key order, keys in request order.
     pub fn prefix_lookuper(&self, database: &str, table: &str, options: LookupOptions) -> Lookuper {
-        Lookuper::new(self.inner.clone(), LookupKind::Prefix, database, table, options)
+        Lookuper::new(self.inner.clone(), &self.runtime, LookupKind::Prefix, database, table, options)
     }
 
     /// A one-shot lookup with JSON keys (`{"lookup": ..., "keys": [[..], ..]}` as a `DoGet`
@@ -109,7 +110,7 @@ impl StromClient {
             return Err(Error::InvalidArgument("lookup_json needs at least one key".into()));
         }
         let mut client = self.inner.clone();
-        let stream = client.do_get(Ticket::new(TicketRequest::Lookup(request).to_json())).await?.into_inner();
+        let stream = client.do_get(Ticket::new(TicketRequest::Lookup(request).to_json())).await.map_err(from_status)?.into_inner();
         let decoder = FlightDataDecoder::new(stream.map_err(|status| FlightError::Tonic(Box::new(status))));
         let batches: Vec<RecordBatch> = decoder
             .try_filter_map(|decoded| async move {
@@ -119,7 +120,8 @@ impl StromClient {
                 })
             })
             .try_collect()
-            .await?;
+            .await
+            .map_err(from_flight)?;
         Ok(batches)
     }
 }
@@ -170,7 +172,16 @@ enum Command {
 }
 
 impl Lookuper {
-    fn new(client: FlightServiceClient<Channel>, kind: LookupKind, database: &str, table: &str, options: LookupOptions) -> Self {
+    /// Spawns the driver onto `runtime` (the client's), so a lookuper can be opened from any
+    /// thread.
+    fn new(
+        client: FlightServiceClient<Channel>,
+        runtime: &Handle,
+        kind: LookupKind,
+        database: &str,
+        table: &str,
+        options: LookupOptions,
+    ) -> Self {
         let request = LookupRequest {
             lookup: kind,
             database: database.into(),
@@ -203,7 +214,7 @@ impl Lookuper {
             max_flight_data_size: options.max_flight_data_size,
             key_schema: None,
             schema_sent: false,
-            driver: Some(tokio::spawn(driver.run(receiver))),
+            driver: Some(runtime.spawn(driver.run(receiver))),
         }
     }
 
@@ -244,11 +255,11 @@ impl Lookuper {
         }
         let (schema_message, messages) = encode_keys(&keys, self.max_flight_data_size)?;
         let permits = u32::try_from(messages.len().min(self.max_in_flight)).unwrap_or(u32::MAX);
-        let permit = self.slots.clone().acquire_many_owned(permits).await.map_err(|_| Error::Transport("lookuper is closed".into()))?;
+        let permit = self.slots.clone().acquire_many_owned(permits).await.map_err(|_| Error::Closed("lookuper is closed".into()))?;
         let (done, receiver) = oneshot::channel();
         let schema_message = if self.schema_sent { None } else { Some(schema_message) };
         if self.commands.send(Command::Submit { schema_message, messages, done, permit }).await.is_err() {
-            return Err(Error::Transport("lookuper stopped".into()));
+            return Err(lookuper_stopped());
         }
         self.schema_sent = true;
         Ok(LookupFuture { receiver })
@@ -258,9 +269,9 @@ impl Lookuper {
     pub async fn close(mut self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Close(tx)).await.is_err() {
-            return Err(Error::Transport("lookuper stopped".into()));
+            return Err(lookuper_stopped());
         }
-        let result = rx.await.unwrap_or_else(|_| Err(Error::Transport("lookuper stopped".into())));
+        let result = rx.await.unwrap_or_else(|_| Err(lookuper_stopped()));
         if let Some(driver) = self.driver.take() {
             let _ = driver.await;
         }
@@ -274,6 +285,11 @@ impl Drop for Lookuper {
             driver.abort();
         }
     }
+}
+
+/// The lookuper's driver task is gone: closed, or its runtime shut down.
+fn lookuper_stopped() -> Error {
+    Error::Closed("the lookuper's task stopped (the lookuper was closed or its runtime shut down)".into())
 }
 
 /// One message of a key batch: rows `row_offset..row_offset + rows` of the caller's batch.
@@ -383,12 +399,12 @@ impl Conn {
         loop {
             match &mut self.state {
                 ConnState::Opening(call) => {
-                    let stream = call.await?.into_inner().map_err(|status| FlightError::Tonic(Box::new(status)));
+                    let stream = call.await.map_err(from_status)?.into_inner().map_err(|status| FlightError::Tonic(Box::new(status)));
                     self.state = ConnState::Open(FlightDataDecoder::new(stream));
                 }
                 ConnState::Open(decoder) => match decoder.next().await {
                     None => return Ok(None),
-                    Some(Err(e)) => return Err(Error::from(e)),
+                    Some(Err(e)) => return Err(from_flight(e)),
                     Some(Ok(decoded)) => {
                         if let DecodedPayload::RecordBatch(batch) = decoded.payload {
                             return Ok(Some(batch));
@@ -607,7 +623,7 @@ impl Driver {
                 match conn.next().await {
                     Ok(Some(_)) => continue,
                     Ok(None) => return Ok(()),
-                    Err(e) if e.code() == Some(tonic::Code::Cancelled) => return Ok(()),
+                    Err(e) if e.code() == Code::Cancelled => return Ok(()),
                     Err(e) => return Err(e),
                 }
             }

@@ -24,14 +24,15 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
+use super::mock_handshake_tests::{answer_handshake, HandshakeAnswer};
 use super::{LookupOptions, StromClient};
 use crate::contract::{CountKind, CountRequest, LookupKind, LookupRequest, SnapshotScan, KEY_INDEX_COLUMN};
-use crate::Error;
+use crate::{Code, Error};
 
 #[derive(Default)]
-struct KvState {
+pub(crate) struct KvState {
     /// CMD descriptor JSON of every DoExchange, in order.
     exchanges: Vec<Value>,
     /// Every DoGet ticket, as JSON.
@@ -44,12 +45,16 @@ struct KvState {
     /// Break the stream (Unavailable) once this many messages were answered, once.
     break_after_answers: Option<usize>,
     /// Record-batch messages of a DoGet: (app_metadata, rows of column `v`).
-    do_get_batches: Vec<(Value, Vec<i64>)>,
+    pub(crate) do_get_batches: Vec<(Value, Vec<i64>)>,
+    /// When set, a scan ticket is answered by an endless stream (a `follow` scan) that
+    /// signals here once the node side drops it, i.e. once the client cancelled the call.
+    pub(crate) endless_scan_dropped: Option<std::sync::mpsc::Sender<()>>,
 }
 
+/// The read side of a node: lookups over DoExchange, DoGet scans, counts and JSON lookups.
 #[derive(Clone, Default)]
-struct KvMock {
-    state: Arc<Mutex<KvState>>,
+pub(crate) struct KvMock {
+    pub(crate) state: Arc<Mutex<KvState>>,
 }
 
 fn answer_schema() -> SchemaRef {
@@ -155,8 +160,8 @@ impl FlightService for KvMock {
     type DoActionStream = Stream<arrow_flight::Result>;
     type ListActionsStream = Stream<ActionType>;
 
-    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(Status::unimplemented("mock"))
+    async fn handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        answer_handshake(request, &HandshakeAnswer::default()).await.1
     }
     async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
         Err(Status::unimplemented("mock"))
@@ -174,6 +179,9 @@ impl FlightService for KvMock {
         let ticket: Value = serde_json::from_slice(&request.into_inner().ticket).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut state = self.state.lock().unwrap();
         state.tickets.push(ticket.clone());
+        if let Some(dropped) = state.endless_scan_dropped.clone() {
+            return Ok(Response::new(endless_scan(dropped)));
+        }
         let schema = if ticket.get("count").is_some() {
             Schema::new(vec![Field::new("count", DataType::Int64, false)])
         } else {
@@ -204,14 +212,41 @@ impl FlightService for KvMock {
     }
 }
 
-async fn connect(mock: &KvMock) -> StromClient {
+/// Batches `v = [n]` with log-scan metadata, forever; tells `dropped` when the stream goes.
+fn endless_scan(dropped: std::sync::mpsc::Sender<()>) -> Stream<FlightData> {
+    struct SignalOnDrop(std::sync::mpsc::Sender<()>);
+    impl Drop for SignalOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+    let first = futures::stream::once(futures::future::ready(Ok(schema_message(&schema))));
+    let batches = futures::stream::unfold((0i64, SignalOnDrop(dropped)), move |(n, guard)| {
+        let schema = schema.clone();
+        async move {
+            let column: ArrayRef = Arc::new(Int64Array::from(vec![n]));
+            let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
+            let metadata = json!({"bucket": 0, "base_offset": n, "high_watermark": n + 1});
+            Some((Ok(encode(&batch, serde_json::to_vec(&metadata).unwrap())), (n + 1, guard)))
+        }
+    });
+    first.chain(batches).boxed()
+}
+
+/// Serves `mock` on a free loopback port (on the current runtime).
+pub(crate) async fn serve(mock: &KvMock) -> SocketAddr {
     let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr: SocketAddr = incoming.local_addr().unwrap();
     tokio::spawn(tonic::transport::Server::builder().add_service(FlightServiceServer::new(mock.clone())).serve_with_incoming(incoming));
-    StromClient::connect(&addr.to_string()).await.unwrap()
+    addr
 }
 
-fn keys(values: &[i64]) -> RecordBatch {
+async fn connect(mock: &KvMock) -> StromClient {
+    StromClient::connect(&serve(mock).await.to_string()).await.unwrap()
+}
+
+pub(crate) fn keys(values: &[i64]) -> RecordBatch {
     let column: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
     RecordBatch::try_from_iter([("k", column)]).unwrap()
 }
@@ -220,7 +255,7 @@ fn int32s(batch: &RecordBatch, column: &str) -> Vec<i32> {
     batch.column_by_name(column).unwrap().as_primitive::<Int32Type>().values().to_vec()
 }
 
-fn int64s(batch: &RecordBatch, column: &str) -> Vec<i64> {
+pub(crate) fn int64s(batch: &RecordBatch, column: &str) -> Vec<i64> {
     batch.column_by_name(column).unwrap().as_primitive::<Int64Type>().values().to_vec()
 }
 
@@ -316,7 +351,7 @@ async fn given_rejected_key_batch_among_pipelined_ones_when_answered_should_fail
     })
     .await;
     let err = results[2].as_ref().unwrap_err();
-    assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.to_string().contains("bad key -1"), "{err}");
     let found: Vec<Vec<i64>> = results.iter().filter_map(|r| r.as_ref().ok()).map(|b| int64s(b, "k")).collect();
     assert_eq!(found, vec![vec![0], vec![2], vec![4], vec![6]]);
@@ -404,4 +439,26 @@ async fn given_snapshot_batches_without_or_with_conflicting_offsets_when_collect
     assert!(matches!(&err, Error::Protocol(m) if m.contains("7") && m.contains("8")), "{err}");
     mock.state.lock().unwrap().do_get_batches = vec![(json!({"bucket": 0, "base_offset": 0, "high_watermark": 1}), vec![1])];
     assert!(matches!(client.collect_snapshot(scan).await, Err(Error::Protocol(_))));
+}
+
+#[test]
+fn given_plain_thread_without_runtime_when_opening_a_lookuper_should_run_it_on_the_client_runtime() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = KvMock::default();
+    let client = runtime.block_on(connect(&mock));
+    let answer = std::thread::spawn(move || {
+        assert!(tokio::runtime::Handle::try_current().is_err(), "a plain thread has no runtime");
+        // Opening spawns the driver: onto the client's runtime, not the (absent) ambient one.
+        let mut lookuper = client.lookuper("d", "t", LookupOptions::default());
+        // A non-tokio executor polls the lookup; the stream itself runs on the client's runtime.
+        futures::executor::block_on(async {
+            let answer = lookuper.lookup(keys(&[4, 5])).await;
+            lookuper.close().await.unwrap();
+            answer
+        })
+    })
+    .join()
+    .expect("no panic on a thread without a runtime")
+    .unwrap();
+    assert_eq!(int64s(&answer, "v"), vec![40]);
 }

@@ -19,13 +19,15 @@ use arrow_flight::{
 use arrow_schema::Schema;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
+use super::mock_handshake_tests::{answer_handshake, HandshakeAnswer};
 use super::{AppendWriterOptions, StromClient, WriterOptions};
 use crate::contract::{BucketAppend, PutAck, WriteCommand, WriteKind};
+use crate::error::Code;
 
 #[derive(Default)]
-struct MockState {
+pub(crate) struct MockState {
     /// Column `v` of every written row, in write order (the offset is the index).
     rows: Vec<i64>,
     /// Acks of every written batch per writer; the index is the sequence.
@@ -42,19 +44,23 @@ struct MockState {
     streams: usize,
     /// The CMD descriptor of every stream, in order.
     commands: Vec<WriteCommand>,
+    /// How the handshake is answered, and the `protocol_version` of every handshake request.
+    pub(crate) handshake: HandshakeAnswer,
+    pub(crate) handshake_versions: Vec<u64>,
 }
 
+/// The writer side of a node: DoPut with the contract's idempotence rule and injected faults.
 #[derive(Clone, Default)]
-struct Mock {
-    state: Arc<Mutex<MockState>>,
+pub(crate) struct Mock {
+    pub(crate) state: Arc<Mutex<MockState>>,
 }
 
 impl Mock {
-    fn rows(&self) -> Vec<i64> {
+    pub(crate) fn rows(&self) -> Vec<i64> {
         self.state.lock().unwrap().rows.clone()
     }
 
-    fn streams(&self) -> usize {
+    pub(crate) fn streams(&self) -> usize {
         self.state.lock().unwrap().streams
     }
 
@@ -161,8 +167,11 @@ impl FlightService for Mock {
     type DoActionStream = Stream<arrow_flight::Result>;
     type ListActionsStream = Stream<ActionType>;
 
-    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(Status::unimplemented("mock"))
+    async fn handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        let answer = self.state.lock().unwrap().handshake.clone();
+        let (version, response) = answer_handshake(request, &answer).await;
+        self.state.lock().unwrap().handshake_versions.extend(version);
+        response
     }
     async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
         Err(Status::unimplemented("mock"))
@@ -202,19 +211,20 @@ impl FlightService for Mock {
     }
 }
 
-async fn start(mock: Mock) -> SocketAddr {
+/// Serves `mock` on a free loopback port (on the current runtime).
+pub(crate) async fn start(mock: Mock) -> SocketAddr {
     let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
     tokio::spawn(tonic::transport::Server::builder().add_service(FlightServiceServer::new(mock)).serve_with_incoming(incoming));
     addr
 }
 
-fn batch(values: &[i64]) -> RecordBatch {
+pub(crate) fn batch(values: &[i64]) -> RecordBatch {
     let column: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
     RecordBatch::try_from_iter([("v", column)]).unwrap()
 }
 
-fn fast_retries() -> AppendWriterOptions {
+pub(crate) fn fast_retries() -> AppendWriterOptions {
     AppendWriterOptions { initial_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20), ..Default::default() }
 }
 
@@ -275,12 +285,12 @@ async fn given_rejected_batch_among_pipelined_ones_when_acks_are_grouped_should_
     }
     let results: Vec<_> = futures::future::join_all(acks).await;
     let err = results[3].as_ref().unwrap_err();
-    assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.to_string().contains("negative v"), "{err}");
     let sequences: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.sequence.unwrap()).collect();
     assert_eq!(sequences, vec![0, 1, 2, 3, 4], "the batches after the rejected one take over its sequence");
     let flushed = writer.flush().await;
-    assert_eq!(flushed.unwrap_err().code(), Some(Code::InvalidArgument), "flush reports the failure once");
+    assert_eq!(flushed.unwrap_err().code(), Code::InvalidArgument, "flush reports the failure once");
     writer.append(batch(&[5])).await.unwrap();
     writer.close().await.unwrap();
     assert_eq!(mock.rows(), vec![0, 1, 2, 4, 5, 5]);
@@ -296,11 +306,11 @@ async fn given_node_unavailable_when_retries_run_out_should_fail_every_waiter_an
     let first = writer.append_unconfirmed(batch(&[1])).await.unwrap();
     let second = writer.append_unconfirmed(batch(&[2])).await.unwrap();
     let err = first.await.unwrap_err();
-    assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
     assert!(err.to_string().contains("giving up after 3 retries"), "{err}");
-    assert_eq!(second.await.unwrap_err().code(), Some(Code::Unavailable));
+    assert_eq!(second.await.unwrap_err().code(), Code::Unavailable);
     assert_eq!(mock.streams(), 4, "one attempt plus three retries");
-    assert_eq!(writer.append_unconfirmed(batch(&[3])).await.unwrap_err().code(), Some(Code::Unavailable));
+    assert_eq!(writer.append_unconfirmed(batch(&[3])).await.unwrap_err().code(), Code::Unavailable);
 }
 
 #[tokio::test]
@@ -328,7 +338,7 @@ async fn given_sequence_gap_when_appending_should_fail_with_failed_precondition(
     let options = AppendWriterOptions { writer_id: Some(7), sequence: 5, ..Default::default() };
     let mut writer = client.append_writer("d", "t", options);
     let err = writer.append(batch(&[1])).await.unwrap_err();
-    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
     assert!(mock.rows().is_empty());
 }
 

@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use super::StromClient;
 use crate::contract::{BatchMetadata, CountRequest, LogScan, SnapshotMetadata, SnapshotScan, TicketRequest};
-use crate::error::{Error, Result};
+use crate::error::{from_flight, from_status, Error, Result};
 
 /// One batch of a log scan with where it came from.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ impl Stream for LogScanStream {
             let next = match self.decoder.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Error::from(e)))),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(from_flight(e)))),
                 Poll::Ready(Some(Ok(decoded))) => decoded,
             };
             // Schema (and empty) messages carry no rows: skip them.
@@ -178,7 +178,7 @@ impl Stream for SnapshotScanStream {
             let next = match self.decoder.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Error::from(e)))),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(from_flight(e)))),
                 Poll::Ready(Some(Ok(decoded))) => decoded,
             };
             let metadata_bytes = next.app_metadata();
@@ -197,7 +197,7 @@ impl StromClient {
     /// Runs any log-scan ticket, e.g. one taken from a `GetFlightInfo` endpoint.
     pub async fn scan_ticket(&self, ticket: Ticket) -> Result<LogScanStream> {
         let mut client = self.inner.clone();
-        let stream = client.do_get(ticket).await?.into_inner();
+        let stream = client.do_get(ticket).await.map_err(from_status)?.into_inner();
         let stream = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
         Ok(LogScanStream::new(FlightDataDecoder::new(stream)))
     }
@@ -206,7 +206,7 @@ impl StromClient {
     /// current rows, all from one consistent snapshot across buckets.
     pub async fn scan_snapshot(&self, scan: SnapshotScan) -> Result<SnapshotScanStream> {
         let mut client = self.inner.clone();
-        let stream = client.do_get(Ticket::new(TicketRequest::SnapshotScan(scan).to_json())).await?.into_inner();
+        let stream = client.do_get(Ticket::new(TicketRequest::SnapshotScan(scan).to_json())).await.map_err(from_status)?.into_inner();
         let stream = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
         Ok(SnapshotScanStream { decoder: FlightDataDecoder::new(stream) })
     }
@@ -230,11 +230,11 @@ impl StromClient {
     pub async fn count(&self, request: CountRequest) -> Result<u64> {
         let mut client = self.inner.clone();
         let ticket = Ticket::new(TicketRequest::Count(request).to_json());
-        let stream = client.do_get(ticket).await?.into_inner();
+        let stream = client.do_get(ticket).await.map_err(from_status)?.into_inner();
         let stream = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
         let mut decoder = FlightDataDecoder::new(stream);
         let mut total: Option<u64> = None;
-        while let Some(decoded) = decoder.try_next().await? {
+        while let Some(decoded) = decoder.try_next().await.map_err(from_flight)? {
             let DecodedPayload::RecordBatch(batch) = decoded.payload else { continue };
             if batch.num_rows() == 0 {
                 continue;

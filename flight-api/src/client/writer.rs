@@ -48,14 +48,15 @@ use arrow_schema::SchemaRef;
 use futures::channel::mpsc as fmpsc;
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
-use super::{duplicate_error, StromClient};
+use super::StromClient;
 use crate::contract::{PutAck, WriteCommand, WriteKind};
-use crate::error::{Error, Result};
+use crate::error::{duplicate_error, from_flight, from_status, Code, Error, Result};
 
 /// How a writer ([`TableWriter`] and the typed writers around it) numbers, bounds and
 /// retries its batches.
@@ -124,7 +125,7 @@ impl StromClient {
             writer_id: None,
             sequence: None,
         };
-        TableWriter::new(self.inner.clone(), command, options)
+        TableWriter::new(self.inner.clone(), &self.runtime, command, options)
     }
 }
 
@@ -197,7 +198,9 @@ enum Command {
 }
 
 impl TableWriter {
-    fn new(client: FlightServiceClient<Channel>, mut command: WriteCommand, options: WriterOptions) -> Self {
+    /// Spawns the driver onto `runtime` (the client's), never onto the caller's runtime, so a
+    /// writer can be opened from any thread.
+    fn new(client: FlightServiceClient<Channel>, runtime: &Handle, mut command: WriteCommand, options: WriterOptions) -> Self {
         let writer_id = options.writer_id.unwrap_or_else(random_writer_id);
         let max_in_flight = options.max_in_flight.max(1);
         let (commands, receiver) = mpsc::channel(max_in_flight);
@@ -222,7 +225,7 @@ impl TableWriter {
             fatal: fatal.clone(),
             options: options.clone(),
         };
-        let driver = Some(tokio::spawn(driver.run(receiver)));
+        let driver = Some(runtime.spawn(driver.run(receiver)));
         TableWriter {
             kind,
             target_columns,
@@ -288,7 +291,7 @@ impl TableWriter {
         }
         let (schema_message, wires) = encode(batch, self.max_flight_data_size).await?;
         let permits = u32::try_from(wires.len().min(self.max_in_flight)).unwrap_or(u32::MAX);
-        let permit = self.slots.clone().acquire_many_owned(permits).await.map_err(|_| Error::Transport("writer is closed".into()))?;
+        let permit = self.slots.clone().acquire_many_owned(permits).await.map_err(|_| Error::Closed("writer is closed".into()))?;
         let (done, receiver) = oneshot::channel();
         let schema_message = if self.schema_sent { None } else { Some(schema_message) };
         let command = Command::Write { schema_message, wires, done, permit };
@@ -350,7 +353,8 @@ impl TableWriter {
     }
 
     fn stopped_error(&self) -> Error {
-        self.fatal_error().unwrap_or_else(|| Error::Transport("writer stopped".into()))
+        self.fatal_error()
+            .unwrap_or_else(|| Error::Closed("the writer's task stopped (the writer was closed or its runtime shut down)".into()))
     }
 }
 
@@ -368,7 +372,8 @@ async fn encode(batch: RecordBatch, max_flight_data_size: usize) -> Result<(Flig
         .with_max_flight_data_size(max_flight_data_size)
         .build(futures::stream::once(async { Ok(batch) }))
         .try_collect()
-        .await?;
+        .await
+        .map_err(from_flight)?;
     let mut schema = None;
     let mut wires = Vec::with_capacity(messages.len());
     for message in messages {
@@ -585,7 +590,7 @@ impl Driver {
             }
             Err(status) => {
                 self.conn = None;
-                let error = Error::from(status);
+                let error = from_status(status);
                 if error.is_retriable() {
                     self.sent = 0;
                     self.retry(error).await
@@ -717,13 +722,14 @@ impl Driver {
                     match conn.next().await {
                         Ok(Some(_)) => continue,
                         Ok(None) => return Ok(()),
-                        Err(status) => return Err(Error::from(status)),
+                        Err(status) => return Err(from_status(status)),
                     }
                 }
             })
             .await;
             match drained {
-                Ok(Err(e)) if e.code() != Some(tonic::Code::Cancelled) => self.record_error(e),
+                // The node may answer the end of a finished stream with CANCELLED; that is no failure.
+                Ok(Err(e)) if e.code() != Code::Cancelled => self.record_error(e),
                 Ok(_) => {}
                 Err(_) => tracing::warn!("the node did not end the write stream within 30s of close"),
             }

@@ -48,9 +48,24 @@ impl FlightService for StromFlightService {
     type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
     type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
 
-    /// No authentication in v1: the handshake succeeds with an empty payload.
-    async fn handshake(&self, _request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
-        let response = HandshakeResponse { protocol_version: 0, payload: Default::default() };
+    /// Compares contract versions (no authentication in v1). The client's first message
+    /// carries its version in `protocol_version`: 0 means "unspecified" (plain Flight clients
+    /// such as pyarrow send it) and is accepted; any other version but ours is refused with
+    /// FAILED_PRECONDITION naming both. The answer carries our version and a JSON payload
+    /// `{"contract_version", "server_version"}`.
+    async fn handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+        let ours = strom_flight_api::CONTRACT_VERSION;
+        let theirs = request.into_inner().message().await?.map_or(0, |first| first.protocol_version);
+        if theirs != 0 && theirs != ours {
+            return Err(Status::failed_precondition(format!(
+                "the client speaks Strom contract version {theirs}, this node (strom {}) speaks contract version {ours}: \
+                 upgrade the older side",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        let info = strom_flight_api::HandshakeInfo { contract_version: ours, server_version: env!("CARGO_PKG_VERSION").to_string() };
+        let payload = serde_json::to_vec(&info).map_err(|e| Status::internal(format!("handshake payload: {e}")))?;
+        let response = HandshakeResponse { protocol_version: ours, payload: payload.into() };
         Ok(Response::new(futures::stream::once(async { Ok(response) }).boxed()))
     }
 
