@@ -29,16 +29,19 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# Every cargo command takes the same package and feature selection (`--workspace
+# --all-features`: the benches need `bench-internals`), so they share one build of each crate
+# (RocksDB's C++ included) instead of one per feature set.
 step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
 step "build the node and test binaries"
-cargo build --workspace --all-targets --quiet
+cargo build --workspace --all-targets --all-features --quiet
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export STROM_BIN="$TARGET_DIR/debug/strom"
 
 step "cargo test (unit, engine, end-to-end against the strom binary, crash test)"
-cargo test --workspace --quiet
+cargo test --workspace --all-features --quiet
 
 step "pytest: plain pyarrow.flight clients against the strom binary"
 .venv/bin/python -m pytest -q integration/python

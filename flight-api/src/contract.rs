@@ -662,12 +662,33 @@ pub struct SnapshotMetadata {
 /// The answer of `health`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Health {
+    /// `"ok"`, or `"degraded"` while a background task's latest run failed for some table.
     pub status: String,
     pub version: String,
     pub uptime_ms: u64,
     /// The KV block cache's size in bytes (`kv.block_cache_bytes`, with `"auto"` resolved).
     #[serde(default)]
     pub kv_block_cache_bytes: u64,
+    /// Background tasks (flush, retention, auto-partition, KV flush, data deletion) whose
+    /// latest run failed, one entry per task and table; an entry goes away when the task
+    /// succeeds again for that table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub background_failures: Vec<BackgroundFailure>,
+}
+
+/// The latest failure of one background task on one table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackgroundFailure {
+    /// `flush`, `retention`, `auto_partition`, `kv_flush` or `drop_data`.
+    pub task: String,
+    /// `database.table` (None for node-wide tasks such as `kv_flush`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub error: String,
+    /// When it last failed (ms since the epoch, the node's clock).
+    pub at_ms: i64,
+    /// Consecutive failed runs.
+    pub count: u64,
 }
 
 #[cfg(test)]

@@ -7,15 +7,14 @@
 //!
 //! The store holds 1M rows of 100 value bytes in SST files (flushed; RocksDB compacts in the background as it would in the node), keys hit
 //! 90 % of the time (10 % misses, like strom-bench), the block cache is warmed by one pass.
-//! Run with `cargo bench -p strom-server --bench kv_bench`.
+//! Run with `cargo bench -p strom-server --features bench-internals --bench kv_bench`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
+use strom_server::bench_internals::{bucket_prefix, KvStore, KvWrite, BUCKET_PREFIX_LEN};
 use strom_server::config::KvConfig;
-use strom_server::kv::keys::{bucket_prefix, BUCKET_PREFIX_LEN};
-use strom_server::kv::store::{KvStore, KvWrite};
 
 const ROWS: u64 = 1_000_000;
 const VALUE_BYTES: usize = 100;

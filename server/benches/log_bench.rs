@@ -2,15 +2,15 @@
 //!
 //! * `encode/*`: Arrow IPC encoding of a client batch with the table's compression
 //!   (`BatchEncoder`, the CPU half of an append);
-//! * `append/*`: `BucketLog::append_unconfirmed` of an already-encoded batch (entry framing,
+//! * `append/*`: `BucketLog::append_encoded` of an already-encoded batch (entry framing,
 //!   CRC32C, write(2) into the page cache; `os` durability, no fsync);
-//! * `read/segment/*`: reading the stored batches of a 43-column table, full (a zero-copy view
-//!   of each entry + CRC, served verbatim) vs projected to 13 columns
-//!   (`engine::scan::read_projected`: prelude, flatbuffer rewrite, copy + CRC of the kept
-//!   columns), as the scan path does;
+//! * `read/segment/*`: `BucketLog::read` of the stored batches of a 43-column table, full (a
+//!   zero-copy view of each entry + CRC, served verbatim) vs projected to 13 columns (prelude,
+//!   flatbuffer rewrite, copy + CRC of the kept columns): the blocking half of a scan;
 //! * `read/engine/*`: the same through `StorageEngine::scan` (bucket tasks, channel).
 //!
-//! Run with `cargo bench -p strom-server --bench log_bench`; each bench measures ~3 s.
+//! Run with `cargo bench -p strom-server --features bench-internals --bench log_bench`; each
+//! bench measures ~3 s.
 
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -21,15 +21,10 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan};
-use strom_server::catalog::options::Compression;
+use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan, WriteCommand};
+use strom_server::bench_internals::{BatchEncoder, BucketLog, Compression, EncodedBatch, LogSettings, ReadProjection, SegmentPolicy};
 use strom_server::config::{Config, Durability};
-use strom_server::engine::scan;
 use strom_server::engine::{Engine, StorageEngine};
-use strom_server::log::bucket::{BucketLog, SegmentPolicy};
-use strom_server::log::format;
-use strom_server::log::ipc::{BatchEncoder, EncodedBatch};
-use strom_server::log::segment::{IndexEntry, Segment};
 
 const MEASURE: Duration = Duration::from_secs(3);
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -121,7 +116,8 @@ fn policy() -> SegmentPolicy {
 }
 
 fn open_log(dir: &std::path::Path) -> BucketLog {
-    BucketLog::open(dir, 0, "bench/bucket-0".into(), policy(), Durability::Os).expect("open bucket log").0
+    let settings = LogSettings { policy: policy(), durability: Durability::Os, clock: strom_server::clock::system_clock() };
+    BucketLog::open(dir, 0, "bench/bucket-0".into(), &settings).expect("open bucket log").0
 }
 
 // ---------------------------------------------------------------------------------- write
@@ -155,7 +151,7 @@ fn bench_append(c: &mut Criterion) {
                 let mut since_cleanup = 0u64;
                 for _ in 0..iters {
                     let t = Instant::now();
-                    black_box(log.append_unconfirmed(&encoded, rows as u32, 1, None).expect("append"));
+                    black_box(log.append_encoded(&encoded, rows as u32, 1, None).expect("append"));
                     measured += t.elapsed();
                     since_cleanup += bytes;
                     // Keep the disk footprint bounded: drop sealed segments (not measured).
@@ -187,46 +183,22 @@ fn stored_wide(compression: Compression, batches: usize, rows: usize) -> StoredW
     let schema = wide_schema();
     let mut encoder = BatchEncoder::new(compression).expect("encoder");
     for i in 0..batches {
-        let encoded = encoder.encode(&wide_batch(&schema, rows, i as u64)).expect("encode");
-        log.append_unconfirmed(&encoded, rows as u32, 1, None).expect("append");
+        log.append_unconfirmed(&wide_batch(&schema, rows, i as u64), 1, None, &mut encoder).expect("append");
     }
     StoredWide { _dir: dir, log, schema, rows: (batches * rows) as u64 }
 }
 
-fn all_entries(log: &BucketLog) -> Vec<(Arc<Segment>, IndexEntry)> {
-    let hw = log.high_watermark();
-    let mut out = Vec::new();
-    let mut pos = 0;
+/// Reads the whole log once through `BucketLog::read` with `columns` (None: verbatim), as a
+/// scan's bucket reader does; returns the body bytes produced.
+fn read_all(stored: &StoredWide, columns: Option<Vec<usize>>) -> usize {
+    let projection = ReadProjection::new(stored.schema.clone(), 1, &BTreeMap::new(), false, columns, false);
+    let hw = stored.log.high_watermark();
+    let (mut pos, mut bytes) = (0, 0);
     while pos < hw {
-        let (segment, entries) = log.entries_from(pos, hw, usize::MAX).expect("entries");
-        let segment = segment.expect("a segment covers the offset");
-        pos = entries.last().expect("non-empty").next_offset();
-        out.extend(entries.into_iter().map(|e| (segment.clone(), e)));
-    }
-    out
-}
-
-/// Full read as the verbatim scan path does it: a zero-copy view of the entry (memory map),
-/// verified, sliced into meta + body.
-fn read_full(entries: &[(Arc<Segment>, IndexEntry)]) -> usize {
-    let mut bytes = 0;
-    for (segment, e) in entries {
-        let entry = segment.bytes_at(e.position, e.len as usize).expect("read");
-        let header = format::verify_entry(&entry, "bench").expect("valid entry");
-        bytes += header.body_len as usize;
-        black_box(entry.slice(header.body_start()..header.entry_len()));
-    }
-    bytes
-}
-
-/// Projected read as the scan path does it (`engine::scan::read_projected`): prelude, layout,
-/// new header, kept column ranges copied out of the map and checked against their CRCs.
-fn read_projected(entries: &[(Arc<Segment>, IndexEntry)], schema: &SchemaRef, keep: &[usize]) -> usize {
-    let mut bytes = 0;
-    for (segment, e) in entries {
-        let (meta, body) = scan::read_projected(segment, e, schema, keep, None).expect("projected read");
-        bytes += body.len();
-        black_box((meta, body));
+        let outcome = stored.log.read(pos, hw, usize::MAX, &projection, &mut |rows| rows).expect("read");
+        bytes += outcome.batches.iter().map(|b| b.body.len()).sum::<usize>();
+        black_box(&outcome.batches);
+        pos = outcome.next;
     }
     bytes
 }
@@ -236,10 +208,9 @@ fn bench_read_segment(c: &mut Criterion) {
     g.measurement_time(MEASURE).warm_up_time(WARM_UP).sample_size(20);
     for (name, compression) in [("NONE", Compression::None), ("ZSTD", Compression::Zstd)] {
         let stored = stored_wide(compression, 16, 16_384);
-        let entries = all_entries(&stored.log);
         g.throughput(Throughput::Elements(stored.rows));
-        let full_bytes = read_full(&entries);
-        let proj_bytes = read_projected(&entries, &stored.schema, &PROJECTED);
+        let full_bytes = read_all(&stored, None);
+        let proj_bytes = read_all(&stored, Some(PROJECTED.to_vec()));
         println!(
             "read/segment/{name}: {} rows, full body {} B, projected body {} B (byte share {:.1}%)",
             stored.rows,
@@ -247,8 +218,8 @@ fn bench_read_segment(c: &mut Criterion) {
             proj_bytes,
             100.0 * proj_bytes as f64 / full_bytes as f64
         );
-        g.bench_function(BenchmarkId::new("full43", name), |b| b.iter(|| black_box(read_full(&entries))));
-        g.bench_function(BenchmarkId::new("proj13", name), |b| b.iter(|| black_box(read_projected(&entries, &stored.schema, &PROJECTED))));
+        g.bench_function(BenchmarkId::new("full43", name), |b| b.iter(|| black_box(read_all(&stored, None))));
+        g.bench_function(BenchmarkId::new("proj13", name), |b| b.iter(|| black_box(read_all(&stored, Some(PROJECTED.to_vec())))));
     }
     g.finish();
 }
@@ -281,14 +252,11 @@ fn bench_read_engine(c: &mut Criterion) {
                 ..Default::default()
             })
             .expect("table");
-        let rt = engine.table("bench", &table).expect("runtime");
+        let writer = engine.open_writer(&WriteCommand::append("bench", &table), true).expect("writer");
         runtime.block_on(async {
             for i in 0..batches {
-                let pending = engine
-                    .write(&rt, wide_batch(&schema, rows_per_batch, i), strom_server::engine::table::WriteOp::Append, None, None)
-                    .await
-                    .expect("append");
-                pending.wait_durable().await.expect("durable");
+                let pending = writer.write(wide_batch(&schema, rows_per_batch, i), None).await.expect("append");
+                pending.durable().await.expect("durable");
             }
         });
         g.throughput(Throughput::Elements((rows_per_batch * batches as usize) as u64));
@@ -303,7 +271,7 @@ fn bench_read_engine(c: &mut Criterion) {
                         while let Some(chunk) = stream.chunks.recv().await {
                             let chunk = chunk.expect("chunk");
                             rows += chunk.rows;
-                            bytes += chunk.body.len();
+                            bytes += chunk.message.body.len();
                         }
                         assert_eq!(rows, (rows_per_batch * batches as usize) as u64);
                         black_box(bytes)

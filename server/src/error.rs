@@ -1,9 +1,6 @@
-//! One error enum for the node, with a single conversion to `tonic::Status`.
-//!
-//! The engine never sees gRPC types: it returns these errors and the Flight layer turns them
-//! into status codes. Messages name the table, column, option or range at fault.
-
-use tonic::Status;
+//! One error enum for the node. The engine never sees gRPC types: it returns these errors and
+//! the Flight layer turns them into status codes (`flight/status.rs`, the only conversion).
+//! Messages name the table, column, option or range at fault.
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -37,6 +34,8 @@ pub enum Error {
     WritesStopped { location: String, detail: String },
     #[error("I/O error on {location}: {source}")]
     Io { location: String, source: std::io::Error },
+    /// An Arrow error the request did not cause (a request's bad input is mapped to
+    /// `InvalidArgument` where it is checked; stored data that does not decode is `DataLoss`).
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("shutting down")]
@@ -75,30 +74,5 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, location: impl std::fmt::Display) -> Result<T> {
         self.map_err(|e| Error::io(location, e))
-    }
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        let msg = e.to_string();
-        match e {
-            Error::InvalidArgument(_) => Status::invalid_argument(msg),
-            Error::NotFound(_) => Status::not_found(msg),
-            Error::AlreadyExists(_) => Status::already_exists(msg),
-            Error::FailedPrecondition(_) => Status::failed_precondition(msg),
-            Error::ResourceExhausted(_) => Status::resource_exhausted(msg),
-            Error::Unimplemented(_) => Status::unimplemented(msg),
-            Error::DataLoss { .. } | Error::CrcMismatch { .. } | Error::FileTooSmall { .. } => Status::data_loss(msg),
-            Error::WritesStopped { .. } | Error::ShuttingDown => Status::unavailable(msg),
-            Error::Arrow(ref a) => match a {
-                arrow_schema::ArrowError::CastError(_)
-                | arrow_schema::ArrowError::SchemaError(_)
-                | arrow_schema::ArrowError::InvalidArgumentError(_)
-                | arrow_schema::ArrowError::ParseError(_)
-                | arrow_schema::ArrowError::IpcError(_) => Status::invalid_argument(msg),
-                _ => Status::internal(msg),
-            },
-            Error::Io { .. } | Error::Internal(_) => Status::internal(msg),
-        }
     }
 }

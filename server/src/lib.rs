@@ -1,20 +1,39 @@
-//! Strom storage node: catalog, bucket logs and the Arrow Flight service.
+//! Strom storage node: catalog, bucket logs, the KV store of primary-key tables, and the Arrow
+//! Flight service.
 //!
-//! Module map (see `docs/architecture.md`): `flight` (the front door: parsing, validation,
-//! status codes) calls `engine` (tables, appends, scans) through the `StorageEngine` trait;
-//! `engine` uses `catalog` (validated, durable metadata) and `log` (segments, group commit,
-//! recovery, zero-copy projection).
+//! Module map (see `docs/architecture.md`), calls pointing down only:
+//!
+//! ```text
+//! server / main   wire the transport: bind, serve Flight, stop gracefully
+//! flight          the front door: parses and validates requests, status codes, framing
+//! engine          the storage engine; its `api` is all that `flight` sees
+//! kv              RocksDB store, memcomparable keys, row format, merge engines
+//! log             bucket logs: segments, format, group commit, reads, recovery, retention
+//! catalog         databases, tables, options, partitions (one durable envelope file)
+//! fs              the file-system seam (real, or fault-injecting for power-loss tests)
+//! config, clock, fsutil, error   leaves
+//! ```
 
-pub mod catalog;
+pub(crate) mod catalog;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod flight;
 pub mod fs;
-pub mod fsutil;
-pub mod kv;
-pub mod log;
+pub(crate) mod fsutil;
+pub(crate) mod kv;
+pub(crate) mod log;
 pub mod server;
+
+/// Internals for the criterion micro-benchmarks (`--features bench-internals`); not an API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals {
+    pub use crate::kv::keys::{bucket_prefix, BUCKET_PREFIX_LEN};
+    pub use crate::kv::store::{KvStore, KvWrite};
+    pub use crate::log::{BatchEncoder, BucketLog, Compression, EncodedBatch, LogSettings, ReadProjection, SegmentPolicy};
+}
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -75,7 +75,7 @@ impl RunningServer {
                 }
             }
             engine2.sync_all().await?;
-            engine2.flush_kv()?;
+            engine2.flush_kv().await?;
             tracing::info!("all logs flushed and fsynced, KV state flushed; stopped");
             Ok(())
         });

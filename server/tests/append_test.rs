@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use strom_server::config::Durability;
-use strom_server::log::bucket::BatchIdentity;
+use strom_server::engine::BatchIdentity;
 use strom_server::Error;
 
 fn id(writer_id: i64, sequence: i64) -> Option<BatchIdentity> {
@@ -14,10 +14,9 @@ fn id(writer_id: i64, sequence: i64) -> Option<BatchIdentity> {
 #[tokio::test]
 async fn given_retried_sequence_when_appended_should_return_original_offsets_and_store_once() {
     let f = EngineFixture::builder().buckets(4).open();
-    let t = f.table();
-    let first = t.append(rows(0, 100), id(7, 0)).await.unwrap();
-    t.append(rows(100, 100), id(7, 1)).await.unwrap();
-    let retry = t.append(rows(0, 100), id(7, 0)).await.unwrap();
+    let first = f.append(rows(0, 100), id(7, 0)).await.unwrap();
+    f.append(rows(100, 100), id(7, 1)).await.unwrap();
+    let retry = f.append(rows(0, 100), id(7, 0)).await.unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.buckets, first.buckets, "a retry answers with the original offsets");
     assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()), (0..200).collect::<Vec<_>>());
@@ -26,9 +25,9 @@ async fn given_retried_sequence_when_appended_should_return_original_offsets_and
 #[tokio::test]
 async fn given_retry_after_restart_when_appended_should_still_be_deduplicated() {
     let mut f = EngineFixture::builder().buckets(2).open();
-    let first = f.table().append(rows(0, 50), id(3, 10)).await.unwrap();
+    let first = f.append(rows(0, 50), id(3, 10)).await.unwrap();
     f.reopen();
-    let retry = f.table().append(rows(0, 50), id(3, 10)).await.unwrap();
+    let retry = f.append(rows(0, 50), id(3, 10)).await.unwrap();
     assert!(retry.duplicate && retry.buckets == first.buckets);
     assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()).len(), 50);
 }
@@ -36,9 +35,8 @@ async fn given_retry_after_restart_when_appended_should_still_be_deduplicated() 
 #[tokio::test]
 async fn given_sequence_gap_when_appended_should_fail_precondition_and_store_nothing() {
     let f = EngineFixture::builder().open();
-    let t = f.table();
-    t.append(rows(0, 10), id(1, 0)).await.unwrap();
-    let err = t.append(rows(10, 10), id(1, 2)).await.unwrap_err();
+    f.append(rows(0, 10), id(1, 0)).await.unwrap();
+    let err = f.append(rows(10, 10), id(1, 2)).await.unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
     assert!(err.to_string().contains("expected 1"), "{err}");
     assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()).len(), 10);
@@ -47,14 +45,14 @@ async fn given_sequence_gap_when_appended_should_fail_precondition_and_store_not
 #[tokio::test]
 async fn given_concurrent_sync_appends_when_acked_should_all_be_durable_and_gap_free() {
     let f = EngineFixture::builder().durability(Durability::Sync).open();
-    let t = f.table();
     let tasks: Vec<_> = (0..16)
         .map(|w| {
-            let t = t.clone();
+            let engine = f.engine.clone();
             tokio::spawn(async move {
                 let mut acks = vec![];
                 for s in 0..10 {
-                    acks.push(t.append(rows(w * 1000 + s * 10, 10), id(w, s)).await.unwrap());
+                    let append = strom_flight_api::WriteCommand::append(DB, TABLE);
+                    acks.push(common::write(engine.as_ref(), &append, rows(w * 1000 + s * 10, 10), id(w, s)).await.unwrap());
                 }
                 acks
             })
@@ -66,16 +64,15 @@ async fn given_concurrent_sync_appends_when_acked_should_all_be_durable_and_gap_
     }
     offsets.sort_unstable();
     assert_eq!(offsets, (0..160).map(|i| i * 10).collect::<Vec<u64>>(), "every batch got its own gap-free range");
-    assert_eq!(t.buckets[0].high_watermark(), 1600, "acked appends are visible");
+    assert_eq!(f.high_watermark(0), 1600, "acked appends are visible");
 }
 
 #[tokio::test]
 async fn given_keyed_table_when_appended_should_route_each_key_to_one_bucket() {
     let f = EngineFixture::builder().buckets(4).open();
-    let t = f.table();
-    let a = t.append(rows(0, 1000), None).await.unwrap();
+    let a = f.append(rows(0, 1000), None).await.unwrap();
     assert_eq!(a.buckets.len(), 4);
-    let b = t.append(rows(0, 1000), None).await.unwrap();
+    let b = f.append(rows(0, 1000), None).await.unwrap();
     let counts = |ack: &strom_flight_api::PutAck| ack.buckets.iter().map(|b| (b.bucket, b.count)).collect::<Vec<_>>();
     assert_eq!(counts(&a), counts(&b), "the same keys land in the same buckets");
 }
@@ -83,9 +80,8 @@ async fn given_keyed_table_when_appended_should_route_each_key_to_one_bucket() {
 #[tokio::test]
 async fn given_os_durability_when_appended_should_be_visible_at_once_and_synced_by_flush() {
     let f = EngineFixture::builder().durability(Durability::Os).open();
-    let t = f.table();
-    t.append(rows(0, 10), None).await.unwrap();
-    assert_eq!(t.buckets[0].high_watermark(), 10);
+    f.append(rows(0, 10), None).await.unwrap();
+    assert_eq!(f.high_watermark(0), 10);
     f.engine.sync_all().await.unwrap();
     assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()).len(), 10);
 }
@@ -94,7 +90,7 @@ async fn given_os_durability_when_appended_should_be_visible_at_once_and_synced_
 async fn given_os_mode_rolls_when_flushed_should_seal_segments_and_survive_reopen() {
     let mut f = EngineFixture::builder().durability(Durability::Os).segment_bytes(2 * 1024).open();
     for i in 0..12 {
-        f.table().append(rows(i * 100, 100), None).await.unwrap();
+        f.append(rows(i * 100, 100), None).await.unwrap();
     }
     let segments = f.segment_files(0);
     assert!(segments.len() > 2, "rolled: {segments:?}");

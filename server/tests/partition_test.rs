@@ -14,10 +14,8 @@ use std::time::Duration;
 use strom_flight_api::{
     ColumnSpec, CountKind, CountRequest, CreateTable, DropPartition, ListOffsets, LogScan, LookupKind, LookupRequest, OffsetSpec,
 };
-use strom_server::engine::pk::PkOp;
-use strom_server::engine::table::WriteOp;
-use strom_server::engine::{Engine, StorageEngine};
-use strom_server::log::bucket::BatchIdentity;
+use strom_flight_api::{WriteCommand, WriteKind};
+use strom_server::engine::{BatchIdentity, Engine, StorageEngine};
 use strom_server::Error;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -55,9 +53,11 @@ fn batch(rows: &[(i64, &str)], pk: bool) -> RecordBatch {
 }
 
 async fn write(engine: &Engine, table: &str, rows: &[(i64, &str)], pk: bool, id: Option<BatchIdentity>) -> strom_server::Result<bool> {
-    let handle = engine.table(DB, table)?;
-    let op = if pk { WriteOp::Pk(PkOp::Upsert { targets: None }) } else { WriteOp::Append };
-    let ack = engine.write(&handle, batch(rows, pk), op, id, None).await?.wait_durable().await?;
+    let mut command = WriteCommand::append(DB, table);
+    if pk {
+        command.write = WriteKind::Upsert;
+    }
+    let ack = common::write(engine, &command, batch(rows, pk), id).await?;
     Ok(ack.duplicate)
 }
 
@@ -181,11 +181,16 @@ async fn given_a_dropped_partition_when_recreated_should_start_empty_with_its_fi
         keys: vec![vec![1.into(), "20261120".into()], vec![1.into(), "20261121".into()]],
         ..Default::default()
     };
-    let plan = f.engine.lookup_plan(&lookup).unwrap();
-    let found = plan.run(plan.keys_from_json(&lookup.keys).unwrap(), true).await.unwrap();
+    let plan = f.engine.open_lookup(&lookup).unwrap();
+    let run = |with_key_index: bool| {
+        let plan = plan.clone();
+        let keys = plan.keys_from_json(&lookup.keys).unwrap();
+        async move { plan.lookup(keys, with_key_index).await.unwrap().message.decode(&plan.result_schema(with_key_index)).unwrap() }
+    };
+    let found = run(true).await;
     assert_eq!(found.column(0).as_primitive::<arrow_array::types::Int32Type>().values().to_vec(), [1], "only the other day's key");
     write(&f.engine, "kv", &[(3, "20261120")], true, None).await.unwrap();
-    let found = plan.run(plan.keys_from_json(&lookup.keys).unwrap(), false).await.unwrap();
+    let found = run(false).await;
     assert_eq!(found.num_rows(), 1, "the recreated day does not hold the dropped rows");
     let ids = found.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
     assert_eq!(ids, [1]);
@@ -249,7 +254,6 @@ async fn given_an_auto_partitioned_table_when_days_pass_should_precreate_and_exp
         .unwrap();
     // 23:30 UTC is already the 22nd in Shanghai.
     assert_eq!(info.partitions, ["20261122", "20261123"], "the current day and the next one exist at creation");
-    let handle = engine.table(DB, "order_ri").unwrap();
     let rows = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Int64, false),
@@ -265,7 +269,8 @@ async fn given_an_auto_partitioned_table_when_days_pass_should_precreate_and_exp
         ],
     )
     .unwrap();
-    engine.write(&handle, rows, WriteOp::Pk(PkOp::Upsert { targets: None }), None, None).await.unwrap().wait_durable().await.unwrap();
+    let upsert = WriteCommand { write: WriteKind::Upsert, ..WriteCommand::append(DB, "order_ri") };
+    common::write(engine.as_ref(), &upsert, rows, None).await.unwrap();
     let first_dir = dir.path().join("tables").join(engine.list_partitions(DB, "order_ri").unwrap()[0].partition_id.to_string());
     assert!(first_dir.exists());
 
@@ -291,7 +296,6 @@ async fn given_an_auto_partitioned_table_when_days_pass_should_precreate_and_exp
     );
 
     // The schedule survives a restart: two days on (the 27th in Shanghai) the 23rd expires.
-    drop(handle);
     drop(engine);
     now.store(NOV_21 + 5 * DAY_MS, std::sync::atomic::Ordering::SeqCst);
     let clock_now = now.clone();
@@ -328,8 +332,8 @@ async fn given_a_ttl_on_a_partitioned_pk_table_when_segments_expire_should_drop_
         spec: OffsetSpec::Earliest,
     };
     assert_eq!(f.engine.list_offsets(&earliest("20261120")).unwrap()[0].offset, 0);
-    assert_eq!(f.engine.apply_retention(strom_server::catalog::now_ms()), 0, "nothing is an hour old");
-    let deleted = f.engine.apply_retention(strom_server::catalog::now_ms() + 2 * 3_600_000);
+    assert_eq!(f.engine.apply_retention(strom_server::clock::system_now_ms()), 0, "nothing is an hour old");
+    let deleted = f.engine.apply_retention(strom_server::clock::system_now_ms() + 2 * 3_600_000);
     assert!(deleted >= 2, "sealed changelog segments of both partitions expire ({deleted})");
     for day in ["20261120", "20261121"] {
         let start = f.engine.list_offsets(&earliest(day)).unwrap()[0].offset;

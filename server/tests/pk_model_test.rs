@@ -8,13 +8,55 @@ use arrow_schema::{DataType, Field, Schema};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan, SnapshotScan};
+use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan, OffsetSpec, SnapshotScan, WriteCommand, WriteKind};
 use strom_server::config::Config;
-use strom_server::engine::pk::PkOp;
-use strom_server::engine::table::WriteOp;
 use strom_server::engine::{Engine, StorageEngine};
-use strom_server::kv::value::{value_at, Value};
-use strom_server::log::ipc;
+
+mod common;
+
+/// A value of the model (the table's columns are BIGINT, BIGINT, STRING, BOOLEAN).
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Int(i64),
+    Str(String),
+    Bool(bool),
+}
+
+fn value_at(column: &dyn arrow_array::Array, row: usize) -> Value {
+    use arrow_array::cast::AsArray;
+    if column.is_null(row) {
+        return Value::Null;
+    }
+    match column.data_type() {
+        DataType::Int64 => Value::Int(column.as_primitive::<arrow_array::types::Int64Type>().value(row)),
+        DataType::Utf8 => Value::Str(column.as_string::<i32>().value(row).to_string()),
+        DataType::Boolean => Value::Bool(column.as_boolean().value(row)),
+        other => panic!("the model has no {other} column"),
+    }
+}
+
+/// What a batch does: delete keys, or upsert (full rows, or a partial update of `targets`).
+#[derive(Debug, Clone, PartialEq)]
+enum PkOp {
+    Upsert { targets: Option<Vec<usize>> },
+    Delete,
+}
+
+const COLUMN_NAMES: [&str; WIDTH] = ["id", "v", "s", "f"];
+
+/// Writes `batch` as `op` through the engine's writer and waits until it is durable.
+async fn write(engine: &Engine, batch: RecordBatch, op: PkOp) -> strom_flight_api::PutAck {
+    let mut command = WriteCommand::append(DB, TABLE);
+    match op {
+        PkOp::Delete => command.write = WriteKind::Delete,
+        PkOp::Upsert { targets } => {
+            command.write = WriteKind::Upsert;
+            command.target_columns = targets.map(|t| t.iter().map(|&c| COLUMN_NAMES[c].to_string()).collect());
+        }
+    }
+    common::write(engine, &command, batch, None).await.unwrap()
+}
 
 const DB: &str = "db";
 const TABLE: &str = "t";
@@ -181,14 +223,14 @@ fn create(engine: &Engine, kind: Engine_) {
 }
 
 fn rows_of(batch: &RecordBatch, width: usize) -> Vec<Row> {
-    (0..batch.num_rows()).map(|r| (0..width).map(|c| value_at(batch.column(c).as_ref(), r).unwrap()).collect()).collect()
+    (0..batch.num_rows()).map(|r| (0..width).map(|c| value_at(batch.column(c).as_ref(), r)).collect()).collect()
 }
 
 async fn snapshot(engine: &Engine) -> BTreeMap<i64, Row> {
     let mut stream = engine.snapshot_scan(&SnapshotScan { database: DB.into(), table: TABLE.into(), ..Default::default() }).unwrap();
     let mut out = BTreeMap::new();
     while let Some(chunk) = stream.chunks.recv().await {
-        for row in rows_of(&chunk.unwrap().batch, WIDTH) {
+        for row in rows_of(&common::snapshot_batch(&chunk.unwrap(), &stream.schema), WIDTH) {
             assert!(out.insert(key(&row), row).is_none(), "a key appears once in a snapshot");
         }
     }
@@ -201,7 +243,7 @@ async fn changelog(engine: &Engine) -> BTreeMap<i64, Vec<(String, Row)>> {
     let mut out: BTreeMap<i64, Vec<(String, Row)>> = BTreeMap::new();
     while let Some(chunk) = stream.chunks.recv().await {
         let chunk = chunk.unwrap();
-        let batch = ipc::decode(&chunk.meta, chunk.body.clone(), &stream.schema).unwrap();
+        let batch = chunk.message.decode(&stream.schema).unwrap();
         for row in rows_of(&batch, WIDTH + 1) {
             let Value::Str(t) = &row[WIDTH] else { panic!("no change type") };
             out.entry(key(&row)).or_default().push((t.clone(), row[..WIDTH].to_vec()));
@@ -214,7 +256,6 @@ async fn run_engine(kind: Engine_, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     create(&engine, kind);
-    let table = engine.table(DB, TABLE).unwrap().into_plain().unwrap();
     let mut model = Model { engine: kind, rows: BTreeMap::new() };
     let mut expected_changes: BTreeMap<i64, Vec<(String, Row)>> = BTreeMap::new();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -258,7 +299,7 @@ async fn run_engine(kind: Engine_, seed: u64) {
             PkOp::Upsert { .. } => PkOp::Upsert { targets },
             other => other,
         };
-        let ack = table.write_unconfirmed(batch, WriteOp::Pk(op), None).await.unwrap().wait_durable().await.unwrap();
+        let ack = write(&engine, batch, op).await;
         let mut emitted = 0;
         for o in &ops {
             for (t, r) in model.apply(o) {
@@ -271,7 +312,6 @@ async fn run_engine(kind: Engine_, seed: u64) {
     assert_eq!(snapshot(&engine).await, model.rows, "{kind:?}: snapshot == model");
     assert_eq!(changelog(&engine).await, expected_changes, "{kind:?}: changelog == model diffs");
     // Lose the KV store entirely: the changelog alone rebuilds the state (replayed, not merged).
-    drop(table);
     drop(engine);
     std::fs::remove_dir_all(dir.path().join("kv")).unwrap();
     let engine = open(dir.path());
@@ -314,7 +354,6 @@ async fn given_expired_changelog_segments_when_retention_runs_should_keep_the_ro
             ..Default::default()
         })
         .unwrap();
-    let table = engine.table(DB, TABLE).unwrap().into_plain().unwrap();
     let mut model = Model { engine: Engine_::LastRow, rows: BTreeMap::new() };
     let mut rng = StdRng::seed_from_u64(9);
     for _ in 0..40 {
@@ -323,13 +362,12 @@ async fn given_expired_changelog_segments_when_retention_runs_should_keep_the_ro
             model.apply(&Op::Upsert(r.clone(), None));
         }
         let batch = batch_of(&rows, &[0, 1, 2, 3]);
-        table.write_unconfirmed(batch, WriteOp::Pk(PkOp::Upsert { targets: None }), None).await.unwrap().wait_durable().await.unwrap();
+        write(&engine, batch, PkOp::Upsert { targets: None }).await;
     }
-    let deleted = engine.apply_retention(strom_server::catalog::now_ms() + 2 * 3600 * 1000);
+    let deleted = engine.apply_retention(strom_server::clock::system_now_ms() + 2 * 3600 * 1000);
     assert!(deleted > 0, "sealed changelog segments expired");
-    assert!(table.buckets.iter().any(|b| b.log_start_offset() > 0));
+    assert!(common::offsets(engine.as_ref(), DB, TABLE, OffsetSpec::Earliest).iter().any(|&start| start > 0));
     assert_eq!(snapshot(&engine).await, model.rows, "the current rows outlive their changelog");
-    drop(table);
     drop(engine);
     let engine = Engine::open(config.clone()).unwrap();
     assert_eq!(snapshot(&engine).await, model.rows, "recovery needs no deleted segment");

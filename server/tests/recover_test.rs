@@ -7,15 +7,54 @@ use common::*;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use strom_flight_api::{LogScan, StartPosition};
-use strom_server::log::format::{BatchHeader, HEADER_LEN};
-use strom_server::log::ipc::BatchLayout;
 use strom_server::Error;
 
 async fn append_batches(f: &EngineFixture, batches: usize, rows_per_batch: usize) {
-    let table = f.table();
     for i in 0..batches {
-        table.append(rows((i * rows_per_batch) as i64, rows_per_batch), None).await.unwrap();
+        f.append(rows((i * rows_per_batch) as i64, rows_per_batch), None).await.unwrap();
     }
+}
+
+/// The documented on-disk layout of a batch entry (docs/architecture.md, "A batch entry"),
+/// read here independently of the node's own code: a 64-byte header (`STRB`, version, codec,
+/// column count u16 @6, meta length u32 @8, body length u32 @12, ...), one CRC32C per column,
+/// the Arrow IPC message padded to 8 bytes, then the body.
+struct EntryLayout {
+    column_count: usize,
+    meta_len: usize,
+    body_len: usize,
+}
+
+const HEADER_LEN: usize = 64;
+
+impl EntryLayout {
+    fn read(bytes: &[u8]) -> Self {
+        assert_eq!(&bytes[0..4], b"STRB", "an entry starts with its magic");
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+        Self { column_count: u16::from_le_bytes([bytes[6], bytes[7]]) as usize, meta_len: u32_at(8), body_len: u32_at(12) }
+    }
+
+    fn meta_start(&self) -> usize {
+        HEADER_LEN + self.column_count * 4
+    }
+
+    fn body_start(&self) -> usize {
+        self.meta_start() + self.meta_len.div_ceil(8) * 8
+    }
+
+    fn entry_len(&self) -> usize {
+        self.body_start() + self.body_len
+    }
+}
+
+/// The body byte range of the first column, from the entry's Arrow IPC message.
+fn first_column_range(meta: &[u8]) -> (usize, usize) {
+    let message = arrow_ipc::root_as_message(meta).unwrap();
+    let buffers = message.header_as_record_batch().unwrap().buffers().unwrap();
+    // The first column is a non-nested one: a validity and a values buffer.
+    let first_two: Vec<(usize, usize)> =
+        buffers.iter().take(2).map(|b| (b.offset() as usize, (b.offset() + b.length()) as usize)).collect();
+    (first_two.iter().map(|r| r.0).min().unwrap(), first_two.iter().map(|r| r.1).max().unwrap())
 }
 
 #[tokio::test]
@@ -26,15 +65,14 @@ async fn given_torn_tail_when_reopened_should_truncate_and_keep_every_acked_batc
     let good_len = std::fs::metadata(&segment).unwrap().len();
     // A torn write: the first half of a copy of the last entry.
     let bytes = std::fs::read(&segment).unwrap();
-    let header = BatchHeader::decode(&bytes, "t").unwrap();
-    let torn = &bytes[..header.entry_len() / 2];
+    let torn = &bytes[..EntryLayout::read(&bytes).entry_len() / 2];
     std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(torn).unwrap();
 
     f.reopen();
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), good_len, "the torn tail is cut");
     let scanned = f.scan(EngineFixture::full_scan()).await.unwrap();
     assert_eq!(ids(&scanned), (0..500).collect::<Vec<_>>());
-    let ack = f.table().append(rows(500, 10), None).await.unwrap();
+    let ack = f.append(rows(500, 10), None).await.unwrap();
     assert_eq!(ack.buckets[0].base_offset, 500, "offsets continue without a gap");
 }
 
@@ -51,13 +89,11 @@ async fn given_zero_filled_tail_when_reopened_should_truncate() {
 }
 
 /// Flips one byte inside the `id` column of the first batch of `segment`.
-fn flip_id_byte(segment: &std::path::Path, schema: &arrow_schema::SchemaRef) {
+fn flip_id_byte(segment: &std::path::Path) {
     let bytes = std::fs::read(segment).unwrap();
-    let header = BatchHeader::decode(&bytes, "t").unwrap();
-    let meta_start = HEADER_LEN + header.column_count as usize * 4;
-    let layout = BatchLayout::parse(&bytes[meta_start..meta_start + header.meta_len as usize], schema).unwrap();
-    let (start, end) = layout.column_ranges()[0];
-    let at = (header.body_start() + (start + end) / 2) as u64;
+    let entry = EntryLayout::read(&bytes);
+    let (start, end) = first_column_range(&bytes[entry.meta_start()..entry.meta_start() + entry.meta_len]);
+    let at = (entry.body_start() + (start + end) / 2) as u64;
     let file = std::fs::OpenOptions::new().read(true).write(true).open(segment).unwrap();
     let mut b = [0u8; 1];
     file.read_exact_at(&mut b, at).unwrap();
@@ -70,7 +106,7 @@ async fn given_flipped_bit_in_sealed_segment_when_scanned_should_answer_data_los
     append_batches(&f, 12, 100).await;
     let segments = f.segment_files(0);
     assert!(segments.len() > 2, "small segments rolled: {segments:?}");
-    flip_id_byte(&segments[0], &f.table().schema());
+    flip_id_byte(&segments[0]);
     f.reopen();
 
     let err = f.scan(EngineFixture::full_scan()).await.unwrap_err();
@@ -91,7 +127,7 @@ async fn given_damaged_batch_inside_active_segment_when_reopened_should_keep_lat
     let mut f = EngineFixture::builder().open();
     append_batches(&f, 4, 100).await;
     let segment = f.segment_files(0).pop().unwrap();
-    flip_id_byte(&segment, &f.table().schema());
+    flip_id_byte(&segment);
     let len = std::fs::metadata(&segment).unwrap().len();
     f.reopen();
     assert_eq!(
@@ -103,7 +139,7 @@ async fn given_damaged_batch_inside_active_segment_when_reopened_should_keep_lat
     assert!(err.to_string().contains("0..100"), "{err}");
     let after = f.scan(LogScan { from: StartPosition::Offset { offset: 100 }, ..EngineFixture::full_scan() }).await.unwrap();
     assert_eq!(ids(&after), (100..400).collect::<Vec<_>>());
-    assert_eq!(f.table().append(rows(400, 1), None).await.unwrap().buckets[0].base_offset, 400);
+    assert_eq!(f.append(rows(400, 1), None).await.unwrap().buckets[0].base_offset, 400);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use strom_server::engine::StorageEngine;
 async fn filled(buckets: u32) -> EngineFixture {
     let f = EngineFixture::builder().buckets(buckets).open();
     for i in 0..5 {
-        f.table().append(rows(i * 100, 100), None).await.unwrap();
+        f.append(rows(i * 100, 100), None).await.unwrap();
     }
     f
 }
@@ -70,12 +70,12 @@ async fn given_metadata_columns_when_scanned_should_number_rows_gap_free_per_buc
 #[tokio::test]
 async fn given_timestamp_when_scanned_should_start_at_first_batch_committed_after_it() {
     let f = filled(1).await;
-    let before = strom_server::catalog::now_ms();
+    let before = strom_server::clock::system_now_ms();
     // Commit timestamps are per batch in ms: wait until the clock has moved past `before`.
-    while strom_server::catalog::now_ms() <= before {
+    while strom_server::clock::system_now_ms() <= before {
         tokio::task::yield_now().await;
     }
-    f.table().append(rows(500, 10), None).await.unwrap();
+    f.append(rows(500, 10), None).await.unwrap();
     let out = f.scan(LogScan { from: StartPosition::Timestamp { timestamp: before + 1 }, ..EngineFixture::full_scan() }).await.unwrap();
     assert_eq!(ids(&out), (500..510).collect::<Vec<_>>());
 }
@@ -84,8 +84,9 @@ async fn given_timestamp_when_scanned_should_start_at_first_batch_committed_afte
 async fn given_follow_scan_when_rows_are_appended_later_should_stream_them() {
     let f = filled(2).await;
     let mut stream = f.engine.scan(&LogScan { from: StartPosition::Latest, follow: true, ..EngineFixture::full_scan() }).unwrap();
-    let t = f.table();
-    let writer = tokio::spawn(async move { t.append(rows(1000, 3), None).await.unwrap() });
+    let engine = f.engine.clone();
+    let append = strom_flight_api::WriteCommand::append(common::DB, common::TABLE);
+    let writer = tokio::spawn(async move { common::write(engine.as_ref(), &append, rows(1000, 3), None).await.unwrap() });
     let mut seen = 0;
     while seen < 3 {
         let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunks.recv())

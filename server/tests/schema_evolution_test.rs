@@ -10,8 +10,6 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use common::{EngineFixture, DB, TABLE};
 use std::sync::Arc;
 use strom_flight_api::{AlterTable, ColumnSpec, CreateTable, LogScan, LookupKind, LookupRequest, SnapshotScan};
-use strom_server::engine::pk::PkOp;
-use strom_server::engine::table::WriteOp;
 use strom_server::engine::{Engine, StorageEngine};
 use strom_server::Error;
 
@@ -56,12 +54,12 @@ async fn scanned(f: &EngineFixture, columns: Option<Vec<String>>) -> Vec<(i64, O
 #[tokio::test]
 async fn given_a_log_table_when_a_column_is_added_between_writes_should_read_old_rows_as_null_before_and_after_restart() {
     let mut f = EngineFixture::builder().buckets(2).open();
-    f.table().append(common::rows(0, 3), None).await.unwrap();
+    f.append(common::rows(0, 3), None).await.unwrap();
     let info = add_city(&f.engine, TABLE);
     assert_eq!(info.schema_id, 2);
     assert_eq!(info.columns.last().unwrap().name, "city");
     // A writer that does not know the column yet keeps working...
-    f.table().append(common::rows(3, 2), None).await.unwrap();
+    f.append(common::rows(3, 2), None).await.unwrap();
     // ...and one that does sends it.
     let with_city = batch(vec![
         ("id", int64(&[5, 6])),
@@ -69,7 +67,7 @@ async fn given_a_log_table_when_a_column_is_added_between_writes_should_read_old
         ("score", int64(&[50, 60])),
         ("city", strings(&[Some("Hangzhou"), None])),
     ]);
-    f.table().append(with_city, None).await.unwrap();
+    f.append(with_city, None).await.unwrap();
     let expected: Vec<(i64, Option<String>)> = (0..7).map(|i| (i, (i == 5).then(|| "Hangzhou".to_string()))).collect();
     assert_eq!(scanned(&f, None).await, expected);
     assert_eq!(scanned(&f, Some(vec!["id".into(), "city".into()])).await, expected, "projected reads of old batches too");
@@ -107,9 +105,13 @@ fn users(engine: &Engine) {
         .unwrap();
 }
 
-async fn upsert(engine: &Engine, rows: RecordBatch, targets: Option<Vec<usize>>) {
-    let t = engine.table(DB, "users").unwrap().into_plain().unwrap();
-    t.write_unconfirmed(rows, WriteOp::Pk(PkOp::Upsert { targets }), None).await.unwrap().wait_durable().await.unwrap();
+async fn upsert(engine: &Engine, rows: RecordBatch, targets: Option<Vec<&str>>) {
+    let command = strom_flight_api::WriteCommand {
+        write: strom_flight_api::WriteKind::Upsert,
+        target_columns: targets.map(|t| t.iter().map(|c| c.to_string()).collect()),
+        ..strom_flight_api::WriteCommand::append(DB, "users")
+    };
+    common::write(engine, &command, rows, None).await.unwrap();
 }
 
 /// (id, name, city) of the snapshot, sorted.
@@ -117,7 +119,7 @@ async fn users_snapshot(engine: &Engine) -> Vec<(i64, Option<String>, Option<Str
     let mut stream = engine.snapshot_scan(&SnapshotScan { database: DB.into(), table: "users".into(), ..Default::default() }).unwrap();
     let mut out = Vec::new();
     while let Some(chunk) = stream.chunks.recv().await {
-        let b = chunk.unwrap().batch;
+        let b = common::snapshot_batch(&chunk.unwrap(), &stream.schema);
         let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
         let text = |name: &str, r: usize| {
             let c = b.column_by_name(name).unwrap().as_string::<i32>();
@@ -142,7 +144,7 @@ async fn given_a_pk_table_when_a_column_is_added_should_merge_old_rows_keep_it_f
     upsert(&engine, batch(vec![("id", int64(&[1, 2, 3])), ("name", strings(&[Some("a"), Some("b"), Some("c")]))]), None).await;
     add_city(&engine, "users");
     // A partial update of the new column on a row written before it existed.
-    upsert(&engine, batch(vec![("id", int64(&[1, 4])), ("city", strings(&[Some("Hangzhou"), Some("Beijing")]))]), Some(vec![2])).await;
+    upsert(&engine, batch(vec![("id", int64(&[1, 4])), ("city", strings(&[Some("Hangzhou"), Some("Beijing")]))]), Some(vec!["city"])).await;
     // An old writer's full row (no city) keeps the stored city.
     upsert(&engine, batch(vec![("id", int64(&[1])), ("name", strings(&[Some("a2")]))]), None).await;
     let expected = vec![
@@ -161,8 +163,9 @@ async fn given_a_pk_table_when_a_column_is_added_should_merge_old_rows_keep_it_f
             columns: Some(vec!["city".into()]),
             ..Default::default()
         };
-        let plan = engine.lookup_plan(&lookup).unwrap();
-        let found = plan.run(plan.keys_from_json(&lookup.keys).unwrap(), false).await.unwrap();
+        let plan = engine.open_lookup(&lookup).unwrap();
+        let answer = plan.lookup(plan.keys_from_json(&lookup.keys).unwrap(), false).await.unwrap();
+        let found = answer.message.decode(&plan.result_schema(false)).unwrap();
         let city = found.column_by_name("city").unwrap().as_string::<i32>();
         assert!(city.is_null(0) && city.value(1) == "Hangzhou", "an old row reads null, an updated one its value");
     }

@@ -16,8 +16,6 @@ pub const TIME_ZONE: &str = "table.auto-partition.time-zone";
 
 /// Every auto-partition option.
 pub const OPTIONS: &[&str] = &[ENABLED, KEY, TIME_UNIT, NUM_PRECREATE, NUM_RETENTION, TIME_ZONE];
-/// The ones `alter_table` may change.
-pub const ONLINE: &[&str] = &[NUM_PRECREATE, NUM_RETENTION];
 
 /// Fluss's defaults.
 const DEFAULT_PRECREATE: u32 = 2;

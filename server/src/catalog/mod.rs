@@ -195,8 +195,8 @@ pub struct Catalog {
     write_lock: Mutex<()>,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+fn now_ms() -> i64 {
+    crate::clock::system_now_ms()
 }
 
 fn validate_name(kind: &str, name: &str) -> Result<()> {

@@ -5,6 +5,7 @@
 use super::auto_partition;
 use crate::config::Durability;
 use crate::error::{Error, Result};
+pub use crate::log::Compression;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -29,14 +30,6 @@ const NOT_YET: &[&str] = &["table.datalake.enabled", "table.datalake.freshness"]
 /// Options that `alter_table` may change on a live table.
 pub const ONLINE_OPTIONS: &[&str] =
     &[LOG_TTL, NO_KEY_ASSIGNER, DURABILITY, DYNAMIC_PARTITION, auto_partition::NUM_PRECREATE, auto_partition::NUM_RETENTION];
-
-/// Body compression of stored Arrow IPC messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Zstd,
-    Lz4Frame,
-    None,
-}
 
 /// How rows of a table without a bucket key are spread over buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,15 +5,14 @@
 //! record batch whose first column `_key_index` names the request row each result row answers.
 //! The first failing batch ends the stream with its error status.
 
-use super::doget::batch_message;
-use crate::engine::pk::serve::LookupPlan;
-use crate::engine::StorageEngine;
+use super::decode::{declared_schema, decode_batch};
+use super::doget::message_data;
+use crate::engine::{Lookup, StorageEngine};
 use crate::error::{Error, Result};
-use arrow_array::RecordBatch;
 use arrow_flight::{flight_descriptor::DescriptorType, FlightData, SchemaAsIpc};
 use arrow_ipc::writer::IpcWriteOptions;
 use arrow_ipc::MessageHeader;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use std::pin::Pin;
@@ -43,11 +42,11 @@ pub async fn do_exchange(
     if !request.keys.is_empty() {
         return Err(Error::invalid("DoExchange lookups take their keys as Arrow record batches, not in the descriptor's \"keys\"").into());
     }
-    let plan = Arc::new(engine.lookup_plan(&request)?);
-    let schema_message = FlightData::from(SchemaAsIpc::new(&plan.result_schema(true), &IpcWriteOptions::default()));
+    let lookup = engine.open_lookup(&request)?;
+    let schema_message = FlightData::from(SchemaAsIpc::new(&lookup.result_schema(true), &IpcWriteOptions::default()));
     // Answers are produced as the response stream is polled: no task or channel hop between a
     // key batch and its answer (single-key latency is what interactive lookups feel).
-    let state = ExchangeState { plan, input, schema: None, max_message_bytes, done: false };
+    let state = ExchangeState { lookup, input, schema: None, max_message_bytes, done: false };
     let answers = futures::stream::unfold(state, |mut state| async move {
         if state.done {
             return None;
@@ -65,7 +64,7 @@ pub async fn do_exchange(
 }
 
 struct ExchangeState {
-    plan: Arc<LookupPlan>,
+    lookup: Arc<dyn Lookup>,
     input: futures::stream::Peekable<Streaming<FlightData>>,
     schema: Option<SchemaRef>,
     max_message_bytes: usize,
@@ -74,12 +73,12 @@ struct ExchangeState {
 
 /// Reads messages until a key batch arrives and answers it; None at the end of the input.
 async fn next_answer(state: &mut ExchangeState) -> Result<Option<FlightData>> {
-    let plan = state.plan.clone();
+    let lookup = state.lookup.clone();
     while let Some(message) = state.input.next().await {
         let data = match message {
             Ok(d) => d,
             Err(status) => {
-                tracing::debug!(table = %plan.path, %status, "DoExchange stream ended by the client");
+                tracing::debug!(table = %lookup.table_path(), %status, "DoExchange stream ended by the client");
                 return Ok(None);
             }
         };
@@ -97,21 +96,15 @@ async fn next_answer(state: &mut ExchangeState) -> Result<Option<FlightData>> {
             .map_err(|e| Error::invalid(format!("DoExchange message is not an Arrow IPC message: {e}")))?;
         match message.header_type() {
             MessageHeader::Schema => {
-                let declared =
-                    Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoExchange schema message does not decode: {e}")))?;
-                // Decode as nullable so a null key is reported with its column and row.
-                let fields: Vec<_> = declared.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-                let s = Arc::new(Schema::new(fields));
-                plan.conform_keys(&RecordBatch::new_empty(s.clone()))?;
-                state.schema = Some(s);
+                let declared = declared_schema(&data, "DoExchange")?;
+                lookup.check_key_schema(&declared)?;
+                state.schema = Some(declared);
             }
             MessageHeader::RecordBatch => {
                 let s = state.schema.clone().ok_or_else(|| Error::invalid("DoExchange sent a key batch before its schema"))?;
-                let keys = crate::log::ipc::decode(&data.data_header, data.data_body.clone(), &s)
-                    .map_err(|e| Error::invalid(format!("DoExchange key batch does not decode: {e}")))?;
-                let keys = plan.conform_keys(&keys)?;
-                let result = plan.run(keys, true).await?;
-                return Ok(Some(batch_message(&result, Vec::new())?));
+                let keys = decode_batch(data, s, "DoExchange").await?;
+                let answer = lookup.lookup(keys, true).await?;
+                return Ok(Some(message_data(answer.message, Vec::new())));
             }
             MessageHeader::DictionaryBatch => {
                 return Err(Error::invalid("dictionary-encoded key columns are not accepted: send plain values"));

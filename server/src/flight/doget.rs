@@ -1,16 +1,16 @@
 //! DoGet and the flight-info verbs: tickets parsed into typed requests, scans streamed as the
 //! stored IPC messages they are.
 
-use crate::engine::StorageEngine;
+use crate::engine::{IpcMessage, StorageEngine};
 use crate::error::{Error, Result};
 use arrow_array::{Int64Array, RecordBatch};
 use arrow_flight::{flight_descriptor::DescriptorType, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, SchemaAsIpc, Ticket};
 use arrow_ipc::writer::IpcWriteOptions;
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
-use strom_flight_api::{BatchMetadata, LogScan, SnapshotMetadata, SnapshotScan, TableRef, TicketRequest};
+use strom_flight_api::{BatchMetadata, LogScan, SnapshotMetadata, TableRef, TicketRequest};
 use tonic::Status;
 
 pub type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
@@ -18,64 +18,55 @@ pub type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>
 pub async fn do_get(engine: &dyn StorageEngine, ticket: &Ticket) -> Result<FlightDataStream> {
     let request = TicketRequest::parse(&ticket.ticket).map_err(Error::invalid)?;
     match request {
-        TicketRequest::LogScan(scan) => log_scan(engine, &scan),
-        TicketRequest::SnapshotScan(scan) => snapshot_scan(engine, &scan),
+        TicketRequest::LogScan(scan) => {
+            let stream = engine.scan(&scan)?;
+            let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
+                let chunk = chunk?;
+                let metadata = BatchMetadata {
+                    bucket: chunk.bucket,
+                    partition: chunk.partition,
+                    base_offset: chunk.base_offset,
+                    high_watermark: chunk.high_watermark,
+                };
+                Ok(message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes")))
+            });
+            Ok(with_schema(&stream.schema, chunks))
+        }
+        TicketRequest::SnapshotScan(scan) => {
+            let stream = engine.snapshot_scan(&scan)?;
+            let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
+                let chunk = chunk?;
+                let metadata = SnapshotMetadata { bucket: chunk.bucket, partition: chunk.partition, log_offset: chunk.log_offset };
+                Ok(message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes")))
+            });
+            Ok(with_schema(&stream.schema, chunks))
+        }
         TicketRequest::Count(count) => {
             let n = engine.count(&count).await?;
             let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::Int64, false)]));
             let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![n as i64]))])?;
-            let data = arrow_flight::utils::batches_to_flight_data(&schema, vec![batch])?;
-            Ok(Box::pin(futures::stream::iter(data.into_iter().map(Ok))))
+            let message = IpcMessage::encode(&batch)?;
+            Ok(with_schema(&schema, futures::stream::once(async move { Ok(message_data(message, Vec::new())) })))
         }
-        TicketRequest::Lookup(lookup) => {
-            let plan = engine.lookup_plan(&lookup)?;
-            let key_batch = plan.keys_from_json(&lookup.keys)?;
-            let result = plan.run(key_batch, false).await?;
-            let data = arrow_flight::utils::batches_to_flight_data(&result.schema(), vec![result])?;
-            Ok(Box::pin(futures::stream::iter(data.into_iter().map(Ok))))
+        TicketRequest::Lookup(request) => {
+            let lookup = engine.open_lookup(&request)?;
+            let keys = lookup.keys_from_json(&request.keys)?;
+            let answer = lookup.lookup(keys, false).await?;
+            let message = message_data(answer.message, Vec::new());
+            Ok(with_schema(&lookup.result_schema(false), futures::stream::once(async move { Ok(message) })))
         }
     }
 }
 
-/// Encodes one record batch as a FlightData message (no dictionaries: Strom never sends them).
-pub fn batch_message(batch: &RecordBatch, app_metadata: Vec<u8>) -> Result<FlightData> {
-    let generator = arrow_ipc::writer::IpcDataGenerator::default();
-    let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
-    let mut compression = arrow_ipc::writer::CompressionContext::default();
-    let (_, encoded) = generator.encode(batch, &mut tracker, &IpcWriteOptions::default(), &mut compression)?;
-    Ok(FlightData::from(encoded).with_app_metadata(app_metadata))
+/// Frames one encoded record-batch message as FlightData.
+pub fn message_data(message: IpcMessage, app_metadata: Vec<u8>) -> FlightData {
+    FlightData { flight_descriptor: None, data_header: message.header, data_body: message.body, app_metadata: app_metadata.into() }
 }
 
-fn snapshot_scan(engine: &dyn StorageEngine, scan: &SnapshotScan) -> Result<FlightDataStream> {
-    let stream = engine.snapshot_scan(scan)?;
-    let schema_message = FlightData::from(SchemaAsIpc::new(&stream.schema, &IpcWriteOptions::default()));
-    let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
-        let chunk = chunk.map_err(Status::from)?;
-        let metadata = SnapshotMetadata { bucket: chunk.bucket, partition: chunk.partition.clone(), log_offset: chunk.log_offset };
-        Ok(batch_message(&chunk.batch, serde_json::to_vec(&metadata).expect("metadata serializes"))?)
-    });
-    Ok(Box::pin(futures::stream::once(async { Ok(schema_message) }).chain(chunks)))
-}
-
-fn log_scan(engine: &dyn StorageEngine, scan: &LogScan) -> Result<FlightDataStream> {
-    let stream = engine.scan(scan)?;
-    let schema_message = FlightData::from(SchemaAsIpc::new(&stream.schema, &IpcWriteOptions::default()));
-    let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
-        let chunk = chunk.map_err(Status::from)?;
-        let metadata = BatchMetadata {
-            bucket: chunk.bucket,
-            partition: chunk.partition.clone(),
-            base_offset: chunk.base_offset,
-            high_watermark: chunk.high_watermark,
-        };
-        Ok(FlightData {
-            flight_descriptor: None,
-            data_header: chunk.meta,
-            data_body: chunk.body,
-            app_metadata: serde_json::to_vec(&metadata).expect("metadata serializes").into(),
-        })
-    });
-    Ok(Box::pin(futures::stream::once(async { Ok(schema_message) }).chain(chunks)))
+/// The schema message, then the batches (the first error ends the stream with its status).
+fn with_schema(schema: &SchemaRef, batches: impl Stream<Item = Result<FlightData>> + Send + 'static) -> FlightDataStream {
+    let schema_message = FlightData::from(SchemaAsIpc::new(schema, &IpcWriteOptions::default()));
+    Box::pin(futures::stream::once(async { Ok(schema_message) }).chain(batches.map(|item| item.map_err(Status::from))))
 }
 
 /// Reads `[database, table]` from a PATH descriptor or `{"database", "table"}` from a CMD one.

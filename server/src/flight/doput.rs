@@ -4,82 +4,38 @@
 //! Writing batch i+1 while batch i waits for its fdatasync lets one stream share group commits
 //! with itself; memory permits bound what is decoded but not yet written.
 
-use crate::engine::pk::read::PkShape;
-use crate::engine::pk::write::PkWriteLayout;
-use crate::engine::pk::PkOp;
-use crate::engine::table::{PendingAck, WriteOp};
-use crate::engine::StorageEngine;
-use crate::engine::{pk_shape, TableHandle};
+use super::decode::{declared_schema, decode_batch};
+use crate::engine::{BatchIdentity, PendingAck, StorageEngine, TableWriter};
 use crate::error::{Error, Result};
-use crate::log::bucket::BatchIdentity;
 use arrow_array::RecordBatch;
 use arrow_flight::{flight_descriptor::DescriptorType, FlightData, FlightDescriptor, PutResult};
 use arrow_ipc::MessageHeader;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
-use strom_flight_api::{WriteCommand, WriteKind};
+use strom_flight_api::WriteCommand;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, Streaming};
 
 /// Acks (or the error that ended the stream) waiting to be sent in order.
 type AckQueue = mpsc::Sender<Result<PendingAck>>;
 
-/// Parses the descriptor of the first message into a write command.
-pub fn parse_descriptor(d: &FlightDescriptor) -> Result<WriteCommand> {
+/// Parses the descriptor of the first message into a write command; true when it is a PATH
+/// descriptor (append to a log table, upsert full rows into a primary-key table).
+pub fn parse_descriptor(d: &FlightDescriptor) -> Result<(WriteCommand, bool)> {
     if d.r#type == DescriptorType::Path as i32 {
         return match d.path.as_slice() {
-            [db, table] => Ok(WriteCommand::append(db, table)),
+            [db, table] => Ok((WriteCommand::append(db, table), true)),
             other => Err(Error::invalid(format!("DoPut PATH descriptor must be [database, table], got {other:?}"))),
         };
     }
     if d.r#type == DescriptorType::Cmd as i32 {
-        return serde_json::from_slice(&d.cmd)
-            .map_err(|e| Error::invalid(format!("DoPut CMD descriptor is not a valid write command: {e}")));
+        let command = serde_json::from_slice(&d.cmd)
+            .map_err(|e| Error::invalid(format!("DoPut CMD descriptor is not a valid write command: {e}")))?;
+        return Ok((command, false));
     }
     Err(Error::invalid("DoPut needs a PATH [database, table] or a CMD {\"write\": ...} descriptor"))
-}
-
-fn d_is_path(d: &FlightDescriptor) -> bool {
-    d.r#type == DescriptorType::Path as i32
-}
-
-/// What the stream's batches do to `table`: a PATH descriptor appends to a log table and
-/// upserts full rows into a primary-key table; a CMD descriptor says it.
-fn write_op(shape: Option<&PkShape>, path: &str, command: &WriteCommand, is_path: bool) -> Result<WriteOp> {
-    if command.target_columns.is_some() && command.write != WriteKind::Upsert {
-        return Err(Error::invalid("target_columns (partial updates) apply to \"upsert\" writes only"));
-    }
-    Ok(match (shape, command.write) {
-        (Some(_), WriteKind::Append) if is_path => WriteOp::Pk(PkOp::Upsert { targets: None }),
-        (Some(pk), WriteKind::Upsert) => {
-            let targets = command.target_columns.as_deref().map(|names| pk.resolve_targets(path, names)).transpose()?;
-            WriteOp::Pk(PkOp::Upsert { targets })
-        }
-        (Some(_), WriteKind::Delete) => WriteOp::Pk(PkOp::Delete),
-        (Some(_), WriteKind::Append) => {
-            return Err(Error::FailedPrecondition(format!(
-                "table {path} has a primary key: write it with \"upsert\" or \"delete\", not \"append\""
-            )))
-        }
-        (None, WriteKind::Append) => WriteOp::Append,
-        (None, kind) => {
-            return Err(Error::FailedPrecondition(format!(
-                "table {path} is a log table: {:?} writes need a primary-key table",
-                format!("{kind:?}").to_lowercase()
-            )))
-        }
-    })
-}
-
-/// What a stream's schema is checked against before data arrives.
-struct BatchCheck {
-    path: String,
-    /// Columns from here on were added by `alter_table`: a batch may leave them out.
-    first_added: usize,
-    shape: Option<PkShape>,
-    row_schema: SchemaRef,
 }
 
 /// Maps a stream error: tonic's "message too large" becomes RESOURCE_EXHAUSTED per the contract.
@@ -112,35 +68,19 @@ pub async fn do_put(
         .flight_descriptor
         .clone()
         .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry a flight descriptor naming the table"))?;
-    let command = parse_descriptor(&descriptor)?;
-    if command.sequence.is_some() && command.writer_id.is_none() {
-        return Err(Error::invalid("\"sequence\" needs \"writer_id\"").into());
-    }
-    if command.writer_id.is_some_and(|w| w < 0) {
-        return Err(Error::invalid("\"writer_id\" must be >= 0").into());
-    }
-    let table = ctx.engine.table(&command.database, &command.table)?;
-    let meta = table.meta();
-    if let Some(p) = &command.partition {
-        meta.parse_partition_name(p)?;
-    }
-    let shape = pk_shape(&meta)?;
-    let op = write_op(shape.as_ref(), &meta.path(), &command, d_is_path(&descriptor))?;
-    let check = BatchCheck { path: meta.path(), first_added: meta.first_added_column(), shape, row_schema: meta.arrow_schema()? };
+    let (command, from_path) = parse_descriptor(&descriptor)?;
+    let writer: Arc<dyn TableWriter> = ctx.engine.open_writer(&command, from_path)?.into();
     // Two stages so one stream uses two cores: the decode stage reads and decodes message N+1
     // while the write stage conforms, encodes and writes batch N. Order is kept end to end.
     let (ack_tx, rx) = mpsc::channel::<Result<PendingAck>>(64);
     let (decoded_tx, decoded_rx) = mpsc::channel::<Result<DecodedBatch>>(2);
-    let engine = ctx.engine.clone();
-    let writer_table = table.clone();
-    let decode_op = op.clone();
-    let partition = command.partition.clone();
+    let decode_writer = writer.clone();
     tokio::spawn(async move {
-        if let Err(e) = decode_loop(&ctx, &check, &command, &decode_op, input, &decoded_tx).await {
+        if let Err(e) = decode_loop(&ctx, decode_writer.as_ref(), &command, input, &decoded_tx).await {
             let _ = decoded_tx.send(Err(e)).await;
         }
     });
-    tokio::spawn(write_stage(engine, writer_table, op, partition, decoded_rx, ack_tx));
+    tokio::spawn(write_stage(writer, decoded_rx, ack_tx));
     Ok(Box::pin(ack_stream(rx)))
 }
 
@@ -152,7 +92,7 @@ fn ack_stream(rx: mpsc::Receiver<Result<PendingAck>>) -> impl Stream<Item = Resu
             return None;
         }
         let outcome = match rx.recv().await? {
-            Ok(pending) => pending.wait_durable().await,
+            Ok(pending) => pending.durable().await,
             Err(e) => Err(e),
         };
         match outcome {
@@ -170,18 +110,11 @@ type DecodedBatch = (RecordBatch, Option<BatchIdentity>, OwnedSemaphorePermit);
 
 /// Writes decoded batches in order; the first error (its own or the decode stage's) is queued
 /// after the acks of the batches before it, and ends the stream.
-async fn write_stage(
-    engine: Arc<dyn StorageEngine>,
-    table: TableHandle,
-    op: WriteOp,
-    partition: Option<String>,
-    mut decoded: mpsc::Receiver<Result<DecodedBatch>>,
-    acks: AckQueue,
-) {
+async fn write_stage(writer: Arc<dyn TableWriter>, mut decoded: mpsc::Receiver<Result<DecodedBatch>>, acks: AckQueue) {
     while let Some(item) = decoded.recv().await {
         let outcome = match item {
             Ok((batch, id, permits)) => {
-                let pending = engine.write(&table, batch, op.clone(), id, partition.as_deref()).await;
+                let pending = writer.write(batch, id).await;
                 drop(permits); // written (or refused): its decoded form is gone
                 pending
             }
@@ -197,9 +130,8 @@ async fn write_stage(
 /// Reads and decodes the DoPut messages, checking the schema before any data arrives.
 async fn decode_loop(
     ctx: &PutContext,
-    check: &BatchCheck,
+    writer: &dyn TableWriter,
     command: &WriteCommand,
-    op: &WriteOp,
     mut input: futures::stream::Peekable<Streaming<FlightData>>,
     decoded: &mpsc::Sender<Result<DecodedBatch>>,
 ) -> Result<()> {
@@ -214,7 +146,7 @@ async fn decode_loop(
                     return Err(Error::ResourceExhausted(status.message().to_string()));
                 }
                 // The client went away mid-stream: what was written stays, nothing partial is.
-                tracing::debug!(table = %check.path, %status, "DoPut stream ended by the client");
+                tracing::debug!(table = %writer.table_path(), %status, "DoPut stream ended by the client");
                 return Ok(());
             }
         };
@@ -233,26 +165,14 @@ async fn decode_loop(
             .map_err(|e| Error::invalid(format!("DoPut message is not an Arrow IPC message: {e}")))?;
         match message.header_type() {
             MessageHeader::Schema => {
-                let declared = Schema::try_from(&data).map_err(|e| Error::invalid(format!("DoPut schema message does not decode: {e}")))?;
-                // Decode as nullable: a null in a NOT NULL column is then reported by `conform`
-                // with the table, column and row, instead of Arrow's generic validation error.
-                let fields: Vec<_> = declared.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-                let s = Arc::new(Schema::new_with_metadata(fields, declared.metadata().clone()));
-                // Check the schema before any data arrives, so a mismatch fails fast.
-                let empty = RecordBatch::new_empty(s.clone());
-                match (op, &check.shape) {
-                    (WriteOp::Pk(op), Some(pk)) => pk.check_batch_schema(&check.path, &empty, op, check.first_added)?,
-                    _ => {
-                        crate::engine::write::conform_allowing_added(&empty, &check.row_schema, &check.path, check.first_added)?;
-                    }
-                }
-                schema = Some(s);
+                let declared = declared_schema(&data, "DoPut")?;
+                // Checked before any data arrives, so a mismatch fails fast.
+                writer.check_schema(&declared)?;
+                schema = Some(declared);
             }
             MessageHeader::RecordBatch => {
                 let s = schema.clone().ok_or_else(|| Error::invalid("DoPut sent a record batch before its schema"))?;
-                // Decodes over the received bytes without copying the body first.
-                let batch = crate::log::ipc::decode(&data.data_header, data.data_body.clone(), &s)
-                    .map_err(|e| Error::invalid(format!("DoPut record batch does not decode: {e}")))?;
+                let batch = decode_batch(data, s, "DoPut").await?;
                 let id = command.writer_id.map(|w| BatchIdentity { writer_id: w, sequence: command.sequence.unwrap_or(0) + batch_index });
                 batch_index += 1;
                 if decoded.send(Ok((batch, id, permits))).await.is_err() {

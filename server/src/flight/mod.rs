@@ -1,10 +1,14 @@
-//! The Arrow Flight front door: parses and validates requests, calls the `StorageEngine`, and
-//! maps errors to gRPC status codes (through the single `From<Error> for Status`).
+//! The Arrow Flight front door: parses and validates requests, calls the `StorageEngine`
+//! through its API (`crate::engine`, nothing below it), frames the encoded batches it returns,
+//! and maps errors to gRPC status codes (through the single `From<Error> for Status` in
+//! `status.rs`).
 
 pub mod actions;
+mod decode;
 pub mod doexchange;
 pub mod doget;
 pub mod doput;
+mod status;
 
 use crate::engine::StorageEngine;
 use crate::error::Error;
@@ -32,10 +36,6 @@ impl StromFlightService {
         let permits = max_inflight_write_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
         Self { engine, write_permits: Arc::new(Semaphore::new(permits)), max_message_bytes }
     }
-}
-
-fn blocking_status(e: tokio::task::JoinError) -> Status {
-    Status::internal(format!("request task failed: {e}"))
 }
 
 #[tonic::async_trait]
@@ -122,7 +122,7 @@ impl FlightService for StromFlightService {
         let command = ActionCommand::parse(&action.r#type, &action.body)?;
         let engine = self.engine.clone();
         // Catalog changes fsync files: keep them off the async workers.
-        let value = tokio::task::spawn_blocking(move || command.run(engine.as_ref())).await.map_err(blocking_status)??;
+        let value = tokio::task::spawn_blocking(move || command.run(engine.as_ref())).await.map_err(status::task_failed)??;
         let body = serde_json::to_vec(&value).expect("JSON value serializes");
         let result = arrow_flight::Result { body: body.into() };
         Ok(Response::new(futures::stream::once(async { Ok(result) }).boxed()))

@@ -43,7 +43,8 @@ pub struct KvStore {
 }
 
 impl KvStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` with default settings.
+    #[cfg(any(test, feature = "bench-internals"))]
     pub fn open(dir: &Path) -> Result<Self> {
         Self::open_with(dir, &crate::config::KvConfig::default())
     }
@@ -132,10 +133,12 @@ impl KvStore {
         }
     }
 
+    #[cfg(any(test, feature = "bench-internals"))]
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get(key).map_err(kv_error)
     }
 
+    #[cfg(any(test, feature = "bench-internals"))]
     /// Looks up many keys in one call (RocksDB batches the block reads).
     pub fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         let mut out = Vec::with_capacity(keys.len());
@@ -219,6 +222,7 @@ pub struct KvSnapshot<'a> {
 }
 
 impl KvSnapshot<'_> {
+    #[cfg(any(test, feature = "bench-internals"))]
     pub fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         self.snapshot.multi_get(keys).into_iter().map(|r| r.map_err(kv_error)).collect()
     }
@@ -256,6 +260,7 @@ impl KvSnapshot<'_> {
         it.status().map_err(kv_error)
     }
 
+    #[cfg(any(test, feature = "bench-internals"))]
     /// Key/value pairs whose key starts with `prefix`, in key order, at most `limit`.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();

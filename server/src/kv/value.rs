@@ -223,6 +223,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a row stored with `encode_row` for the given fields.
+#[cfg(test)]
 pub fn decode_row(bytes: &[u8], fields: &Fields) -> Result<Vec<Value>> {
     decode_row_padded(bytes, fields, fields.len())
 }

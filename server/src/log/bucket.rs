@@ -5,10 +5,12 @@
 //! `wait_durable` (group commit) returns once an fdatasync covers it; acks need both in `sync` mode.
 
 use super::format::{self, EntryParts};
-use super::ipc::EncodedBatch;
+use super::ipc::{BatchEncoder, EncodedBatch};
 use super::segment::{segment_file_name, CorruptRange, IndexEntry, Segment};
+use crate::clock::Clock;
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
+use arrow_array::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,15 @@ pub const WRITER_WINDOW: usize = 64;
 pub struct SegmentPolicy {
     pub segment_bytes: u64,
     pub segment_ms: u64,
+}
+
+/// What a bucket log is opened with: its sizing, its durability mode and the node's clock
+/// (batch timestamps, roll by age).
+#[derive(Clone)]
+pub struct LogSettings {
+    pub policy: SegmentPolicy,
+    pub durability: Durability,
+    pub clock: Clock,
 }
 
 /// Where an appended batch landed.
@@ -63,6 +74,7 @@ pub struct BucketLog {
     dir: PathBuf,
     location: String,
     policy: SegmentPolicy,
+    clock: Clock,
     append: Mutex<AppendState>,
     segments: RwLock<Vec<Arc<Segment>>>,
     corrupt: RwLock<Vec<CorruptRange>>,
@@ -105,13 +117,8 @@ pub struct RecoveryReport {
 
 impl BucketLog {
     /// Opens (recovering) or creates the log of one bucket in `dir`.
-    pub fn open(
-        dir: &Path,
-        bucket: u32,
-        location: String,
-        policy: SegmentPolicy,
-        durability: Durability,
-    ) -> Result<(Self, RecoveryReport)> {
+    pub fn open(dir: &Path, bucket: u32, location: String, settings: &LogSettings) -> Result<(Self, RecoveryReport)> {
+        let now = (settings.clock)();
         std::fs::create_dir_all(dir).at(dir.display())?;
         let mut bases: Vec<u64> = std::fs::read_dir(dir)
             .at(dir.display())?
@@ -124,7 +131,7 @@ impl BucketLog {
         let mut corrupt: Vec<CorruptRange> = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            let outcome = Segment::open(&dir.join(segment_file_name(base)), base, active)?;
+            let outcome = Segment::open(&dir.join(segment_file_name(base)), base, active, now)?;
             report.truncated_bytes += outcome.truncated_bytes;
             for mut range in outcome.corrupt {
                 if range.end == u64::MAX {
@@ -137,7 +144,7 @@ impl BucketLog {
             segments.push(Arc::new(outcome.segment));
         }
         if segments.is_empty() {
-            segments.push(Arc::new(Segment::create(dir, 0)?));
+            segments.push(Arc::new(Segment::create(dir, 0, now)?));
         }
         let active = segments.last().expect("at least one segment").clone();
         let next_offset = active.next_offset().max(corrupt.iter().map(|c| c.end).max().unwrap_or(0));
@@ -161,14 +168,15 @@ impl BucketLog {
             bucket,
             dir: dir.to_path_buf(),
             location,
-            policy,
+            policy: settings.policy,
+            clock: settings.clock.clone(),
             append: Mutex::new(AppendState { active, next_offset, last_timestamp, writers }),
             segments: RwLock::new(segments),
             corrupt: RwLock::new(corrupt),
             sync_lock: tokio::sync::Mutex::new(()),
             durable: AtomicU64::new(next_offset),
             written: AtomicU64::new(next_offset),
-            durability: AtomicU8::new(durability_code(durability)),
+            durability: AtomicU8::new(durability_code(settings.durability)),
             high_watermark,
             stopped: Mutex::new(None),
             readers_closed: Mutex::new(None),
@@ -276,8 +284,28 @@ impl BucketLog {
         }
     }
 
-    /// Writes a batch into the page cache. The caller must `wait_durable` before acknowledging.
-    pub fn append_unconfirmed(&self, batch: &EncodedBatch, rows: u32, schema_id: u32, id: Option<BatchIdentity>) -> Result<Appended> {
+    /// Encodes `batch` (with `encoder`, the table's compression) and writes it into the page
+    /// cache as one entry of `schema_id`; a retry of a stored (writer, sequence) writes nothing
+    /// and returns the original offsets. The caller must `wait_durable` before acknowledging.
+    pub fn append_unconfirmed(
+        &self,
+        batch: &RecordBatch,
+        schema_id: u32,
+        id: Option<BatchIdentity>,
+        encoder: &mut BatchEncoder,
+    ) -> Result<Appended> {
+        self.check_stopped()?;
+        let rows = u32::try_from(batch.num_rows())
+            .map_err(|_| Error::ResourceExhausted("a single batch must hold fewer than 2^32 rows".into()))?;
+        if let Some(dup) = id.and_then(|id| self.duplicate_of(id)) {
+            return Ok(dup);
+        }
+        // Encoded outside the append lock, so appends of other writers go on meanwhile.
+        self.append_encoded(&encoder.encode(batch)?, rows, schema_id, id)
+    }
+
+    /// Writes an encoded batch of `rows` rows into the page cache (see `append_unconfirmed`).
+    pub fn append_encoded(&self, batch: &EncodedBatch, rows: u32, schema_id: u32, id: Option<BatchIdentity>) -> Result<Appended> {
         self.check_stopped()?;
         let mut state = self.append.lock();
         if let Some(id) = id {
@@ -285,7 +313,7 @@ impl BucketLog {
                 return Ok(dup);
             }
         }
-        let now = crate::catalog::now_ms().max(state.last_timestamp);
+        let now = (self.clock)().max(state.last_timestamp);
         let (header, head) = format::encode_entry_head(&EntryParts {
             compression: batch.compression,
             base_offset: state.next_offset,
@@ -333,7 +361,8 @@ impl BucketLog {
     fn maybe_roll(&self, state: &mut AppendState, incoming: u64) -> Result<()> {
         let active = &state.active;
         let full = active.size() > 0 && active.size() + incoming > self.policy.segment_bytes;
-        let old = !active.is_empty() && crate::catalog::now_ms() - active.created_ms > self.policy.segment_ms as i64;
+        let now = (self.clock)();
+        let old = !active.is_empty() && now - active.created_ms > self.policy.segment_ms as i64;
         if !(full || old) {
             return Ok(());
         }
@@ -348,7 +377,7 @@ impl BucketLog {
             // append never waits for a whole segment to reach the disk.
             self.pending_seal.lock().push(active.clone());
         }
-        let next = Arc::new(Segment::create(&self.dir, sealed_end)?);
+        let next = Arc::new(Segment::create(&self.dir, sealed_end, now)?);
         tracing::debug!(bucket = %self.location, base_offset = sealed_end, "rolled to a new segment");
         self.segments.write().push(next.clone());
         state.active = next;
@@ -420,7 +449,7 @@ impl BucketLog {
     }
 
     /// Fails with DataLoss if `[from, until)` touches a corrupt range.
-    pub fn check_range(&self, from: u64, until: u64) -> Result<()> {
+    pub(super) fn check_range(&self, from: u64, until: u64) -> Result<()> {
         for c in self.corrupt.read().iter() {
             if c.start < until && from < c.end {
                 return Err(Error::DataLoss {
@@ -433,7 +462,7 @@ impl BucketLog {
     }
 
     /// Entries overlapping `[from, until)` from one segment, up to `max_bytes`.
-    pub fn entries_from(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Option<Arc<Segment>>, Vec<IndexEntry>)> {
+    pub(super) fn entries_from(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Option<Arc<Segment>>, Vec<IndexEntry>)> {
         let segments = self.segments.read();
         let start = segments.partition_point(|s| s.base_offset <= from).saturating_sub(1);
         for seg in &segments[start..] {

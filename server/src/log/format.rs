@@ -127,6 +127,7 @@ pub struct EntryParts<'a> {
 }
 
 /// Serializes an entry; returns its header and bytes.
+#[cfg(test)]
 pub fn encode_entry(p: &EntryParts<'_>) -> Result<(BatchHeader, Vec<u8>)> {
     let (header, mut out) = encode_entry_head(p)?;
     out.extend_from_slice(p.body);

@@ -5,13 +5,20 @@
 //! columns, rewrites their offsets and reads only their byte ranges from disk. Metadata columns
 //! (`_bucket`, `_offset`, `_timestamp`) are appended as extra uncompressed buffers.
 
-use crate::catalog::options::Compression;
 use crate::error::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_ipc::writer::{CompressionContext, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
 use arrow_ipc::{CompressionType, MetadataVersion};
 use arrow_schema::{DataType, SchemaRef};
 use flatbuffers::FlatBufferBuilder;
+
+/// Body compression of stored Arrow IPC messages (`table.log.arrow.compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Zstd,
+    Lz4Frame,
+    None,
+}
 
 /// One encoded batch ready to be stored.
 pub struct EncodedBatch {

@@ -1,7 +1,23 @@
 //! Bucket logs: the on-disk batch format, segments with their indexes, and the per-bucket log
-//! with group commit, recovery and retention.
+//! with group commit, recovery, retention and reads.
+//!
+//! The rest of the node sees only this module's API: a [`BucketLog`] to append record batches
+//! to (`append_unconfirmed`, then `wait_durable` before acknowledging) and to read entries from
+//! (`read`: verbatim or pruned to columns, CRC-checked; `read_decoded`: record batches). The
+//! byte layout of an entry (`format`), the segment files (`segment`) and the Arrow IPC encoding
+//! and pruning (`ipc`) stay private to it. The clock and the compression come in as values.
 
-pub mod bucket;
-pub mod format;
-pub mod ipc;
-pub mod segment;
+mod bucket;
+mod format;
+mod ipc;
+mod read;
+mod segment;
+
+pub use bucket::{Appended, BatchIdentity, BucketLog, LogSettings, ReadersClosed, RecoveryReport, SegmentPolicy};
+#[cfg(feature = "bench-internals")]
+pub use ipc::EncodedBatch;
+pub use ipc::{decode, BatchEncoder, Compression};
+pub use read::ReadProjection;
+
+#[cfg(test)]
+mod tests;

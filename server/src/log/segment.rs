@@ -121,8 +121,8 @@ pub struct ScanOutcome {
 }
 
 impl Segment {
-    /// Creates an empty segment file for appends.
-    pub fn create(dir: &Path, base_offset: u64) -> Result<Self> {
+    /// Creates an empty segment file for appends; `now_ms` is its creation time (roll by age).
+    pub fn create(dir: &Path, base_offset: u64, now_ms: i64) -> Result<Self> {
         let path = dir.join(segment_file_name(base_offset));
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).at(path.display())?;
         fsutil::sync_dir(dir)?;
@@ -133,7 +133,7 @@ impl Segment {
             entries: RwLock::new(Vec::new()),
             size: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
-            created_ms: crate::catalog::now_ms(),
+            created_ms: now_ms,
             map: parking_lot::Mutex::new(None),
         })
     }
@@ -258,7 +258,7 @@ impl Segment {
 
     /// Opens an existing segment. A sealed segment uses its index file when it matches the
     /// file; otherwise (or for the active segment) the file is scanned and validated.
-    pub fn open(path: &Path, base_offset: u64, active: bool) -> Result<ScanOutcome> {
+    pub fn open(path: &Path, base_offset: u64, active: bool, now_ms: i64) -> Result<ScanOutcome> {
         let file = OpenOptions::new().read(true).write(true).open(path).at(path.display())?;
         let file_len = file.metadata().at(path.display())?.len();
         let mut segment = Segment {
@@ -268,7 +268,7 @@ impl Segment {
             entries: RwLock::new(Vec::new()),
             size: AtomicU64::new(file_len),
             sealed: AtomicBool::new(!active),
-            created_ms: crate::catalog::now_ms(),
+            created_ms: now_ms,
             map: parking_lot::Mutex::new(None),
         };
         if !active {
@@ -371,12 +371,19 @@ impl Segment {
     }
 }
 
+/// The verified head of a stored entry: its header, column CRCs and IPC message.
+pub struct Prelude {
+    pub header: BatchHeader,
+    pub column_crcs: Vec<u32>,
+    pub meta: Vec<u8>,
+}
+
 /// Reads the header and prelude (column CRCs + IPC message) of an entry, verified.
-pub fn read_prelude(segment: &Segment, entry: &IndexEntry) -> Result<(BatchHeader, Vec<u32>, Vec<u8>)> {
+pub fn read_prelude(segment: &Segment, entry: &IndexEntry) -> Result<Prelude> {
     let location = segment.location();
     let bytes = segment.bytes_at(entry.position, entry.body_start as usize)?;
     let header = BatchHeader::decode(&bytes, &location)?;
     let column_crcs = format::verify_prelude(&header, &bytes, &bytes[HEADER_LEN..], &location)?;
     let meta = format::meta_of(&header, &bytes[HEADER_LEN..]).to_vec();
-    Ok((header, column_crcs, meta))
+    Ok(Prelude { header, column_crcs, meta })
 }

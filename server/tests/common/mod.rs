@@ -1,15 +1,14 @@
-//! Builder fixture for engine tests: a temp data dir, an engine, one log table.
+//! Builder fixture for engine tests: a temp data dir, an engine, one log table; and helpers
+//! that write and read through the engine's API only.
 #![allow(dead_code)] // each test file uses a different subset of the fixture
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan};
+use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, ListOffsets, LogScan, OffsetSpec, PutAck, WriteCommand};
 use strom_server::config::{Config, Durability};
-use strom_server::engine::scan::ScanChunk;
-use strom_server::engine::table::TableRuntime;
-use strom_server::engine::{Engine, StorageEngine};
-use strom_server::log::ipc;
+use strom_server::engine::{BatchIdentity, Engine, ScanChunk, SnapshotChunk, StorageEngine};
 
 pub const DB: &str = "db";
 pub const TABLE: &str = "t";
@@ -27,6 +26,40 @@ pub struct FixtureBuilder {
     options: Vec<(String, String)>,
 }
 
+/// Writes one batch with `command` and waits until it is durable.
+pub async fn write(
+    engine: &dyn StorageEngine,
+    command: &WriteCommand,
+    batch: RecordBatch,
+    id: Option<BatchIdentity>,
+) -> strom_server::Result<PutAck> {
+    let writer = engine.open_writer(command, false)?;
+    writer.write(batch, id).await?.durable().await
+}
+
+/// The offset of every bucket of `database.table` (one partition or all) at `spec`.
+pub fn offsets(engine: &dyn StorageEngine, database: &str, table: &str, spec: OffsetSpec) -> Vec<u64> {
+    let req = ListOffsets { database: database.into(), table: table.into(), partition: None, buckets: None, spec };
+    engine.list_offsets(&req).unwrap().into_iter().map(|o| o.offset).collect()
+}
+
+/// Runs a log scan to its end; returns the decoded batches with their chunks, or the first error.
+pub async fn scan(engine: &dyn StorageEngine, scan: &LogScan) -> strom_server::Result<Vec<(ScanChunk, RecordBatch)>> {
+    let mut stream = engine.scan(scan)?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.chunks.recv().await {
+        let chunk = chunk?;
+        let batch = chunk.message.decode(&stream.schema)?;
+        out.push((chunk, batch));
+    }
+    Ok(out)
+}
+
+/// Decodes the batch of a snapshot chunk.
+pub fn snapshot_batch(chunk: &SnapshotChunk, schema: &SchemaRef) -> RecordBatch {
+    chunk.message.decode(schema).unwrap()
+}
+
 impl EngineFixture {
     pub fn builder() -> FixtureBuilder {
         FixtureBuilder { segment_bytes: 128 * 1024 * 1024, durability: Durability::Sync, buckets: 1, options: vec![] }
@@ -36,8 +69,23 @@ impl EngineFixture {
         self.dir.path()
     }
 
-    pub fn table(&self) -> Arc<TableRuntime> {
-        self.engine.table(DB, TABLE).unwrap().into_plain().unwrap()
+    /// Appends one batch to the fixture's table and waits until it is durable.
+    pub async fn append(&self, batch: RecordBatch, id: Option<BatchIdentity>) -> strom_server::Result<PutAck> {
+        let writer = self.engine.open_writer(&WriteCommand::append(DB, TABLE), true)?;
+        writer.write(batch, id).await?.durable().await
+    }
+
+    /// What scans of the fixture's table return.
+    pub fn schema(&self) -> SchemaRef {
+        self.engine.table_schema(DB, TABLE).unwrap()
+    }
+
+    pub fn high_watermark(&self, bucket: usize) -> u64 {
+        offsets(self.engine.as_ref(), DB, TABLE, OffsetSpec::Latest)[bucket]
+    }
+
+    pub fn log_start_offset(&self, bucket: usize) -> u64 {
+        offsets(self.engine.as_ref(), DB, TABLE, OffsetSpec::Earliest)[bucket]
     }
 
     /// Drops the engine (no graceful flush beyond what was synced) and opens it again.
@@ -46,7 +94,7 @@ impl EngineFixture {
     }
 
     pub fn bucket_dir(&self, bucket: u32) -> PathBuf {
-        let id = self.table().meta().table_id;
+        let id = self.engine.get_table(DB, TABLE).unwrap().table_id;
         self.dir.path().join("tables").join(id.to_string()).join(format!("bucket-{bucket}"))
     }
 
@@ -62,14 +110,7 @@ impl EngineFixture {
 
     /// Runs a scan to its end; returns the decoded batches with their chunks, or the first error.
     pub async fn scan(&self, scan: LogScan) -> strom_server::Result<Vec<(ScanChunk, RecordBatch)>> {
-        let mut stream = self.engine.scan(&scan)?;
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.chunks.recv().await {
-            let chunk = chunk?;
-            let batch = ipc::decode(&chunk.meta, chunk.body.clone(), &stream.schema)?;
-            out.push((chunk, batch));
-        }
-        Ok(out)
+        self::scan(self.engine.as_ref(), &scan).await
     }
 
     pub fn full_scan() -> LogScan {

@@ -47,20 +47,63 @@ impl AutoIncrement {
         Ok(Self { column, path, max, state: Mutex::new((reserved, reserved)) })
     }
 
-    /// The next id (reserving a new range on disk first when the current one is used up).
-    pub fn next_id(&self) -> Result<i64> {
+    /// Takes `count` consecutive ids for one batch, reserving a new range on disk first when
+    /// the current one does not hold them (the only place that fsyncs). Called before the
+    /// batch takes its buckets' locks, so no lock is held across that fsync; ids the batch
+    /// does not use go back with [`IdLease::release`] when nobody took ids after them.
+    pub fn lease(&self, count: usize) -> Result<IdLease> {
+        let count = count as i64;
         let mut state = self.state.lock();
         let (next, reserved) = *state;
-        if next > self.max {
-            return Err(Error::invalid(format!("auto-increment column is exhausted: the next id {next} exceeds {}", self.max)));
+        if next.saturating_add(count) > self.max.saturating_add(1) {
+            return Err(Error::invalid(format!(
+                "auto-increment column is exhausted: ids {next}..{} exceed {}",
+                next.saturating_add(count),
+                self.max
+            )));
         }
-        if next >= reserved {
-            let end = next.saturating_add(RESERVE);
+        if next + count > reserved {
+            let end = (next + count).saturating_add(RESERVE);
             fsutil::write_atomic(&self.path, &fsutil::envelope(MAGIC, VERSION, &end.to_le_bytes()))?;
             state.1 = end;
         }
-        state.0 = next + 1;
-        Ok(next)
+        state.0 = next + count;
+        Ok(IdLease { next, end: next + count })
+    }
+
+    /// The next id (a lease of one).
+    #[cfg(test)]
+    pub fn next_id(&self) -> Result<i64> {
+        Ok(self.lease(1)?.next().expect("a lease of one id"))
+    }
+
+    /// Gives back the unused ids of `lease` when they are the last ones handed out.
+    pub fn release(&self, lease: IdLease) {
+        let mut state = self.state.lock();
+        if state.0 == lease.end {
+            state.0 = lease.next;
+        }
+    }
+}
+
+/// Ids taken for one batch: handed out in order while it is merged.
+#[derive(Debug)]
+pub struct IdLease {
+    next: i64,
+    end: i64,
+}
+
+impl IdLease {
+    /// A lease of no ids (tables without an auto-increment column, deletes).
+    pub fn empty() -> Self {
+        Self { next: 0, end: 0 }
+    }
+
+    pub fn next(&mut self) -> Option<i64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
     }
 }
 
@@ -79,6 +122,24 @@ mod tests {
         let next = b.next_id().unwrap();
         assert!(next > 5, "after a restart ids continue above every id handed out before: {next}");
         assert!(b.next_id().unwrap() > next);
+    }
+
+    #[test]
+    fn given_leases_when_unused_ids_are_released_should_hand_them_out_again_only_if_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AutoIncrement::open(dir.path(), 1, &DataType::Int64).unwrap();
+        let mut first = a.lease(3).unwrap();
+        assert_eq!(first.next(), Some(1));
+        a.release(first);
+        assert_eq!(a.next_id().unwrap(), 2, "the two unused ids came back");
+        let held = a.lease(2).unwrap();
+        let _later = a.lease(1).unwrap();
+        a.release(held);
+        assert_eq!(a.next_id().unwrap(), 6, "ids after a later lease are not reused");
+        a.lease(RESERVE as usize + 5).unwrap();
+        drop(a);
+        let b = AutoIncrement::open(dir.path(), 1, &DataType::Int64).unwrap();
+        assert!(b.next_id().unwrap() >= 7 + RESERVE + 5, "a lease larger than one range is reserved on disk whole");
     }
 
     #[test]

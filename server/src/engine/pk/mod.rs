@@ -10,12 +10,11 @@
 //! log order (a queue per bucket) whoever triggers them: the acknowledging request, or the
 //! background flusher for writes whose client went away.
 
-pub mod auto_increment;
-pub mod json;
-pub mod read;
-pub mod recover;
-pub mod serve;
-pub mod write;
+pub(crate) mod auto_increment;
+mod json;
+pub(crate) mod read;
+mod recover;
+pub(crate) mod write;
 
 use crate::catalog::pk::PkSpec;
 use crate::error::Result;
@@ -30,7 +29,7 @@ use strom_flight_api::CHANGE_TYPE_COLUMN;
 
 /// A primary-key write operation (per DoPut stream or lookup).
 #[derive(Debug, Clone, PartialEq)]
-pub enum PkOp {
+pub(crate) enum PkOp {
     /// Full rows (`targets` None) or a partial update of the listed column positions.
     Upsert { targets: Option<Vec<usize>> },
     /// Keys to delete.
@@ -54,7 +53,7 @@ struct KvBucketState {
 }
 
 /// The primary-key part of a table runtime.
-pub struct PkTable {
+pub(crate) struct PkTable {
     pub spec: PkSpec,
     pub table_id: u64,
     /// The table's columns (what upserts write and lookups return).
@@ -72,7 +71,7 @@ pub struct PkTable {
 }
 
 /// The schema of a primary-key table's changelog.
-pub fn changelog_schema(row_schema: &Schema) -> SchemaRef {
+pub(crate) fn changelog_schema(row_schema: &Schema) -> SchemaRef {
     let mut fields: Vec<Field> = row_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(CHANGE_TYPE_COLUMN, DataType::Utf8, false));
     Arc::new(Schema::new(fields))

@@ -4,7 +4,9 @@
 use super::json::json_to_value;
 use super::PkTable;
 use crate::catalog::pk::PkSpec;
-use crate::engine::write;
+use crate::catalog::TableMeta;
+use crate::engine::api::{IpcMessage, SnapshotChunk};
+use crate::engine::conform as write;
 use crate::error::{Error, Result};
 use crate::kv::keys::{bucket_prefix, encode_array_key_value, BUCKET_PREFIX_LEN};
 use crate::kv::store::KvSnapshot;
@@ -199,6 +201,16 @@ pub struct PkShape {
     pub row_schema: SchemaRef,
 }
 
+impl PkShape {
+    /// The shape of `meta`'s table (None for log tables).
+    pub fn of(meta: &TableMeta) -> Result<Option<Self>> {
+        match meta.pk_spec()? {
+            Some(spec) => Ok(Some(Self { spec, row_schema: meta.arrow_schema()? })),
+            None => Ok(None),
+        }
+    }
+}
+
 impl PkLayout for PkShape {
     fn spec(&self) -> &PkSpec {
         &self.spec
@@ -294,14 +306,6 @@ impl PkTable {
     }
 }
 
-/// One batch of a snapshot scan.
-pub struct SnapshotChunk {
-    pub bucket: u32,
-    pub partition: Option<String>,
-    pub log_offset: u64,
-    pub batch: RecordBatch,
-}
-
 /// What a snapshot scan reads.
 pub struct SnapshotPlan {
     /// The partition scanned (reported with every batch).
@@ -332,7 +336,13 @@ impl PkTable {
             let n = rows.len();
             let batch =
                 RecordBatch::try_new_with_options(schema.clone(), rows.finish(), &RecordBatchOptions::new().with_row_count(Some(n)))?;
-            Ok(SnapshotChunk { bucket, partition: plan.partition.clone(), log_offset, batch })
+            Ok(SnapshotChunk {
+                bucket,
+                partition: plan.partition.clone(),
+                log_offset,
+                rows: n as u64,
+                message: IpcMessage::encode(&batch)?,
+            })
         };
         for &bucket in &plan.buckets {
             let log_offset = snapshot.applied_offset(self.table_id, bucket)?.unwrap_or(0);

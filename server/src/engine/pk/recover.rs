@@ -10,9 +10,9 @@ use super::PkTable;
 use crate::error::{Error, Result};
 use crate::kv::store::KvWrite;
 use crate::kv::value::{encode_row, value_at, Value};
-use crate::log::bucket::BucketLog;
-use crate::log::{format, ipc};
+use crate::log::BucketLog;
 use arrow_array::cast::AsArray;
+use arrow_schema::{Fields, Schema, SchemaRef};
 use std::time::Instant;
 
 /// Bytes read from the log per replay step.
@@ -21,7 +21,6 @@ const REPLAY_READ_BYTES: usize = 8 * 1024 * 1024;
 /// What replay did to one bucket.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ReplayReport {
-    pub from: u64,
     pub to: u64,
     pub records: u64,
 }
@@ -41,65 +40,53 @@ impl PkTable {
                 ),
             });
         }
-        let mut report = ReplayReport { from: applied, to: applied, records: 0 };
+        let mut report = ReplayReport { to: applied, records: 0 };
         if applied >= end {
             return Ok(report);
         }
-        log.check_range(applied, end)?;
         let started = Instant::now();
         let mut last_log = Instant::now();
         let fields = self.row_schema.fields();
+        // The stored schema of a schema id: an entry written before columns were added has
+        // fewer; it is replayed as written (same schema id, same columns), and reads give the
+        // added columns null.
+        let schema_of = |schema_id: u32| -> Result<SchemaRef> {
+            let width = self.columns_of(schema_id)?;
+            Ok(match width == fields.len() {
+                true => self.changelog_schema.clone(),
+                false => super::changelog_schema(&Schema::new(fields.iter().take(width).cloned().collect::<Vec<_>>())),
+            })
+        };
         let mut pos = applied;
         while pos < end {
-            let (segment, entries) = log.entries_from(pos, end, REPLAY_READ_BYTES)?;
-            let Some(segment) = segment else {
-                return Err(Error::DataLoss {
-                    location: log.location().to_string(),
-                    detail: format!("no stored batch covers offset {pos}"),
-                });
-            };
-            let location = segment.location();
+            let (entries, next) = log.read_decoded(pos, end, REPLAY_READ_BYTES, &schema_of)?;
             let mut writes: Vec<KvWrite> = Vec::new();
-            let mut next = pos;
-            for e in &entries {
-                next = next.max(e.next_offset());
-                if e.count == 0 || e.next_offset() <= pos {
-                    continue;
-                }
-                let entry = segment.bytes_at(e.position, e.len as usize)?;
-                let header = format::verify_entry(&entry, &location)?;
-                let meta = format::meta_of(&header, &entry[format::HEADER_LEN..]);
-                let body = entry.slice(header.body_start()..header.entry_len());
-                // An entry written before columns were added has fewer: it is replayed as written
-                // (same schema id, same columns), and reads give the added columns null.
-                let width = self.columns_of(header.schema_id)?;
-                let stored_fields: arrow_schema::Fields = fields.iter().take(width).cloned().collect();
-                let stored_schema = if width == fields.len() {
-                    self.changelog_schema.clone()
-                } else {
-                    super::changelog_schema(&arrow_schema::Schema::new(stored_fields.clone()))
-                };
-                let batch = ipc::decode(meta, body, &stored_schema)
-                    .map_err(|err| Error::DataLoss { location: location.clone(), detail: err.to_string() })?;
+            for entry in entries {
+                let batch = &entry.batch;
+                let width = batch.num_columns() - 1;
+                let stored_fields: Fields = fields.iter().take(width).cloned().collect();
                 let types = batch.column(width).as_string::<i32>();
-                let skip = pos.saturating_sub(e.base_offset) as usize;
+                let skip = pos.saturating_sub(entry.base_offset) as usize;
                 for r in skip..batch.num_rows() {
                     let row: Vec<Value> = (0..width).map(|c| value_at(batch.column(c).as_ref(), r)).collect::<Result<_>>()?;
                     let key = self.key_of(bucket, &row)?;
                     match types.value(r) {
-                        "+I" | "+U" => writes.push((key, Some(encode_row(header.schema_id, &row, &stored_fields)?))),
+                        "+I" | "+U" => writes.push((key, Some(encode_row(entry.schema_id, &row, &stored_fields)?))),
                         "-D" => writes.push((key, None)),
                         "-U" => {}
                         other => {
-                            return Err(Error::DataLoss { location: location.clone(), detail: format!("unknown change type {other:?}") })
+                            return Err(Error::DataLoss {
+                                location: format!("{} offset {}", log.location(), entry.base_offset + r as u64),
+                                detail: format!("unknown change type {other:?}"),
+                            })
                         }
                     }
                     report.records += 1;
                 }
             }
-            self.kv.apply(self.table_id, bucket, &writes, next.min(end))?;
+            self.kv.apply(self.table_id, bucket, &writes, next)?;
             pos = next;
-            report.to = pos.min(end);
+            report.to = pos;
             if last_log.elapsed().as_secs() >= 2 {
                 tracing::info!(bucket = %log.location(), progress = format!("{}/{}", pos - applied, end - applied), "replaying changelog into the KV store");
                 last_log = Instant::now();

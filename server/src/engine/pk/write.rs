@@ -4,17 +4,18 @@
 //! A batch is all or nothing: every row of every bucket is merged (and checked) before anything
 //! is appended, under the KV locks of all the batch's buckets (taken in bucket order).
 
+use super::auto_increment::IdLease;
 use super::read::PkLayout;
 use super::{PkOp, PkTable, Unapplied};
 use crate::catalog::options;
-use crate::engine::table::TableRuntime;
-use crate::engine::write::{self, Routing};
+use crate::catalog::TableMeta;
+use crate::engine::api::BatchIdentity;
+use crate::engine::conform::{self as write, Routing};
 use crate::error::{Error, Result};
 use crate::kv::merge::{merge, ChangeType, Write};
 use crate::kv::store::KvWrite;
 use crate::kv::value::{encode_row, rows_to_batch, value_at, Value};
-use crate::log::bucket::{Appended, BatchIdentity};
-use crate::log::ipc::BatchEncoder;
+use crate::log::{Appended, BatchEncoder, BucketLog};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{Field, Schema, SchemaRef};
 use std::collections::HashMap;
@@ -159,7 +160,16 @@ impl<T: PkLayout + ?Sized> PkWriteLayout for T {}
 
 impl PkTable {
     /// Merges one bucket's rows (full-width, in batch order) with the current state.
-    fn merge_part(&self, table: &str, bucket: u32, state: &super::KvBucketState, rows: Vec<Vec<Value>>, op: &PkOp) -> Result<MergedPart> {
+    fn merge_part(
+        &self,
+        table: &str,
+        bucket: u32,
+        state: &super::KvBucketState,
+        rows: Vec<Vec<Value>>,
+        op: &PkOp,
+        ids: &mut IdLease,
+    ) -> Result<MergedPart> {
+        let mut next_id = || ids.next().map(Value::Int).ok_or_else(|| Error::Internal("auto-increment ids were not leased".into()));
         let fields = self.row_schema.fields();
         let keys = rows.iter().map(|r| self.key_of(bucket, r)).collect::<Result<Vec<_>>>()?;
         let mut current: HashMap<Vec<u8>, Option<Vec<Value>>> = HashMap::with_capacity(keys.len());
@@ -199,7 +209,7 @@ impl PkTable {
                     if let Some(ai) = &self.auto_increment {
                         row[ai.column] = match &old {
                             Some(o) => o[ai.column].clone(),
-                            None => Value::Int(ai.next_id()?),
+                            None => next_id()?,
                         };
                         if let Some(t) = targets.as_mut() {
                             t.push(ai.column);
@@ -212,7 +222,7 @@ impl PkTable {
                     Some(_) => continue,
                     None => {
                         if let Some(ai) = &self.auto_increment {
-                            row[ai.column] = Value::Int(ai.next_id()?);
+                            row[ai.column] = next_id()?;
                         }
                         Ok(crate::kv::merge::Merged { new_row: Some(row.clone()), changes: vec![(ChangeType::Insert, row)] })
                     }
@@ -260,11 +270,18 @@ impl PkTable {
     }
 }
 
-impl TableRuntime {
-    /// The blocking half of a primary-key write: conform, route, merge, append (no fsync), queue.
-    pub(crate) fn write_pk_parts(&self, batch: RecordBatch, op: &PkOp, id: Option<BatchIdentity>) -> Result<Vec<(u32, Appended)>> {
-        let (meta, _, pk) = self.shape();
-        let pk = pk.ok_or_else(|| Error::Internal("not a primary-key table".into()))?;
+/// A primary-key write (blocking): conform, route, merge every row with the current state of
+/// its key, append the change records to the bucket `logs` (no fsync), and queue the new rows
+/// for RocksDB. `meta` is the table's metadata at the same schema version as `pk`.
+pub(crate) fn write_batch(
+    pk: &PkTable,
+    logs: &[Arc<BucketLog>],
+    meta: &TableMeta,
+    batch: RecordBatch,
+    op: &PkOp,
+    id: Option<BatchIdentity>,
+) -> Result<Vec<(u32, Appended)>> {
+    {
         let table = meta.path();
         if matches!(op, PkOp::InsertIfAbsent) {
             if let Some(f) = pk
@@ -286,11 +303,17 @@ impl TableRuntime {
             pk.spec.bucket_key.iter().map(|b| cols.iter().position(|c| c == b).expect("bucket key is part of the key")).collect();
         let parts = write::route(&conformed, meta.bucket_num, Routing::Keyed(&bucket_key))?;
         let width = pk.row_schema.fields().len();
+        // Auto-increment ids are leased before any bucket lock is taken: a lease that needs a
+        // new range on disk fsyncs, and no lock is held across an fsync.
+        let mut ids = match (&pk.auto_increment, op) {
+            (Some(ai), PkOp::Upsert { .. } | PkOp::InsertIfAbsent) => ai.lease(conformed.num_rows())?,
+            _ => IdLease::empty(),
+        };
         // Lock every bucket of the batch, in bucket order (route returns them sorted).
         let mut guards: Vec<_> = parts.iter().map(|(b, _)| pk.buckets[*b as usize].lock()).collect();
         let mut merged: Vec<Option<MergedPart>> = Vec::with_capacity(parts.len());
         for ((bucket, part), state) in parts.iter().zip(&guards) {
-            let log = &self.buckets[*bucket as usize];
+            let log = &logs[*bucket as usize];
             if let Some(id) = id {
                 if log.duplicate_of(id).is_some() {
                     merged.push(None);
@@ -306,7 +329,10 @@ impl TableRuntime {
                 }
                 rows.push(row);
             }
-            merged.push(Some(pk.merge_part(&table, *bucket, state, rows, op)?));
+            merged.push(Some(pk.merge_part(&table, *bucket, state, rows, op, &mut ids)?));
+        }
+        if let Some(ai) = &pk.auto_increment {
+            ai.release(ids);
         }
         // Everything merged: now write.
         let compression = options::log_options(&meta.options)?.compression;
@@ -314,7 +340,7 @@ impl TableRuntime {
         let fields = pk.row_schema.fields();
         let mut out = Vec::with_capacity(parts.len());
         for (((bucket, _), state), m) in parts.iter().zip(guards.iter_mut()).zip(merged) {
-            let log = &self.buckets[*bucket as usize];
+            let log = &logs[*bucket as usize];
             let Some(m) = m else {
                 out.push((*bucket, log.duplicate_of(id.expect("duplicates have an id")).expect("checked under the lock")));
                 continue;
@@ -324,8 +350,7 @@ impl TableRuntime {
                 continue;
             }
             // An idempotent write that changed nothing still records its sequence (0 records).
-            let encoded = encoder.encode(&pk.changelog_batch(&m.changes)?)?;
-            let appended = log.append_unconfirmed(&encoded, m.changes.len() as u32, meta.schema_id, id)?;
+            let appended = log.append_unconfirmed(&pk.changelog_batch(&m.changes)?, meta.schema_id, id, &mut encoder)?;
             if !m.finals.is_empty() {
                 let end = appended.end_offset();
                 let mut writes: Vec<KvWrite> = Vec::with_capacity(m.finals.len());

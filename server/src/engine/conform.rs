@@ -1,7 +1,6 @@
 //! The write path's checks and routing: conform an incoming batch to the table schema (strict
 //! about data, lenient about spelling) and split its rows over buckets.
 
-use crate::catalog::options::NoKeyAssigner;
 use crate::error::{Error, Result};
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_cast::cast::{can_cast_types, cast_with_options, CastOptions};
@@ -152,7 +151,10 @@ pub fn bucket_of(hash: u32, bucket_num: u32) -> u32 {
 /// How rows of one batch are assigned to buckets.
 pub enum Routing<'a> {
     Keyed(&'a [usize]),
-    NoKey { assigner: NoKeyAssigner, choice: u64 },
+    /// A whole batch goes to bucket `choice % bucket_num` (the assigner picked `choice`).
+    NoKey {
+        choice: u64,
+    },
 }
 
 /// The bucket of every row of `batch`, by the murmur3 hash of its `key_columns`.

@@ -1,0 +1,340 @@
+//! Reading a bucket log: committed entries served as the bytes they are stored as, pruned to
+//! the requested columns without decoding, or decoded into record batches (changelog replay,
+//! and batches cut by a scan's start, end or row limit).
+//!
+//! Every byte served is checked against its CRC exactly once per read: a verbatim entry by its
+//! body CRC, a projected one by the CRCs of the columns it keeps (the pruned columns are never
+//! read), a decoded one by its body CRC. Only this module and the modules beside it know the
+//! layout of an entry.
+
+use super::bucket::BucketLog;
+use super::format::{self, BatchHeader, HEADER_LEN};
+use super::ipc::{self, BatchLayout, MetadataValues};
+use super::segment::{read_prelude, IndexEntry, Prelude, Segment};
+use crate::error::{Error, Result};
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Names of the metadata columns a scan may append (`_bucket`, `_offset`, `_timestamp`).
+pub fn metadata_fields() -> Vec<Field> {
+    vec![
+        Field::new(strom_flight_api::BUCKET_COLUMN, DataType::Int32, false),
+        Field::new(strom_flight_api::OFFSET_COLUMN, DataType::Int64, false),
+        Field::new(strom_flight_api::TIMESTAMP_COLUMN, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+    ]
+}
+
+/// What a scan reads of every stored batch: which columns, in which order, with or without the
+/// metadata columns, and how batches written before columns were added are widened.
+pub struct ReadProjection {
+    /// What the log holds at the current schema version.
+    stored_schema: SchemaRef,
+    schema_id: u32,
+    /// The stored schema of every older schema version.
+    older_schemas: BTreeMap<u32, SchemaRef>,
+    keep: Vec<usize>,
+    output_schema: SchemaRef,
+    /// True when batches are served byte for byte as stored.
+    verbatim: bool,
+    metadata_columns: bool,
+}
+
+impl ReadProjection {
+    /// `columns`: positions in `stored_schema` in output order (None = all); `schema_columns`:
+    /// the row-column count of every schema version (a changelog's `_change_type` is stored
+    /// last in every version when `changelog`).
+    pub fn new(
+        stored_schema: SchemaRef,
+        schema_id: u32,
+        schema_columns: &BTreeMap<u32, usize>,
+        changelog: bool,
+        columns: Option<Vec<usize>>,
+        metadata_columns: bool,
+    ) -> Self {
+        let all = stored_schema.fields().len();
+        let keep: Vec<usize> = columns.unwrap_or_else(|| (0..all).collect());
+        let verbatim = !metadata_columns && keep.iter().copied().eq(0..all);
+        let output_schema = Self::output_schema_of(&stored_schema, &keep, metadata_columns);
+        let older_schemas = schema_columns
+            .iter()
+            .filter(|(&id, _)| id != schema_id)
+            .map(|(&id, &n)| (id, stored_schema_prefix(&stored_schema, n, changelog)))
+            .collect();
+        Self { stored_schema, schema_id, older_schemas, keep, output_schema, verbatim, metadata_columns }
+    }
+
+    /// The schema a scan of `keep` (positions in `stored_schema`) sends.
+    pub fn output_schema_of(stored_schema: &SchemaRef, keep: &[usize], metadata_columns: bool) -> SchemaRef {
+        let mut fields: Vec<Field> = keep.iter().map(|&i| stored_schema.field(i).clone()).collect();
+        if metadata_columns {
+            fields.extend(metadata_fields());
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// The stored schema of `schema_id` (the current one for unknown ids).
+    fn stored_schema_of(&self, schema_id: u32) -> &SchemaRef {
+        self.older_schemas.get(&schema_id).unwrap_or(&self.stored_schema)
+    }
+}
+
+/// What the logs of an older schema version with `columns` row columns hold: the first columns
+/// of `current` (and a changelog's `_change_type`, always last).
+fn stored_schema_prefix(current: &SchemaRef, columns: usize, changelog: bool) -> SchemaRef {
+    let mut fields: Vec<Field> = current.fields().iter().take(columns).map(|f| f.as_ref().clone()).collect();
+    if changelog {
+        fields.push(current.fields().last().expect("changelog schema").as_ref().clone());
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// One batch of a read, as an encoded Arrow IPC record-batch message.
+#[derive(Debug, Clone)]
+pub struct ReadBatch {
+    pub base_offset: u64,
+    pub rows: u64,
+    pub meta: Bytes,
+    pub body: Bytes,
+}
+
+/// What one read step returned.
+pub struct ReadOutcome {
+    pub batches: Vec<ReadBatch>,
+    /// Where the next read starts.
+    pub next: u64,
+    /// The row budget ran out: the scan is complete.
+    pub exhausted: bool,
+}
+
+/// One stored batch decoded (changelog replay, lake tiering).
+pub struct DecodedEntry {
+    pub base_offset: u64,
+    pub schema_id: u32,
+    pub batch: RecordBatch,
+}
+
+impl BucketLog {
+    /// Reads committed batches from `from` (below `until`), at most about `max_bytes` (always at
+    /// least one batch), projected as `projection` says. `budget(n)` is asked before each batch
+    /// of `n` rows and answers how many of them may be sent (a scan's `limit`). Blocking: call
+    /// it off the async workers.
+    pub fn read(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+        projection: &ReadProjection,
+        budget: &mut dyn FnMut(u64) -> u64,
+    ) -> Result<ReadOutcome> {
+        let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
+        if entries.is_empty() {
+            return Ok(ReadOutcome { batches: vec![], next, exhausted: false });
+        }
+        let location = segment.location();
+        let mut batches = Vec::with_capacity(entries.len());
+        // One mapping of the whole run of a verbatim read; every batch is a zero-copy slice.
+        let run = match projection.verbatim {
+            true => {
+                let first = entries[0].position;
+                let last = entries.last().expect("non-empty");
+                Some((first, segment.bytes_at(first, (last.position + last.len as u64 - first) as usize)?))
+            }
+            false => None,
+        };
+        for e in &entries {
+            let start = from.saturating_sub(e.base_offset);
+            let wanted = until.min(e.next_offset()) - e.base_offset - start;
+            let allowed = budget(wanted).min(wanted);
+            if allowed == 0 {
+                return Ok(ReadOutcome { batches, next, exhausted: true });
+            }
+            let end = start + allowed;
+            let whole = start == 0 && end == e.count as u64;
+            let batch = match &run {
+                Some((first, run)) => {
+                    let at = (e.position - first) as usize;
+                    let entry = run.slice(at..at + e.len as usize);
+                    let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+                    if whole && header.schema_id == projection.schema_id {
+                        verbatim_batch(&entry, &header, e)
+                    } else {
+                        decoded_batch(&entry, &header, e, (start, end), self.bucket, projection, &location)?
+                    }
+                }
+                None => {
+                    let prelude = read_prelude(&segment, e).map_err(|err| data_loss(&location, e, err))?;
+                    if whole && prelude.header.schema_id == projection.schema_id {
+                        projected_batch(&segment, e, &prelude, self.bucket, projection).map_err(|err| data_loss(&location, e, err))?
+                    } else {
+                        let entry = segment.bytes_at(e.position, e.len as usize)?;
+                        let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+                        decoded_batch(&entry, &header, e, (start, end), self.bucket, projection, &location)?
+                    }
+                }
+            };
+            batches.push(batch);
+            if allowed < wanted {
+                return Ok(ReadOutcome { batches, next, exhausted: true });
+            }
+        }
+        Ok(ReadOutcome { batches, next, exhausted: false })
+    }
+
+    /// Reads and decodes committed batches from `from` (below `until`), at most about
+    /// `max_bytes`, each with the stored schema `schema_of` gives for its schema id. Rows below
+    /// `from` are included (the caller skips them by `base_offset`). Returns the batches and
+    /// where the next read starts. Blocking.
+    pub fn read_decoded(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+        schema_of: &dyn Fn(u32) -> Result<SchemaRef>,
+    ) -> Result<(Vec<DecodedEntry>, u64)> {
+        let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
+        let location = segment.location();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let entry = segment.bytes_at(e.position, e.len as usize)?;
+            let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+            let meta = format::meta_of(&header, &entry[HEADER_LEN..]);
+            let body = entry.slice(header.body_start()..header.entry_len());
+            let batch = ipc::decode(meta, body, &schema_of(header.schema_id)?)
+                .map_err(|err| Error::DataLoss { location: batch_location(&location, e), detail: err.to_string() })?;
+            out.push(DecodedEntry { base_offset: e.base_offset, schema_id: header.schema_id, batch });
+        }
+        Ok((out, next))
+    }
+
+    /// The index entries (with records) a read from `from` covers, their segment, and where
+    /// the read after this one starts. DATA_LOSS for a corrupt range, FAILED_PRECONDITION when
+    /// retention deleted `from`.
+    fn entries_for_read(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Arc<Segment>, Vec<IndexEntry>, u64)> {
+        self.check_range(from, until)?;
+        let (segment, entries) = self.entries_from(from, until, max_bytes)?;
+        let Some(segment) = segment else {
+            return Err(Error::Internal(format!("{}: no stored batch covers offset {from} below {until}", self.location())));
+        };
+        if entries[0].base_offset > from {
+            return Err(Error::FailedPrecondition(format!(
+                "{}: offsets {from}..{} were deleted by retention while the scan ran",
+                self.location(),
+                entries[0].base_offset
+            )));
+        }
+        let next = entries.last().map(|e| e.next_offset().min(until)).unwrap_or(until);
+        // Zero-record entries only record an idempotent primary-key write that changed nothing.
+        let entries: Vec<IndexEntry> = entries.into_iter().filter(|e| e.count > 0 && e.next_offset() > from).collect();
+        Ok((segment, entries, next))
+    }
+}
+
+/// Names the offsets of a batch that failed validation: stored data that does not check out is
+/// DATA_LOSS, whatever layer noticed.
+fn data_loss(location: &str, e: &IndexEntry, err: Error) -> Error {
+    match err {
+        Error::CrcMismatch { .. } | Error::DataLoss { .. } | Error::FileTooSmall { .. } | Error::Arrow(_) => {
+            Error::DataLoss { location: batch_location(location, e), detail: err.to_string() }
+        }
+        other => other,
+    }
+}
+
+fn batch_location(location: &str, e: &IndexEntry) -> String {
+    format!("{location} offsets {}..{}", e.base_offset, e.next_offset())
+}
+
+/// A whole batch of the current schema, served as the bytes it is stored as.
+fn verbatim_batch(entry: &Bytes, header: &BatchHeader, e: &IndexEntry) -> ReadBatch {
+    let meta_start = HEADER_LEN + header.column_count as usize * 4;
+    ReadBatch {
+        base_offset: e.base_offset,
+        rows: e.count as u64,
+        meta: entry.slice(meta_start..meta_start + header.meta_len as usize),
+        body: entry.slice(header.body_start()..header.entry_len()),
+    }
+}
+
+/// Reads only the kept columns' bytes of one batch (each checked against its column CRC) and
+/// rebuilds its message header, appending the metadata columns when asked.
+fn projected_batch(segment: &Segment, e: &IndexEntry, prelude: &Prelude, bucket: u32, projection: &ReadProjection) -> Result<ReadBatch> {
+    let layout = BatchLayout::parse(&prelude.meta, &projection.stored_schema)?;
+    let metadata = projection.metadata_columns.then_some(MetadataValues {
+        bucket: bucket as i32,
+        base_offset: e.base_offset as i64,
+        timestamp_ms: prelude.header.max_timestamp,
+    });
+    let projected = ipc::project(&layout, &projection.keep, metadata)?;
+    let stored = segment.bytes_at(e.position + prelude.header.body_start() as u64, prelude.header.body_len as usize)?;
+    let mut body = Vec::with_capacity(projected.body_len);
+    for &(col, (start, end), dest) in &projected.copies {
+        let bytes = &stored[start..end];
+        let computed = crc32c::crc32c(bytes);
+        if computed != prelude.column_crcs[col] {
+            let location = format!("{} column {:?}", segment.location(), projection.stored_schema.field(col).name());
+            return Err(Error::CrcMismatch { location, stored: prelude.column_crcs[col], computed });
+        }
+        body.resize(dest, 0); // alignment padding between columns
+        body.extend_from_slice(bytes);
+    }
+    body.resize(projected.tail_offset, 0);
+    body.extend_from_slice(&projected.tail);
+    Ok(ReadBatch { base_offset: e.base_offset, rows: e.count as u64, meta: Bytes::from(projected.meta), body: Bytes::from(body) })
+}
+
+/// Rows `[start, end)` of a batch (cut by a scan's range or limit, or of an older schema
+/// version): decoded, widened to the current columns, sliced and re-encoded uncompressed.
+fn decoded_batch(
+    entry: &Bytes,
+    header: &BatchHeader,
+    e: &IndexEntry,
+    (start, end): (u64, u64),
+    bucket: u32,
+    projection: &ReadProjection,
+    location: &str,
+) -> Result<ReadBatch> {
+    let meta = format::meta_of(header, &entry[HEADER_LEN..]);
+    let body = entry.slice(header.body_start()..header.entry_len());
+    let stored = projection.stored_schema_of(header.schema_id);
+    let batch = ipc::decode(meta, body, stored)
+        .map_err(|err| Error::DataLoss { location: batch_location(location, e), detail: err.to_string() })?;
+    let batch = widen(batch, &projection.stored_schema)?;
+    let sliced = batch.slice(start as usize, (end - start) as usize);
+    let mut columns: Vec<ArrayRef> = projection.keep.iter().map(|&i| sliced.column(i).clone()).collect();
+    if projection.metadata_columns {
+        let n = sliced.num_rows();
+        let first = e.base_offset as i64 + start as i64;
+        columns.push(Arc::new(Int32Array::from(vec![bucket as i32; n])));
+        columns.push(Arc::new(Int64Array::from_iter_values(first..first + n as i64)));
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![header.max_timestamp; n]).with_timezone("UTC")));
+    }
+    let out = RecordBatch::try_new(projection.output_schema.clone(), columns)?;
+    let encoded = ipc::BatchEncoder::new(ipc::Compression::None)?.encode(&out)?;
+    Ok(ReadBatch {
+        base_offset: e.base_offset + start,
+        rows: out.num_rows() as u64,
+        meta: Bytes::from(encoded.meta),
+        body: Bytes::from(encoded.body),
+    })
+}
+
+/// A batch of an older schema version as the current schema: columns by name, the ones added
+/// since then null.
+fn widen(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.num_columns() == schema.fields().len() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| batch.column_by_name(f.name()).cloned().unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), batch.num_rows())))
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
