@@ -116,7 +116,12 @@ fn policy() -> SegmentPolicy {
 }
 
 fn open_log(dir: &std::path::Path) -> BucketLog {
-    let settings = LogSettings { policy: policy(), durability: Durability::Os, clock: strom_server::clock::system_clock() };
+    let settings = LogSettings {
+        policy: policy(),
+        durability: Durability::Os,
+        clock: strom_server::clock::system_clock(),
+        fs: Arc::new(strom_server::fs::RealFs::new()),
+    };
     BucketLog::open(dir, 0, "bench/bucket-0".into(), &settings).expect("open bucket log").0
 }
 

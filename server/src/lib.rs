@@ -11,7 +11,7 @@
 //! log             bucket logs: segments, format, group commit, reads, recovery, retention
 //! catalog         databases, tables, options, partitions (one durable envelope file)
 //! fs              the file-system seam (real, or fault-injecting for power-loss tests)
-//! config, clock, fsutil, error   leaves
+//! config, clock, error   leaves
 //! ```
 
 pub(crate) mod catalog;
@@ -21,7 +21,6 @@ pub mod engine;
 pub mod error;
 pub mod flight;
 pub mod fs;
-pub(crate) mod fsutil;
 pub(crate) mod kv;
 pub(crate) mod log;
 pub mod server;

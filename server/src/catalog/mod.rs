@@ -9,8 +9,8 @@ pub mod pk;
 pub mod types;
 
 use crate::config::Durability;
-use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
+use crate::error::{Error, Result};
+use crate::fs::{self, FileSystem};
 use arrow_schema::{Field, Schema, SchemaRef};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -189,6 +189,7 @@ pub struct TableDefaults {
 }
 
 pub struct Catalog {
+    fs: Arc<dyn FileSystem>,
     file: PathBuf,
     state: RwLock<Arc<CatalogState>>,
     /// Serializes mutations so two changes never race on the file.
@@ -213,12 +214,12 @@ fn validate_name(kind: &str, name: &str) -> Result<()> {
 
 impl Catalog {
     /// Opens (or creates) the catalog in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).at(dir.display())?;
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Self> {
+        fs::create_dir_all_durable(fs.as_ref(), dir)?;
         let file = dir.join(CATALOG_FILE);
-        let state = match std::fs::read(&file) {
+        let state = match fs.read(&file) {
             Ok(bytes) => {
-                let (_, body) = fsutil::open_envelope(&file, CATALOG_MAGIC, CATALOG_VERSION, &bytes)?;
+                let (_, body) = fs::open_envelope(&file, CATALOG_MAGIC, CATALOG_VERSION, &bytes)?;
                 serde_json::from_slice(body).map_err(|e| Error::DataLoss {
                     location: file.display().to_string(),
                     detail: format!("catalog JSON does not decode: {e}"),
@@ -227,7 +228,7 @@ impl Catalog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => CatalogState { next_table_id: 1, ..Default::default() },
             Err(e) => return Err(Error::io(file.display(), e)),
         };
-        Ok(Self { file, state: RwLock::new(Arc::new(state)), write_lock: Mutex::new(()) })
+        Ok(Self { fs, file, state: RwLock::new(Arc::new(state)), write_lock: Mutex::new(()) })
     }
 
     fn snapshot(&self) -> Arc<CatalogState> {
@@ -240,7 +241,9 @@ impl Catalog {
         let mut next = (*self.snapshot()).clone();
         let out = change(&mut next)?;
         let body = serde_json::to_vec(&next).map_err(|e| Error::Internal(format!("catalog does not encode: {e}")))?;
-        fsutil::write_atomic(&self.file, &fsutil::envelope(CATALOG_MAGIC, CATALOG_VERSION, &body))?;
+        // The write lock is held across this fsync: metadata changes are serialized on one file;
+        // readers use the published state and never wait for it.
+        fs::write_atomic(self.fs.as_ref(), &self.file, &fs::envelope(CATALOG_MAGIC, CATALOG_VERSION, &body))?;
         *self.state.write() = Arc::new(next);
         Ok(out)
     }
@@ -606,13 +609,13 @@ mod tests {
     fn given_created_tables_when_reopened_should_survive() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let c = Catalog::open(dir.path()).unwrap();
+            let c = Catalog::open(Arc::new(crate::fs::RealFs::new()), dir.path()).unwrap();
             assert!(c.create_database(&CreateDatabase { name: "db".into(), ..Default::default() }).unwrap());
             let t = c.create_table(&table("db", "t"), DEFAULTS).unwrap().unwrap();
             assert_eq!(t.bucket_num, 4);
             assert_eq!(t.options["bucket.key"], "id");
         }
-        let c = Catalog::open(dir.path()).unwrap();
+        let c = Catalog::open(Arc::new(crate::fs::RealFs::new()), dir.path()).unwrap();
         assert_eq!(c.list_tables("db").unwrap(), vec!["t"]);
         assert_eq!(c.get_table("db", "t").unwrap().table_id, 1);
     }
@@ -620,7 +623,7 @@ mod tests {
     #[test]
     fn given_duplicates_when_created_should_be_already_exists_unless_if_not_exists() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
+        let c = Catalog::open(Arc::new(crate::fs::RealFs::new()), dir.path()).unwrap();
         c.create_database(&CreateDatabase { name: "db".into(), ..Default::default() }).unwrap();
         assert!(matches!(c.create_database(&CreateDatabase { name: "db".into(), ..Default::default() }), Err(Error::AlreadyExists(_))));
         assert!(!c.create_database(&CreateDatabase { name: "db".into(), if_not_exists: true, ..Default::default() }).unwrap());
@@ -632,7 +635,7 @@ mod tests {
     #[test]
     fn given_invalid_tables_when_created_should_name_the_culprit() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
+        let c = Catalog::open(Arc::new(crate::fs::RealFs::new()), dir.path()).unwrap();
         c.create_database(&CreateDatabase { name: "db".into(), ..Default::default() }).unwrap();
         let mut dup = table("db", "t");
         dup.columns.push(ColumnSpec::new("id", "INT"));
@@ -651,7 +654,7 @@ mod tests {
     #[test]
     fn given_non_empty_database_when_dropped_without_cascade_should_refuse() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path()).unwrap();
+        let c = Catalog::open(Arc::new(crate::fs::RealFs::new()), dir.path()).unwrap();
         c.create_database(&CreateDatabase { name: "db".into(), ..Default::default() }).unwrap();
         c.create_table(&table("db", "t"), DEFAULTS).unwrap();
         assert!(matches!(c.drop_database("db", false, false), Err(Error::FailedPrecondition(_))));

@@ -10,6 +10,7 @@ use super::{background, scan, snapshot};
 use crate::clock::{system_clock, Clock};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::fs::{FileSystem, RealFs};
 use arrow_schema::SchemaRef;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +33,13 @@ impl Engine {
 
     /// Opens with an injected clock (tests move time by days).
     pub fn open_with_clock(config: Config, clock: Clock) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self { registry: Arc::new(Registry::open(config, clock)?), started: Instant::now() }))
+        Self::open_on(config, clock, Arc::new(RealFs::new()))
+    }
+
+    /// Opens with an injected clock and file system (power-loss tests use a fault-injecting
+    /// one: `crate::fs::FaultFs`).
+    pub fn open_on(config: Config, clock: Clock, fs: Arc<dyn FileSystem>) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self { registry: Arc::new(Registry::open(config, clock, fs)?), started: Instant::now() }))
     }
 
     /// Starts the os-mode flusher, retention, the auto-partition check and the idle KV flush;

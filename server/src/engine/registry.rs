@@ -15,8 +15,9 @@ use crate::catalog::{Catalog, PartitionMeta, TableDefaults, TableMeta};
 use crate::clock::Clock;
 use crate::config::{CacheSize, Config};
 use crate::error::{Error, IoContext, Result};
+use crate::fs::{self, FileSystem};
 use crate::kv::store::KvStore;
-use crate::log::{ReadersClosed, SegmentPolicy};
+use crate::log::{LogSettings, ReadersClosed, SegmentPolicy};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub struct AutoPartitionReport {
 pub(crate) struct Registry {
     pub config: Config,
     pub clock: Clock,
+    /// Where every log, index, catalog and auto-increment file lives (RocksDB's files do not
+    /// go through it).
+    fs: Arc<dyn FileSystem>,
     data_dir: PathBuf,
     pub catalog: Catalog,
     /// Every table runtime by id: plain tables, and each partition (under its partition id).
@@ -67,7 +71,7 @@ pub(crate) struct Registry {
 impl Registry {
     /// Opens the data directory: the catalog, then every table's logs (recovering them).
     /// Blocking.
-    pub fn open(mut config: Config, clock: Clock) -> Result<Self> {
+    pub fn open(mut config: Config, clock: Clock, fs: Arc<dyn FileSystem>) -> Result<Self> {
         // Sized once: the KV store and `health` report the same figure for the node's life.
         if config.kv.block_cache_bytes == CacheSize::Auto {
             let bytes = config.kv.block_cache_bytes.resolve();
@@ -75,11 +79,12 @@ impl Registry {
             config.kv.block_cache_bytes = CacheSize::Bytes(bytes);
         }
         let data_dir = config.storage.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).at(data_dir.display())?;
-        let catalog = Catalog::open(&data_dir.join("catalog"))?;
+        fs::create_dir_all_durable(fs.as_ref(), &data_dir)?;
+        let catalog = Catalog::open(fs.clone(), &data_dir.join("catalog"))?;
         let registry = Self {
             config,
             clock,
+            fs,
             data_dir,
             catalog,
             tables: RwLock::new(HashMap::new()),
@@ -124,8 +129,13 @@ impl Registry {
     }
 
     fn open_runtime(&self, meta: Arc<TableMeta>) -> Result<Arc<TableRuntime>> {
-        let policy = SegmentPolicy { segment_bytes: self.config.log.segment_bytes, segment_ms: self.config.log.segment_ms };
-        Ok(Arc::new(TableRuntime::open(meta, &self.data_dir, policy, &self.clock, || self.kv())?))
+        let node = LogSettings {
+            policy: SegmentPolicy { segment_bytes: self.config.log.segment_bytes, segment_ms: self.config.log.segment_ms },
+            durability: self.config.log.durability,
+            clock: self.clock.clone(),
+            fs: self.fs.clone(),
+        };
+        Ok(Arc::new(TableRuntime::open(meta, &self.data_dir, &node, || self.kv())?))
     }
 
     /// Opens one partition's runtime and registers it under its partition id.
@@ -166,13 +176,14 @@ impl Registry {
     /// Table directories whose table is gone from the catalog (a crash during a drop).
     fn remove_orphan_table_dirs(&self) -> Result<()> {
         let dir = self.data_dir.join("tables");
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        let Ok(names) = self.fs.list_dir(&dir) else { return Ok(()) };
         let live = self.tables.read();
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok());
+        for name in names {
+            let id = name.to_str().and_then(|n| n.parse::<u64>().ok());
             if id.is_some_and(|id| !live.contains_key(&id)) {
-                tracing::warn!(dir = %entry.path().display(), "removing data of a dropped table");
-                std::fs::remove_dir_all(entry.path()).at(entry.path().display())?;
+                let path = dir.join(&name);
+                tracing::warn!(dir = %path.display(), "removing data of a dropped table");
+                self.fs.remove_dir_all(&path).at(path.display())?;
             }
         }
         Ok(())
@@ -262,7 +273,7 @@ impl Registry {
                 self.failures.record(DROP_DATA, Some(&path), &e.with_context("deleting the KV rows of a dropped table"), (self.clock)());
             }
         }
-        if let Err(e) = std::fs::remove_dir_all(&rt.dir) {
+        if let Err(e) = self.fs.remove_dir_all(&rt.dir) {
             let e = Error::io(rt.dir.display(), e).with_context("deleting a dropped table's files (retried at the next start)");
             self.failures.record(DROP_DATA, Some(&path), &e, (self.clock)());
         }

@@ -8,10 +8,9 @@ use super::pk::{self, PkTable};
 use super::sequence::WriterSequences;
 use crate::catalog::options::{self, LogOptions};
 use crate::catalog::TableMeta;
-use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::kv::store::KvStore;
-use crate::log::{BucketLog, LogSettings, RecoveryReport, SegmentPolicy};
+use crate::log::{BucketLog, LogSettings, RecoveryReport};
 use arrow_schema::SchemaRef;
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -45,13 +44,9 @@ pub(crate) struct TableRuntime {
 impl TableRuntime {
     /// Opens (recovering) the bucket logs of a table, and replays a primary-key table's
     /// changelog into the KV store from where the store was applied up to.
-    pub fn open(
-        meta: Arc<TableMeta>,
-        data_dir: &Path,
-        policy: SegmentPolicy,
-        clock: &Clock,
-        kv: impl FnOnce() -> Result<Arc<KvStore>>,
-    ) -> Result<Self> {
+    /// `node` carries the node's segment policy, clock and file system; the durability mode
+    /// comes from the table's options.
+    pub fn open(meta: Arc<TableMeta>, data_dir: &Path, node: &LogSettings, kv: impl FnOnce() -> Result<Arc<KvStore>>) -> Result<Self> {
         let row_schema = meta.arrow_schema()?;
         let opts = options::log_options(&meta.options)?;
         let dir = data_dir.join("tables").join(meta.table_id.to_string());
@@ -64,12 +59,13 @@ impl TableRuntime {
                 meta.bucket_num,
                 kv()?,
                 &dir,
+                node.fs.clone(),
             )?)),
             None => None,
         };
         let schema = pk.as_ref().map_or(row_schema, |p| p.changelog_schema.clone());
         let started = std::time::Instant::now();
-        let settings = LogSettings { policy, durability: opts.durability, clock: clock.clone() };
+        let settings = LogSettings { durability: opts.durability, ..node.clone() };
         let mut buckets = Vec::with_capacity(meta.bucket_num as usize);
         let mut total = RecoveryReport::default();
         for b in 0..meta.bucket_num {

@@ -10,6 +10,7 @@ use super::segment::{segment_file_name, CorruptRange, IndexEntry, Segment};
 use crate::clock::Clock;
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
+use crate::fs::{self, FileSystem};
 use arrow_array::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
@@ -35,6 +36,8 @@ pub struct LogSettings {
     pub policy: SegmentPolicy,
     pub durability: Durability,
     pub clock: Clock,
+    /// Where segment and index files live (the real file system, or a fault-injecting one).
+    pub fs: Arc<dyn FileSystem>,
 }
 
 /// Where an appended batch landed.
@@ -75,6 +78,7 @@ pub struct BucketLog {
     location: String,
     policy: SegmentPolicy,
     clock: Clock,
+    fs: Arc<dyn FileSystem>,
     append: Mutex<AppendState>,
     segments: RwLock<Vec<Arc<Segment>>>,
     corrupt: RwLock<Vec<CorruptRange>>,
@@ -119,11 +123,13 @@ impl BucketLog {
     /// Opens (recovering) or creates the log of one bucket in `dir`.
     pub fn open(dir: &Path, bucket: u32, location: String, settings: &LogSettings) -> Result<(Self, RecoveryReport)> {
         let now = (settings.clock)();
-        std::fs::create_dir_all(dir).at(dir.display())?;
-        let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        let fs = &settings.fs;
+        fs::create_dir_all_durable(fs.as_ref(), dir)?;
+        let mut bases: Vec<u64> = fs
+            .list_dir(dir)
             .at(dir.display())?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse::<u64>().ok()))
+            .iter()
+            .filter_map(|n| n.to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse::<u64>().ok()))
             .collect();
         bases.sort_unstable();
         let mut report = RecoveryReport { segments: bases.len(), ..Default::default() };
@@ -131,7 +137,7 @@ impl BucketLog {
         let mut corrupt: Vec<CorruptRange> = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            let outcome = Segment::open(&dir.join(segment_file_name(base)), base, active, now)?;
+            let outcome = Segment::open(fs, &dir.join(segment_file_name(base)), base, active, now)?;
             report.truncated_bytes += outcome.truncated_bytes;
             for mut range in outcome.corrupt {
                 if range.end == u64::MAX {
@@ -144,7 +150,7 @@ impl BucketLog {
             segments.push(Arc::new(outcome.segment));
         }
         if segments.is_empty() {
-            segments.push(Arc::new(Segment::create(dir, 0, now)?));
+            segments.push(Arc::new(Segment::create(fs, dir, 0, now)?));
         }
         let active = segments.last().expect("at least one segment").clone();
         let next_offset = active.next_offset().max(corrupt.iter().map(|c| c.end).max().unwrap_or(0));
@@ -170,6 +176,7 @@ impl BucketLog {
             location,
             policy: settings.policy,
             clock: settings.clock.clone(),
+            fs: settings.fs.clone(),
             append: Mutex::new(AppendState { active, next_offset, last_timestamp, writers }),
             segments: RwLock::new(segments),
             corrupt: RwLock::new(corrupt),
@@ -367,24 +374,14 @@ impl BucketLog {
             return Ok(());
         }
         let sealed_end = state.next_offset;
-        if self.durability() == Durability::Sync {
-            // Group commits already fsynced nearly all of it: sealing now is cheap.
-            if let Err(e) = active.seal() {
-                return Err(self.stop_writes(e.to_string()));
-            }
-        } else {
-            // In `os` mode the fsync and index of the full segment are the flusher's job, so an
-            // append never waits for a whole segment to reach the disk.
-            self.pending_seal.lock().push(active.clone());
-        }
-        let next = Arc::new(Segment::create(&self.dir, sealed_end, now)?);
+        // The full segment's fsync and index, and the new one's directory entry, are the next
+        // sync's job (the group commit in `sync` mode, the flusher in `os` mode): no fsync runs
+        // under the append lock, so appends to this bucket never wait for one.
+        self.pending_seal.lock().push(active.clone());
+        let next = Arc::new(Segment::create(&self.fs, &self.dir, sealed_end, now)?);
         tracing::debug!(bucket = %self.location, base_offset = sealed_end, "rolled to a new segment");
         self.segments.write().push(next.clone());
         state.active = next;
-        if self.durability() == Durability::Sync {
-            // Sealing fsynced everything below `sealed_end`.
-            self.mark_durable(sealed_end);
-        }
         Ok(())
     }
 
@@ -417,7 +414,7 @@ impl BucketLog {
             let state = self.append.lock();
             (state.active.clone(), state.next_offset, std::mem::take(&mut *self.pending_seal.lock()))
         };
-        // Segments rolled in `os` mode are fsynced (and get their index) before the active one.
+        // Rolled segments are fsynced (and get their index) before the active one.
         let result = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
             for s in &sealed {
                 s.seal().map_err(|e| e.to_string())?;

@@ -3,10 +3,8 @@
 
 use super::format::{self, BatchHeader, HEADER_LEN};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
+use crate::fs::{self, FileSystem, FsFile, OpenMode};
 use parking_lot::RwLock;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -85,23 +83,17 @@ pub struct CorruptRange {
 pub struct Segment {
     pub base_offset: u64,
     pub path: PathBuf,
-    file: File,
+    fs: Arc<dyn FileSystem>,
+    /// Reads are zero-copy views of the page cache (`FsFile::map_bytes`: a memory map).
+    file: Box<dyn FsFile>,
     entries: RwLock<Vec<IndexEntry>>,
     size: AtomicU64,
     sealed: AtomicBool,
+    /// Whether the file's directory entry is durable: a new segment's entry is fsynced with
+    /// its directory by the first sync that covers data in it, not under the append lock.
+    entry_durable: AtomicBool,
     /// Wall-clock time the segment was opened for appends (for roll-by-time).
     pub created_ms: i64,
-    /// A read-only memory map of the file, remapped when reads reach past its end.
-    map: parking_lot::Mutex<Option<Arc<memmap2::Mmap>>>,
-}
-
-/// Lets `Bytes` own a memory map: scans hand out zero-copy slices of the page cache.
-struct SharedMap(Arc<memmap2::Mmap>);
-
-impl AsRef<[u8]> for SharedMap {
-    fn as_ref(&self) -> &[u8] {
-        &self.0[..]
-    }
 }
 
 pub fn segment_file_name(base_offset: u64) -> String {
@@ -122,19 +114,21 @@ pub struct ScanOutcome {
 
 impl Segment {
     /// Creates an empty segment file for appends; `now_ms` is its creation time (roll by age).
-    pub fn create(dir: &Path, base_offset: u64, now_ms: i64) -> Result<Self> {
+    /// Its directory entry becomes durable with the first `sync_data` (no fsync here: a roll
+    /// happens under the bucket's append lock).
+    pub fn create(fs: &Arc<dyn FileSystem>, dir: &Path, base_offset: u64, now_ms: i64) -> Result<Self> {
         let path = dir.join(segment_file_name(base_offset));
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).at(path.display())?;
-        fsutil::sync_dir(dir)?;
+        let file = fs.open(&path, OpenMode::CreateNew).at(path.display())?;
         Ok(Self {
             base_offset,
             path,
+            fs: fs.clone(),
             file,
             entries: RwLock::new(Vec::new()),
             size: AtomicU64::new(0),
             sealed: AtomicBool::new(false),
+            entry_durable: AtomicBool::new(false),
             created_ms: now_ms,
-            map: parking_lot::Mutex::new(None),
         })
     }
 
@@ -179,13 +173,24 @@ impl Segment {
         Ok(entry)
     }
 
+    /// fdatasyncs the segment (and, the first time, its directory entry).
     pub fn sync_data(&self) -> std::io::Result<()> {
+        self.sync_entry()?;
         self.file.sync_data()
+    }
+
+    fn sync_entry(&self) -> std::io::Result<()> {
+        if !self.entry_durable.load(Ordering::Acquire) {
+            self.fs.sync_dir(fs::parent_of(&self.path))?;
+            self.entry_durable.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// fsyncs the segment, persists its index and marks it read-only.
     pub fn seal(&self) -> Result<()> {
-        self.file.sync_all().map_err(|e| Error::WritesStopped { location: self.location(), detail: e.to_string() })?;
+        let synced = self.sync_entry().and_then(|()| self.file.sync_all());
+        synced.map_err(|e| Error::WritesStopped { location: self.location(), detail: e.to_string() })?;
         let entries = self.entries.read();
         let mut body = Vec::with_capacity(16 + entries.len() * INDEX_ENTRY_LEN);
         body.extend_from_slice(&self.size().to_le_bytes());
@@ -194,7 +199,7 @@ impl Segment {
             e.encode(&mut body);
         }
         drop(entries);
-        fsutil::write_atomic(&index_path(&self.path), &fsutil::envelope(INDEX_MAGIC, INDEX_VERSION, &body))?;
+        fs::write_atomic(self.fs.as_ref(), &index_path(&self.path), &fs::envelope(INDEX_MAGIC, INDEX_VERSION, &body))?;
         self.sealed.store(true, Ordering::Release);
         Ok(())
     }
@@ -206,25 +211,10 @@ impl Segment {
         if end > size {
             return Err(Error::FileTooSmall { location: self.location(), expected: end, actual: size });
         }
-        let map = {
-            let mut cached = self.map.lock();
-            match &*cached {
-                Some(m) if m.len() as u64 >= end => m.clone(),
-                _ => {
-                    // SAFETY: a mapped range is never modified or truncated while mapped: segments
-                    // are append-only, bytes below `size` are never rewritten, truncation happens
-                    // only in the recovery scan before any reader exists, and deletion unlinks the
-                    // file (the mapping stays valid). Appends past the mapped length are not seen
-                    // through this map; reads past it remap.
-                    let m = unsafe { memmap2::MmapOptions::new().len(size as usize).map(&self.file) }.at(self.location())?;
-                    let _ = m.advise(memmap2::Advice::Sequential);
-                    let m = Arc::new(m);
-                    *cached = Some(m.clone());
-                    m
-                }
-            }
-        };
-        Ok(bytes::Bytes::from_owner(SharedMap(map)).slice(position as usize..end as usize))
+        // Segments are append-only: bytes below `size` are never rewritten, truncation happens
+        // only in the recovery scan before any reader exists, and deletion unlinks the file (a
+        // view stays valid).
+        self.file.map_bytes(position, len).at(self.location())
     }
 
     /// Index entries of batches that overlap `[from, until)`, at most `max_bytes` worth
@@ -258,18 +248,21 @@ impl Segment {
 
     /// Opens an existing segment. A sealed segment uses its index file when it matches the
     /// file; otherwise (or for the active segment) the file is scanned and validated.
-    pub fn open(path: &Path, base_offset: u64, active: bool, now_ms: i64) -> Result<ScanOutcome> {
-        let file = OpenOptions::new().read(true).write(true).open(path).at(path.display())?;
-        let file_len = file.metadata().at(path.display())?.len();
+    pub fn open(fs: &Arc<dyn FileSystem>, path: &Path, base_offset: u64, active: bool, now_ms: i64) -> Result<ScanOutcome> {
+        let file = fs.open(path, OpenMode::Existing).at(path.display())?;
+        let file_len = file.len().at(path.display())?;
         let mut segment = Segment {
             base_offset,
             path: path.to_path_buf(),
+            fs: fs.clone(),
             file,
             entries: RwLock::new(Vec::new()),
             size: AtomicU64::new(file_len),
             sealed: AtomicBool::new(!active),
+            // Found by listing the directory: its entry may be from before a power loss that the
+            // directory was never synced for; the next sync makes sure.
+            entry_durable: AtomicBool::new(false),
             created_ms: now_ms,
-            map: parking_lot::Mutex::new(None),
         };
         if !active {
             if let Some(entries) = segment.load_index(file_len) {
@@ -282,8 +275,8 @@ impl Segment {
 
     fn load_index(&self, file_len: u64) -> Option<Vec<IndexEntry>> {
         let ipath = index_path(&self.path);
-        let bytes = std::fs::read(&ipath).ok()?;
-        let body = match fsutil::open_envelope(&ipath, INDEX_MAGIC, INDEX_VERSION, &bytes) {
+        let bytes = self.fs.read(&ipath).ok()?;
+        let body = match fs::open_envelope(&ipath, INDEX_MAGIC, INDEX_VERSION, &bytes) {
             Ok((_, body)) => body,
             Err(e) => {
                 tracing::warn!(index = %ipath.display(), error = %e, "segment index unusable; rebuilding it from the segment");
@@ -361,7 +354,7 @@ impl Segment {
     /// Deletes the segment's files.
     pub fn delete_files(&self) -> Result<()> {
         for p in [self.path.clone(), index_path(&self.path)] {
-            match std::fs::remove_file(&p) {
+            match self.fs.remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(p.display(), e)),

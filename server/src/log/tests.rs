@@ -12,6 +12,7 @@ fn open(dir: &std::path::Path, segment_bytes: u64) -> BucketLog {
         policy: SegmentPolicy { segment_bytes, segment_ms: u64::MAX / 2 },
         durability: Durability::Os,
         clock: system_clock(),
+        fs: Arc::new(crate::fs::RealFs::new()),
     };
     BucketLog::open(dir, 0, "test/bucket-0".into(), &settings).unwrap().0
 }

@@ -8,10 +8,11 @@
 //! did not persist are in the changelog, and every one of them is below the reserved end.
 
 use crate::error::{Error, Result};
-use crate::fsutil;
+use crate::fs::{self, FileSystem};
 use arrow_schema::DataType;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"STRA";
 const VERSION: u16 = 1;
@@ -21,6 +22,7 @@ const RESERVE: i64 = 10_000;
 
 pub struct AutoIncrement {
     pub column: usize,
+    fs: Arc<dyn FileSystem>,
     path: PathBuf,
     max: i64,
     /// (next id, end of the reserved range).
@@ -28,12 +30,12 @@ pub struct AutoIncrement {
 }
 
 impl AutoIncrement {
-    pub fn open(table_dir: &Path, column: usize, data_type: &DataType) -> Result<Self> {
-        std::fs::create_dir_all(table_dir).map_err(|e| Error::io(table_dir.display(), e))?;
+    pub fn open(fs: Arc<dyn FileSystem>, table_dir: &Path, column: usize, data_type: &DataType) -> Result<Self> {
+        fs::create_dir_all_durable(fs.as_ref(), table_dir)?;
         let path = table_dir.join(FILE);
-        let reserved = match std::fs::read(&path) {
+        let reserved = match fs.read(&path) {
             Ok(bytes) => {
-                let (_, body) = fsutil::open_envelope(&path, MAGIC, VERSION, &bytes)?;
+                let (_, body) = fs::open_envelope(&path, MAGIC, VERSION, &bytes)?;
                 let raw: [u8; 8] = body.try_into().map_err(|_| Error::DataLoss {
                     location: path.display().to_string(),
                     detail: format!("{} bytes instead of 8", body.len()),
@@ -44,7 +46,7 @@ impl AutoIncrement {
             Err(e) => return Err(Error::io(path.display(), e)),
         };
         let max = if *data_type == DataType::Int32 { i32::MAX as i64 } else { i64::MAX };
-        Ok(Self { column, path, max, state: Mutex::new((reserved, reserved)) })
+        Ok(Self { column, fs, path, max, state: Mutex::new((reserved, reserved)) })
     }
 
     /// Takes `count` consecutive ids for one batch, reserving a new range on disk first when
@@ -64,7 +66,7 @@ impl AutoIncrement {
         }
         if next + count > reserved {
             let end = (next + count).saturating_add(RESERVE);
-            fsutil::write_atomic(&self.path, &fsutil::envelope(MAGIC, VERSION, &end.to_le_bytes()))?;
+            fs::write_atomic(self.fs.as_ref(), &self.path, &fs::envelope(MAGIC, VERSION, &end.to_le_bytes()))?;
             state.1 = end;
         }
         state.0 = next + count;
@@ -111,14 +113,18 @@ impl IdLease {
 mod tests {
     use super::*;
 
+    fn real() -> Arc<dyn FileSystem> {
+        Arc::new(crate::fs::RealFs::new())
+    }
+
     #[test]
     fn given_reopened_allocator_when_ids_are_taken_should_stay_strictly_increasing() {
         let dir = tempfile::tempdir().unwrap();
-        let a = AutoIncrement::open(dir.path(), 1, &DataType::Int64).unwrap();
+        let a = AutoIncrement::open(real(), dir.path(), 1, &DataType::Int64).unwrap();
         let first: Vec<i64> = (0..5).map(|_| a.next_id().unwrap()).collect();
         assert_eq!(first, vec![1, 2, 3, 4, 5]);
         drop(a);
-        let b = AutoIncrement::open(dir.path(), 1, &DataType::Int64).unwrap();
+        let b = AutoIncrement::open(real(), dir.path(), 1, &DataType::Int64).unwrap();
         let next = b.next_id().unwrap();
         assert!(next > 5, "after a restart ids continue above every id handed out before: {next}");
         assert!(b.next_id().unwrap() > next);
@@ -127,7 +133,7 @@ mod tests {
     #[test]
     fn given_leases_when_unused_ids_are_released_should_hand_them_out_again_only_if_last() {
         let dir = tempfile::tempdir().unwrap();
-        let a = AutoIncrement::open(dir.path(), 1, &DataType::Int64).unwrap();
+        let a = AutoIncrement::open(real(), dir.path(), 1, &DataType::Int64).unwrap();
         let mut first = a.lease(3).unwrap();
         assert_eq!(first.next(), Some(1));
         a.release(first);
@@ -138,20 +144,20 @@ mod tests {
         assert_eq!(a.next_id().unwrap(), 6, "ids after a later lease are not reused");
         a.lease(RESERVE as usize + 5).unwrap();
         drop(a);
-        let b = AutoIncrement::open(dir.path(), 1, &DataType::Int64).unwrap();
+        let b = AutoIncrement::open(real(), dir.path(), 1, &DataType::Int64).unwrap();
         assert!(b.next_id().unwrap() >= 7 + RESERVE + 5, "a lease larger than one range is reserved on disk whole");
     }
 
     #[test]
     fn given_damaged_file_when_opened_should_report_it() {
         let dir = tempfile::tempdir().unwrap();
-        let a = AutoIncrement::open(dir.path(), 1, &DataType::Int64).unwrap();
+        let a = AutoIncrement::open(real(), dir.path(), 1, &DataType::Int64).unwrap();
         a.next_id().unwrap();
         let path = dir.path().join(FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xFF;
         std::fs::write(&path, bytes).unwrap();
-        assert!(AutoIncrement::open(dir.path(), 1, &DataType::Int64).is_err());
+        assert!(AutoIncrement::open(real(), dir.path(), 1, &DataType::Int64).is_err());
     }
 }

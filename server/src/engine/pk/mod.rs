@@ -86,10 +86,11 @@ impl PkTable {
         bucket_num: u32,
         kv: Arc<KvStore>,
         table_dir: &Path,
+        fs: Arc<dyn crate::fs::FileSystem>,
     ) -> Result<Self> {
         let key_types = spec.key.iter().map(|&k| row_schema.field(k).data_type().clone()).collect();
         let auto_increment = match spec.auto_increment {
-            Some(column) => Some(Arc::new(AutoIncrement::open(table_dir, column, row_schema.field(column).data_type())?)),
+            Some(column) => Some(Arc::new(AutoIncrement::open(fs, table_dir, column, row_schema.field(column).data_type())?)),
             None => None,
         };
         Ok(Self {
