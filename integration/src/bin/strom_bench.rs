@@ -11,13 +11,19 @@
 //!   `pk-changelog`, `pk-dbbench`): primary-key tables on Strom vs a rocksdict Flight peer
 //!   (`integration/peer/rocksdict_peer.py`) and RocksDB's db_bench (`integration/peer/db_bench.sh`):
 //!   bulk upsert load, point lookups (DoExchange / DoGet ticket, uniform / Zipf, 10 % misses),
-//!   batched DoExchange lookups, prefix lookups, partial vs full upserts, changelog scans.
+//!   batched DoExchange lookups, prefix lookups, partial vs full upserts, changelog scans;
+//! * `interference` (Strom only): single-key lookup and follow latency on an idle node, then
+//!   while another client bulk-upserts, appends 64K-row batches, or drops large partitions.
 //!
 //! One line per scenario and side is printed (rows/s, MB/s of Arrow IPC, p50/p99/p999), and a
 //! JSON summary is written with `--json-out`. See `docs/benchmarks.md`.
 
 #[path = "strom_bench/data.rs"]
 mod data;
+#[path = "strom_bench/interference.rs"]
+mod interference;
+#[path = "strom_bench/interference_load.rs"]
+mod interference_load;
 #[path = "strom_bench/net.rs"]
 mod net;
 #[path = "strom_bench/pk.rs"]
@@ -48,7 +54,7 @@ const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 )]
 struct Args {
     /// Scenarios to run: put, scan, follow, pk (= pk-load, pk-point, pk-batch, pk-prefix,
-    /// pk-partial, pk-changelog, pk-dbbench), comma-separated.
+    /// pk-partial, pk-changelog, pk-dbbench), interference, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "put,scan,follow")]
     scenarios: Vec<String>,
     /// Sides to measure: strom, peer (log-table scenarios), rocksdict (pk scenarios); a side is
@@ -233,6 +239,42 @@ struct Args {
     #[arg(long, default_value_t = 0.3)]
     quiet_busy_cores: f64,
 
+    /// Interference: phases to run, in this order (baseline, upsert, append, drop).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "baseline,upsert,append,drop")]
+    interference_phases: Vec<interference::Phase>,
+    /// Interference: a smoke run: small tables, 10 s windows, no waiting for an idle machine
+    /// (the size flags below still win when given).
+    #[arg(long)]
+    interference_quick: bool,
+    /// Interference: seconds of each phase's measurement window [default 30; quick 10].
+    #[arg(long)]
+    interference_seconds: Option<f64>,
+    /// Interference: keys of the looked-up primary-key table [default 1000000; quick 50000].
+    #[arg(long)]
+    interference_lookup_keys: Option<u64>,
+    /// Interference: key space of the background bulk upserts [default 1000000; quick 50000].
+    #[arg(long)]
+    interference_upsert_keys: Option<u64>,
+    /// Interference: rows per background upsert batch [default 32768; quick 10000].
+    #[arg(long)]
+    interference_upsert_batch_rows: Option<usize>,
+    /// Interference: rows per background append batch.
+    #[arg(long, default_value_t = 65_536)]
+    interference_append_batch_rows: usize,
+    /// Interference: rows of the partition that is dropped [default 2000000; quick 100000].
+    #[arg(long)]
+    interference_drop_rows: Option<u64>,
+    /// Interference: rows per second of the follow writer.
+    #[arg(long, default_value_t = 10_000)]
+    interference_follow_rate: u64,
+    /// Interference: rows per follow batch.
+    #[arg(long, default_value_t = 100)]
+    interference_follow_batch_rows: usize,
+    /// Interference: `table.log.durability` of the tables the background load writes to
+    /// (`sync`: every acknowledgement waits for an fdatasync).
+    #[arg(long, default_value = "sync")]
+    interference_durability: String,
+
     /// Worker threads of the bench client's tokio runtime (0 = one per core).
     #[arg(long, default_value_t = 0)]
     client_threads: usize,
@@ -398,8 +440,20 @@ async fn run(mut args: Args) -> Res<()> {
             return Err(format!("unknown target {t:?} (strom, peer, rocksdict)").into());
         }
     }
-    const SCENARIOS: &[&str] =
-        &["put", "scan", "follow", "pk", "pk-load", "pk-point", "pk-batch", "pk-prefix", "pk-partial", "pk-changelog", "pk-dbbench"];
+    const SCENARIOS: &[&str] = &[
+        "put",
+        "scan",
+        "follow",
+        "pk",
+        "pk-load",
+        "pk-point",
+        "pk-batch",
+        "pk-prefix",
+        "pk-partial",
+        "pk-changelog",
+        "pk-dbbench",
+        "interference",
+    ];
     for s in &args.scenarios {
         if !SCENARIOS.contains(&s.as_str()) {
             return Err(format!("unknown scenario {s:?} ({})", SCENARIOS.join(", ")).into());
@@ -407,7 +461,7 @@ async fn run(mut args: Args) -> Res<()> {
     }
     let scenario = |s: &str| args.scenarios.iter().any(|x| x == s);
     let pk_parts = pk::PkParts::from_scenarios(&args.scenarios);
-    let log_scenarios = scenario("put") || scenario("scan") || scenario("follow");
+    let log_scenarios = scenario("put") || scenario("scan") || scenario("follow") || scenario("interference");
     let storage = storage_probe(tmp.path())?;
     println!(
         "storage: fresh buffered writes {} MB/s, rewrites of cached pages {} MB/s, 4 KiB write+fdatasync p50 {} p99 {}",
@@ -442,7 +496,8 @@ async fn run(mut args: Args) -> Res<()> {
     }
     let targets: Vec<Target> = servers.iter().map(|s| Target { name: s.name, url: s.url.clone(), pid: s.pid() }).collect();
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let quiet = (args.quiet_wait_seconds > 0.0)
+    // A smoke run of the interference scenario is meant for a busy machine: it never waits.
+    let quiet = (args.quiet_wait_seconds > 0.0 && !args.interference_quick)
         .then(|| scenarios::Quiet { max_busy_cores: args.quiet_busy_cores, max_wait: Duration::from_secs_f64(args.quiet_wait_seconds) });
     let env = Env { windows: net::Windows { stream: args.stream_window, connection: args.connection_window }, progress, quiet };
     for t in &targets {
@@ -569,8 +624,38 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
         };
         pk::run_pk(&pk_targets, &cfg, env, rows).await?;
     }
+    if scenario("interference") {
+        let cfg = interference_config(args);
+        for t in targets.iter().filter(|t| t.is_strom()) {
+            interference::run_interference(t, &cfg, env, rows).await?;
+        }
+    }
 
     Ok(())
+}
+
+fn interference_config(args: &Args) -> interference::InterferenceConfig {
+    let sizes = if args.interference_quick { interference::QUICK } else { interference::FULL };
+    interference::InterferenceConfig {
+        phases: args.interference_phases.clone(),
+        window: Duration::from_secs_f64(args.interference_seconds.unwrap_or(sizes.window_seconds)),
+        lookup_keys: args.interference_lookup_keys.unwrap_or(sizes.lookup_keys).max(1),
+        miss_ratio: args.pk_miss_ratio,
+        upsert_keys: args.interference_upsert_keys.unwrap_or(sizes.upsert_keys).max(1),
+        upsert_batch_rows: args.interference_upsert_batch_rows.unwrap_or(sizes.upsert_batch_rows).max(1),
+        append_batch_rows: args.interference_append_batch_rows.max(1),
+        drop_rows: args.interference_drop_rows.unwrap_or(sizes.drop_rows).max(1),
+        load_batch_rows: args.pk_load_batch_rows.max(1),
+        follow_rate: args.interference_follow_rate.max(1),
+        follow_batch_rows: args.interference_follow_batch_rows.max(1),
+        follow_compression: args.follow_compression.to_uppercase(),
+        buckets: args.pk_buckets,
+        durability: args.interference_durability.clone(),
+        lookup_durability: args.pk_durability.clone(),
+        upsert_inflight: args.pk_inflight.max(1),
+        inflight: args.inflight,
+        inflight_bytes: args.inflight_bytes,
+    }
 }
 
 fn find<'a>(rows: &'a [ResultRow], scenario: &str, target: &str) -> Option<&'a ResultRow> {

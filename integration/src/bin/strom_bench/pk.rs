@@ -150,7 +150,7 @@ fn encode_load(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Res<Load> {
     Ok(Load { schema_message, pool: Arc::new(pool), rows })
 }
 
-fn upsert_descriptor(table: &str, targets: Option<&[&str]>) -> Res<FlightDescriptor> {
+pub fn upsert_descriptor(table: &str, targets: Option<&[&str]>) -> Res<FlightDescriptor> {
     let cmd = WriteCommand {
         write: WriteKind::Upsert,
         target_columns: targets.map(|t| t.iter().map(|s| s.to_string()).collect()),
@@ -265,15 +265,15 @@ async fn check_count(target: &Target, env: &Env, table: &str, expected: u64) -> 
     }
 }
 
-fn key_schema(names: &[&str]) -> SchemaRef {
+pub fn key_schema(names: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Int64, false)).collect::<Vec<_>>()))
 }
 
-fn key_batch(schema: &SchemaRef, keys: Vec<i64>) -> Res<RecordBatch> {
+pub fn key_batch(schema: &SchemaRef, keys: Vec<i64>) -> Res<RecordBatch> {
     Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(keys))])?)
 }
 
-fn lookup_command(kind: LookupKind, table: &str) -> LookupRequest {
+pub fn lookup_command(kind: LookupKind, table: &str) -> LookupRequest {
     LookupRequest { lookup: kind, database: DATABASE.into(), table: table.into(), ..Default::default() }
 }
 

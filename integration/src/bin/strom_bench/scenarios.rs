@@ -152,7 +152,7 @@ pub async fn control(target: &Target, env: &Env) -> Res<Channel> {
     net::connect(&target.url, env.windows).await
 }
 
-async fn create_table(ch: &Channel, table: &str, def: &TableDef, buckets: u32, options: &[(&str, &str)]) -> Res<()> {
+pub async fn create_table(ch: &Channel, table: &str, def: &TableDef, buckets: u32, options: &[(&str, &str)]) -> Res<()> {
     net::action(ch, "create_database", &json!({"name": DATABASE, "if_not_exists": true})).await?;
     net::action(ch, "drop_table", &json!({"database": DATABASE, "table": table, "if_exists": true})).await?;
     let req = CreateTable {
@@ -172,7 +172,7 @@ pub async fn drop_table(ch: &Channel, table: &str) -> Res<()> {
     Ok(())
 }
 
-fn append_descriptor(table: &str) -> Res<FlightDescriptor> {
+pub fn append_descriptor(table: &str) -> Res<FlightDescriptor> {
     Ok(FlightDescriptor::new_cmd(serde_json::to_vec(&WriteCommand::append(DATABASE, table))?))
 }
 
@@ -514,12 +514,89 @@ pub struct FollowConfig {
 
 /// Microseconds on a clock shared by the writer and the reader (monotonic, anchored once to
 /// the wall clock).
-fn now_us() -> i64 {
+pub fn now_us() -> i64 {
     static ANCHOR: OnceLock<(Instant, i64)> = OnceLock::new();
     let (at, wall) = ANCHOR.get_or_init(|| {
         (Instant::now(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0))
     });
     wall + at.elapsed().as_micros() as i64
+}
+
+/// One DoPut stream appending a follow batch every `period`, each row stamped with its send
+/// time (`now_us`), and the task reading its acknowledgements.
+pub struct FollowWriter {
+    writer: tokio::task::JoinHandle<Res<u64>>,
+    acks: tokio::task::JoinHandle<Res<hdrhistogram::Histogram<u64>>>,
+}
+
+/// What a [`FollowWriter`] writes, and when.
+pub struct FollowPlan {
+    pub table: String,
+    pub batch_rows: usize,
+    pub period: Duration,
+    pub batches: u64,
+    /// When the first batch goes out.
+    pub first_tick: Instant,
+}
+
+impl FollowWriter {
+    /// Opens the DoPut stream on the caller's runtime and starts writing at `plan.first_tick`.
+    pub async fn start(url: &str, windows: Windows, plan: FollowPlan) -> Res<Self> {
+        let def = data::follow_table();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<FlightData>(1024);
+        let sent_at: Arc<parking_lot::Mutex<std::collections::VecDeque<Instant>>> = Default::default();
+        let (schema_message, _) = net::encode(&def.schema, vec![data::follow_batch(&def, 1, 0, 0)])?;
+        let mut first = schema_message;
+        first.flight_descriptor = Some(append_descriptor(&plan.table)?);
+        tx.send(first).await.map_err(|_| "request stream closed")?;
+        let writer = {
+            let sent_at = sent_at.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(plan.first_tick.into(), plan.period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let rows = plan.batch_rows as u64;
+                for i in 0..plan.batches {
+                    tick.tick().await;
+                    let batch = data::follow_batch(&def, plan.batch_rows, (i * rows) as i64, now_us());
+                    let (_, mut messages) = net::encode(&def.schema, vec![batch])?;
+                    let (message, _) = messages.pop().ok_or("no record batch message")?;
+                    sent_at.lock().push_back(Instant::now());
+                    if tx.send(message).await.is_err() {
+                        return Err::<u64, Box<dyn std::error::Error + Send + Sync>>("DoPut request stream closed early".into());
+                    }
+                }
+                Ok(plan.batches)
+            })
+        };
+        let mut put_client = net::client(net::connect(url, windows).await?);
+        let request = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let acks = tokio::spawn(async move {
+            let mut h = stats::histogram();
+            let mut acks = put_client.do_put(request).await?.into_inner();
+            while let Some(_ack) = tokio::time::timeout(net::STALL, acks.message()).await.map_err(|_| "no PutResult for 60 s")?? {
+                if let Some(t) = sent_at.lock().pop_front() {
+                    stats::record(&mut h, t.elapsed());
+                }
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(h)
+        });
+        Ok(Self { writer, acks })
+    }
+
+    /// Waits until every batch was sent and acknowledged; the acknowledgement latencies.
+    pub async fn finish(self) -> Res<hdrhistogram::Histogram<u64>> {
+        self.writer.await??;
+        self.acks.await?
+    }
+}
+
+/// The send times a follow reader's batch carries, each written batch once: every row of a
+/// written batch carries the same send time, and a scan batch may hold several written batches.
+pub fn send_times(batch: &arrow_array::RecordBatch) -> Res<Vec<i64>> {
+    let sent = batch.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().ok_or("sent_us is not BIGINT")?;
+    let mut times: Vec<i64> = sent.values().to_vec();
+    times.dedup();
+    Ok(times)
 }
 
 pub async fn run_follow(target: &Target, cfg: &FollowConfig, env: &Env, out: &mut Vec<ResultRow>) -> Res<()> {
@@ -546,43 +623,8 @@ pub async fn run_follow(target: &Target, cfg: &FollowConfig, env: &Env, out: &mu
     let ticker = net::ticker(&pb, progress.clone(), cfg.duration);
 
     // Writer: one DoPut stream, a batch every `period`, the send time in every row.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<FlightData>(1024);
-    let sent_at: Arc<parking_lot::Mutex<std::collections::VecDeque<Instant>>> = Default::default();
-    let (schema_message, _) = net::encode(&def.schema, vec![data::follow_batch(&def, 1, 0, 0)])?;
-    let mut first = schema_message;
-    first.flight_descriptor = Some(append_descriptor(table)?);
-    tx.send(first).await.map_err(|_| "request stream closed")?;
-    let writer = {
-        let (def_schema, batch_rows, sent_at) = (def.schema.clone(), cfg.batch_rows, sent_at.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let d = data::follow_table();
-            for i in 0..total_batches {
-                tick.tick().await;
-                let batch = data::follow_batch(&d, batch_rows, (i * batch_rows as u64) as i64, now_us());
-                let (_, mut messages) = net::encode(&def_schema, vec![batch])?;
-                let (message, _) = messages.pop().ok_or("no record batch message")?;
-                sent_at.lock().push_back(Instant::now());
-                if tx.send(message).await.is_err() {
-                    return Err::<u64, Box<dyn std::error::Error + Send + Sync>>("DoPut request stream closed early".into());
-                }
-            }
-            Ok(total_batches)
-        })
-    };
-    let mut put_client = net::client(net::connect(&target.url, env.windows).await?);
-    let request = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let acks = tokio::spawn(async move {
-        let mut h = stats::histogram();
-        let mut acks = put_client.do_put(request).await?.into_inner();
-        while let Some(_ack) = tokio::time::timeout(net::STALL, acks.message()).await.map_err(|_| "no PutResult for 60 s")?? {
-            if let Some(t) = sent_at.lock().pop_front() {
-                stats::record(&mut h, t.elapsed());
-            }
-        }
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(h)
-    });
+    let plan = FollowPlan { table: table.into(), batch_rows: cfg.batch_rows, period, batches: total_batches, first_tick: Instant::now() };
+    let writer = FollowWriter::start(&target.url, env.windows, plan).await?;
 
     // Reader: latency = receive time − send time carried by the rows.
     let mut latency = stats::histogram();
@@ -600,25 +642,15 @@ pub async fn run_follow(target: &Target, cfg: &FollowConfig, env: &Env, out: &mu
         };
         let batch = batch?;
         let now = now_us();
-        let sent = batch.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().ok_or("sent_us is not BIGINT")?;
-        if batch.num_rows() > 0 {
-            // Every row of a written batch carries the same send time; a scan batch may hold
-            // rows of several written batches, so take each distinct send time once.
-            let mut last = i64::MIN;
-            for v in sent.values().iter() {
-                if *v != last {
-                    latency.saturating_record((now - *v).max(1) as u64);
-                    last = *v;
-                }
-            }
+        for sent in send_times(&batch)? {
+            latency.saturating_record((now - sent).max(1) as u64);
         }
         rows += batch.num_rows() as u64;
         progress.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
     }
     let elapsed = start.elapsed();
     drop(reader);
-    writer.await??;
-    let ack_latency = acks.await??;
+    let ack_latency = writer.finish().await?;
     ticker.abort();
     pb.finish_and_clear();
     let row = ResultRow::new(
