@@ -51,16 +51,7 @@ impl TableRuntime {
         let opts = options::log_options(&meta.options)?;
         let dir = data_dir.join("tables").join(meta.table_id.to_string());
         let pk = match meta.pk_spec()? {
-            Some(spec) => Some(Arc::new(PkTable::new(
-                spec,
-                meta.table_id,
-                row_schema.clone(),
-                meta.schema_columns.clone(),
-                meta.bucket_num,
-                kv()?,
-                &dir,
-                node.fs.clone(),
-            )?)),
+            Some(spec) => Some(Arc::new(PkTable::new(spec, &meta, row_schema.clone(), kv()?, &dir, node.fs.clone())?)),
             None => None,
         };
         let schema = pk.as_ref().map_or(row_schema, |p| p.changelog_schema.clone());

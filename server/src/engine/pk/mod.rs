@@ -78,16 +78,17 @@ pub(crate) fn changelog_schema(row_schema: &Schema) -> SchemaRef {
 }
 
 impl PkTable {
+    /// The KV side of `meta`'s table (its current schema version), whose files (the
+    /// auto-increment reservation) live in `table_dir` on `fs`.
     pub fn new(
         spec: PkSpec,
-        table_id: u64,
+        meta: &crate::catalog::TableMeta,
         row_schema: SchemaRef,
-        schema_columns: std::collections::BTreeMap<u32, usize>,
-        bucket_num: u32,
         kv: Arc<KvStore>,
         table_dir: &Path,
         fs: Arc<dyn crate::fs::FileSystem>,
     ) -> Result<Self> {
+        let (table_id, schema_columns, bucket_num) = (meta.table_id, meta.schema_columns.clone(), meta.bucket_num);
         let key_types = spec.key.iter().map(|&k| row_schema.field(k).data_type().clone()).collect();
         let auto_increment = match spec.auto_increment {
             Some(column) => Some(Arc::new(AutoIncrement::open(fs, table_dir, column, row_schema.field(column).data_type())?)),
