@@ -20,9 +20,10 @@ use arrow_schema::SchemaRef;
 use std::sync::Arc;
 use strom_flight_api::{LookupKind, LookupRequest};
 
-/// Point lookups of at most this many keys run on the request's task: a hop to the blocking
-/// pool would cost more than the lookup (single-key latency is the target there).
-const INLINE_LOOKUP_KEYS: usize = 64;
+/// Point lookups of at most this many keys run on the request's task: one key is a pinned
+/// RocksDB `Get` from the block cache, a few microseconds, less than a hop to the blocking pool
+/// (single-key latency is the target there). Anything larger (a `MultiGet`) is blocking work.
+const INLINE_LOOKUP_KEYS: usize = 1;
 
 /// Where a lookup goes: a table, or the partitions of a partitioned table.
 enum LookupTarget {

@@ -9,6 +9,8 @@ pub mod doexchange;
 pub mod doget;
 pub mod doput;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use crate::engine::StorageEngine;
 use crate::error::Error;
