@@ -9,16 +9,8 @@ ROOT=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages"
-need_apt=()
-for pkg in libclang-dev python3-venv; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
-fi
+step "system packages and toolchain (scripts/prereqs.sh)"
+source ./scripts/prereqs.sh python
 
 step "python venv (.venv) with integration/python/requirements.txt"
 if [ ! -x .venv/bin/python ]; then

@@ -50,13 +50,17 @@ impl CacheSize {
     /// The smallest cache `"auto"` picks, on machines (or cgroups) with little memory.
     pub const AUTO_MIN_BYTES: usize = 64 * 1024 * 1024;
 
-    /// The size in bytes: `"auto"` is a quarter of the memory this process may use (the
-    /// cgroup limit when there is one, else the machine's), at least 64 MiB.
+    /// Ceiling of `"auto"`: a node shares its machine with Flink task managers more often than
+    /// not, and 2 GiB of cached blocks hold the hot part of tables many times that size.
+    pub const AUTO_MAX_BYTES: usize = 2 * 1024 * 1024 * 1024;
+
+    /// The size in bytes: `"auto"` is an eighth of the memory this process may use (the
+    /// cgroup limit when there is one, else the machine's), between 64 MiB and 2 GiB.
     pub fn resolve(self) -> usize {
         match self {
             CacheSize::Bytes(b) => b,
             CacheSize::Auto => match memory_limit_bytes() {
-                Some(total) => ((total / 4) as usize).max(Self::AUTO_MIN_BYTES),
+                Some(total) => ((total / 8) as usize).clamp(Self::AUTO_MIN_BYTES, Self::AUTO_MAX_BYTES),
                 None => 256 * 1024 * 1024,
             },
         }
@@ -291,7 +295,7 @@ mod tests {
         assert!(err.contains("-5"), "{err}");
         assert_eq!(CacheSize::Bytes(12345).resolve(), 12345);
         let auto = CacheSize::Auto.resolve();
-        assert!(auto >= CacheSize::AUTO_MIN_BYTES, "{auto}");
+        assert!((CacheSize::AUTO_MIN_BYTES..=CacheSize::AUTO_MAX_BYTES).contains(&auto), "{auto}");
         if let Some(limit) = memory_limit_bytes() {
             assert!(auto as u64 <= limit.max(CacheSize::AUTO_MIN_BYTES as u64), "auto {auto} above the memory limit {limit}");
         }
