@@ -408,8 +408,11 @@ impl BucketLog {
         }
     }
 
-    /// fdatasyncs everything written so far (holding `sync_lock` is the caller's job).
+    /// fdatasyncs everything written so far (holding `sync_lock` is the caller's job). After a
+    /// failed fsync nothing is ever marked durable again until restart: the kernel may have
+    /// dropped the dirty pages, so a later fsync that succeeds proves nothing.
     async fn sync_now(&self) -> Result<()> {
+        self.check_stopped()?;
         let (segment, target, sealed) = {
             let state = self.append.lock();
             (state.active.clone(), state.next_offset, std::mem::take(&mut *self.pending_seal.lock()))
