@@ -120,11 +120,11 @@ def _memory_limit_bytes() -> int:
     return min(total, int(limit)) if limit.isdigit() else total
 
 
-def test_given_default_config_when_health_should_report_a_quarter_of_memory_as_block_cache(tmp_path):
+def test_given_default_config_when_health_should_report_an_eighth_of_memory_within_64mib_and_2gib_as_block_cache(tmp_path):
     node = start_strom(tmp_path / "data", tmp_path / "strom.log")
     client = flight.FlightClient(node.url)
     try:
-        expected = max(_memory_limit_bytes() // 4, 64 * 1024 * 1024)
+        expected = min(max(_memory_limit_bytes() // 8, 64 * 1024 * 1024), 2 * 1024 * 1024 * 1024)
         assert action1(client, "health")["kv_block_cache_bytes"] == expected
     finally:
         client.close()
