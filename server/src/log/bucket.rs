@@ -439,6 +439,16 @@ impl BucketLog {
         }
     }
 
+    /// Group commit for an entry of no records (an idempotent write that changed nothing still
+    /// stores one, to keep its sequence): it ends at the offset it starts at, so its offsets
+    /// cannot tell whether a sync covered it. Returns once an fdatasync that started after
+    /// this call covers everything written before it.
+    pub async fn wait_durable_written(&self) -> Result<()> {
+        self.check_stopped()?;
+        let _guard = self.sync_lock.lock().await;
+        self.sync_now().await
+    }
+
     /// fdatasyncs everything written so far (holding `sync_lock` is the caller's job).
     async fn sync_now(&self) -> Result<()> {
         let (segment, target, sealed) = {
