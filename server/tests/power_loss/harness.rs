@@ -8,10 +8,14 @@
 //! while idle). Then every engine object is dropped, the runtime is shut down, and
 //! `simulate_power_loss(seed)` leaves the disk as a power cut may leave it.
 //!
+//! The engine calls the workloads share (through the engine's API only) are at the end.
+//!
 //! Lives are grouped into episodes: each episode starts from an empty directory and a fresh
 //! model, so the state a life checks stays small (full scans every life stay cheap) while the
 //! number of power losses grows with the number of episodes.
 
+use super::log_model::BucketId;
+use arrow_array::RecordBatch;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -21,14 +25,18 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strom_flight_api::{CreateDatabase, CreateTable, ListOffsets, LogScan, OffsetSpec, PutAck, WriteCommand};
 use strom_server::clock::Clock;
 use strom_server::config::{Config, Durability};
-use strom_server::engine::Engine;
+use strom_server::engine::{BatchIdentity, Engine, ScanChunk, StorageEngine};
 use strom_server::fs::{FaultFs, SIMULATED_POWER_LOSS};
 
 /// Multiplies every test's number of lives (`STROM_POWER_LOSS_LIVES=10` for a ten times longer
 /// run; fractions shorten it).
 pub const SCALE_VAR: &str = "STROM_POWER_LOSS_LIVES";
+
+/// Mixed into every test's seed: other runs, other crash points (failures print the seed).
+pub const SEED_VAR: &str = "STROM_POWER_LOSS_SEED";
 
 pub fn scale() -> f64 {
     match std::env::var(SCALE_VAR) {
@@ -178,9 +186,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `default_lives` scaled by `STROM_POWER_LOSS_LIVES`.
+    /// `default_lives` scaled by `STROM_POWER_LOSS_LIVES`; `seed` mixed with
+    /// `STROM_POWER_LOSS_SEED` when set (another run explores other crash points).
     pub fn new(test: &'static str, seed: u64, default_lives: u64, lives_per_episode: u64) -> Self {
         let lives = ((default_lives as f64 * scale()).round() as u64).max(1);
+        let seed = match std::env::var(SEED_VAR) {
+            Ok(v) => seed ^ v.parse::<u64>().unwrap_or_else(|_| panic!("{SEED_VAR}={v:?}: expected an unsigned integer")),
+            Err(_) => seed,
+        };
         Self { test, seed, lives, lives_per_episode }
     }
 }
@@ -268,4 +281,50 @@ fn run_episode<W: Workload>(plan: Plan, episode: u64, lives: u64, new_workload: 
         tally.add("power_losses", 1);
         previous_loss = Arc::new(report.to_string());
     }
+}
+
+// ---- engine calls the workloads share ----
+
+pub const DB: &str = "power";
+
+/// Runs a blocking engine call (catalog changes, retention) on the blocking pool.
+pub async fn blocking<T: Send + 'static>(engine: &Arc<Engine>, call: impl FnOnce(&Engine) -> T + Send + 'static) -> T {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || call(&engine)).await.expect("a blocking engine call panicked")
+}
+
+/// Creates the database and `table` unless they exist (idempotent, so a life can repeat it
+/// after a power loss that may or may not have kept an earlier creation).
+pub async fn ensure_table(engine: &Arc<Engine>, table: CreateTable) -> strom_server::Result<()> {
+    blocking(engine, move |e| {
+        e.create_database(&CreateDatabase { name: DB.into(), if_not_exists: true, ..Default::default() })?;
+        e.create_table(&CreateTable { if_not_exists: true, ..table }).map(|_| ())
+    })
+    .await
+}
+
+/// Writes one batch as an idempotent writer's batch and waits for its ack.
+pub async fn write(engine: &Engine, command: &WriteCommand, batch: RecordBatch, id: BatchIdentity) -> strom_server::Result<PutAck> {
+    let writer = engine.open_writer(command, false)?;
+    writer.write(batch, Some(id)).await?.durable().await
+}
+
+/// A full log scan of `table` (every partition and bucket, from the log start to the high
+/// watermark), decoded.
+pub async fn scan_all(engine: &Engine, table: &str, columns: Option<&[&str]>) -> strom_server::Result<Vec<(ScanChunk, RecordBatch)>> {
+    let columns = columns.map(|c| c.iter().map(|c| c.to_string()).collect());
+    let mut stream = engine.scan(&LogScan { database: DB.into(), table: table.into(), columns, ..Default::default() })?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.chunks.recv().await {
+        let chunk = chunk?;
+        let batch = chunk.message.decode(&stream.schema)?;
+        out.push((chunk, batch));
+    }
+    Ok(out)
+}
+
+/// Every bucket's offset at `spec` (of every partition).
+pub fn offsets(engine: &Engine, table: &str, spec: OffsetSpec) -> strom_server::Result<BTreeMap<BucketId, u64>> {
+    let req = ListOffsets { database: DB.into(), table: table.into(), partition: None, buckets: None, spec };
+    Ok(engine.list_offsets(&req)?.into_iter().map(|o| ((o.partition, o.bucket), o.offset)).collect())
 }

@@ -3,9 +3,8 @@
 //! create; retention passes at random points. Each life checks the recovered table against
 //! [`LogModel`] and resends every writer's unacknowledged batch with its original sequence.
 
-use super::engine_ops::{self, blocking, ensure_table, DB};
-use super::harness::{is_power_loss, LifeContext, Node, Tally, Workload};
-use super::log_model::{BucketId, LogModel, Observed, ObservedEntry};
+use super::harness::{self, blocking, ensure_table, is_power_loss, LifeContext, ManualClock, Node, Tally, Workload, DB};
+use super::log_model::{BucketId, LogModel, Observed, ObservedEntry, Placement};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -13,7 +12,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use strom_flight_api::{ColumnSpec, CreateTable, OffsetSpec, WriteCommand};
 use strom_server::engine::{BatchIdentity, Engine, StorageEngine};
@@ -102,9 +101,9 @@ impl LogWorkload {
         // The ids and bucket keys only: the scan still checks the CRC of every column it reads,
         // and a debug build spends most of a life decoding what it scans.
         let columns: &[&str] = if self.kind == LogKind::Partitioned { &["id", "k", "ds"] } else { &["id", "k"] };
-        let chunks = engine_ops::scan_all(engine, TABLE, Some(columns)).await.map_err(|e| format!("a scan after recovery failed: {e}"))?;
-        let start = engine_ops::offsets(engine, TABLE, OffsetSpec::Earliest).map_err(|e| e.to_string())?;
-        let end = engine_ops::offsets(engine, TABLE, OffsetSpec::Latest).map_err(|e| e.to_string())?;
+        let chunks = harness::scan_all(engine, TABLE, Some(columns)).await.map_err(|e| format!("a scan after recovery failed: {e}"))?;
+        let start = harness::offsets(engine, TABLE, OffsetSpec::Earliest).map_err(|e| e.to_string())?;
+        let end = harness::offsets(engine, TABLE, OffsetSpec::Latest).map_err(|e| e.to_string())?;
         let shared = self.shared.lock();
         let mut entries = Vec::with_capacity(chunks.len());
         for (chunk, batch) in chunks {
@@ -166,25 +165,25 @@ fn command() -> WriteCommand {
 /// One writer's life: resend its batch in flight, then `ops` random operations. Returns its
 /// state for the next life; stops at the first simulated power loss.
 async fn writer_life(
-    workload: Arc<WriterCtx>,
+    w: Arc<WriterCtx>,
     mut state: WriterState,
-    resend: Option<(usize, std::collections::BTreeMap<BucketId, super::log_model::Placement>)>,
+    resend: Option<(usize, BTreeMap<BucketId, Placement>)>,
     seed: u64,
     ops: usize,
 ) -> (WriterState, Tally) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut tally = Tally::default();
-    let ctx = &workload.ctx;
+    let ctx = &w.ctx;
     if let Some((index, stored)) = resend {
         let (sequence, ids) = {
-            let shared = workload.shared.lock();
+            let shared = w.shared.lock();
             let batch = shared.model.batch(index);
             (batch.sequence, batch.rows.clone())
         };
-        let batch = workload.batch_of(&ids);
-        match engine_ops::write(&workload.engine, &command(), batch, BatchIdentity { writer_id: state.id, sequence }).await {
+        let batch = w.batch_of(&ids);
+        match harness::write(&w.engine, &command(), batch, BatchIdentity { writer_id: state.id, sequence }).await {
             Ok(ack) => {
-                if let Err(e) = workload.shared.lock().model.check_resend(index, &stored, &workload.recovered_end, &ack) {
+                if let Err(e) = w.shared.lock().model.check_resend(index, &stored, &w.recovered_end, &ack) {
                     panic!("{ctx}\nresend of writer {}: {e}", state.id);
                 }
                 tally.add(
@@ -207,12 +206,12 @@ async fn writer_life(
         }
     }
     for _ in 0..ops {
-        if workload.retention && state.id == 100 && rng.gen_bool(0.06) {
-            let now = workload.clock.now();
-            let deleted = blocking(&workload.engine, move |e| e.apply_retention(now)).await;
+        if w.retention && state.id == 100 && rng.gen_bool(0.06) {
+            let now = w.clock.now();
+            let deleted = blocking(&w.engine, move |e| e.apply_retention(now)).await;
             tally.add("retention_deleted_segments", deleted as u64);
             // Retention reports its failures through `health`, not as an error.
-            let failures = workload.engine.health().background_failures;
+            let failures = w.engine.health().background_failures;
             if failures.iter().any(|f| is_power_loss(&f.error)) {
                 tally.add("crashed_in_retention", 1);
                 return (state, tally);
@@ -222,12 +221,13 @@ async fn writer_life(
         }
         let rows = rng.gen_range(1..=8);
         let (index, ids) = {
-            let mut shared = workload.shared.lock();
+            let mut shared = w.shared.lock();
             let (index, ids) = shared.model.send(state.next_sequence, rows);
-            if workload.partitioned {
+            if w.partitioned {
                 if shared.partitions.is_empty() || rng.gen_bool(0.08) {
                     let name = format!("d{}", shared.partitions.len());
                     shared.partitions.push(name);
+                    tally.add("new_partitions", 1);
                 }
                 for &id in &ids {
                     // Mostly the newest partitions, sometimes an old one.
@@ -241,13 +241,13 @@ async fn writer_life(
         state.in_flight = Some(index);
         let id = BatchIdentity { writer_id: state.id, sequence: state.next_sequence };
         state.next_sequence += 1;
-        workload.clock.advance(CLOCK_STEP_MS);
-        match engine_ops::write(&workload.engine, &command(), workload.batch_of(&ids), id).await {
+        w.clock.advance(CLOCK_STEP_MS);
+        match harness::write(&w.engine, &command(), w.batch_of(&ids), id).await {
             Ok(ack) => {
                 if ack.duplicate {
                     panic!("{ctx}\nwriter {} batch {index}: a new sequence was acked as a duplicate: {ack:?}", state.id);
                 }
-                if let Err(e) = workload.shared.lock().model.ack(index, &ack) {
+                if let Err(e) = w.shared.lock().model.ack(index, &ack) {
                     panic!("{ctx}\n{e}");
                 }
                 state.in_flight = None;
@@ -268,10 +268,10 @@ struct WriterCtx {
     engine: Arc<Engine>,
     shared: Arc<Mutex<Shared>>,
     ctx: LifeContext,
-    recovered_end: std::collections::BTreeMap<BucketId, u64>,
+    recovered_end: BTreeMap<BucketId, u64>,
     partitioned: bool,
     retention: bool,
-    clock: super::harness::ManualClock,
+    clock: ManualClock,
 }
 
 impl WriterCtx {

@@ -7,7 +7,7 @@
 //! last-row full and partial upserts, `sum`/`max` aggregation, auto-increment ids kept by
 //! updates and assigned to new keys (unknown to the model until read back).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -278,7 +278,7 @@ impl PkModel {
                 }
             }
         }
-        for key in self.state.keys().chain(snapshot.keys()).copied().collect::<std::collections::BTreeSet<_>>() {
+        for key in self.state.keys().chain(snapshot.keys()).copied().collect::<BTreeSet<_>>() {
             if touched.contains(&key) {
                 continue;
             }

@@ -10,8 +10,7 @@
 //! of each batch in flight (the buckets found applied are answered as stored, the others are
 //! written fresh, so nothing is counted twice) and point lookups of its keys.
 
-use super::engine_ops::{self, blocking, ensure_table, DB};
-use super::harness::{is_power_loss, LifeContext, Node, Tally, Workload};
+use super::harness::{self, blocking, ensure_table, is_power_loss, LifeContext, ManualClock, Node, Tally, Workload, DB};
 use super::pk_model::{int, PkInFlight, PkKind, PkModel, PkWrite, Row, Value};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
@@ -218,11 +217,10 @@ async fn check_changelog(
 ) -> Result<BTreeMap<u32, u64>, String> {
     let kind = model.lock().kind;
     let table = kind.table();
-    let chunks =
-        engine_ops::scan_all(engine, table, None).await.map_err(|e| format!("{table}: changelog scan after recovery failed: {e}"))?;
-    let start = engine_ops::offsets(engine, table, OffsetSpec::Earliest).map_err(|e| e.to_string())?;
+    let chunks = harness::scan_all(engine, table, None).await.map_err(|e| format!("{table}: changelog scan after recovery failed: {e}"))?;
+    let start = harness::offsets(engine, table, OffsetSpec::Earliest).map_err(|e| e.to_string())?;
     let end: BTreeMap<u32, u64> =
-        engine_ops::offsets(engine, table, OffsetSpec::Latest).map_err(|e| e.to_string())?.into_iter().map(|((_, b), o)| (b, o)).collect();
+        harness::offsets(engine, table, OffsetSpec::Latest).map_err(|e| e.to_string())?.into_iter().map(|((_, b), o)| (b, o)).collect();
     let mut model = model.lock();
     let mut at: BTreeMap<u32, u64> = start.iter().map(|((_, b), &o)| (*b, o)).collect();
     let mut replayed: BTreeMap<i64, (u32, Row)> = BTreeMap::new();
@@ -281,7 +279,7 @@ struct WriterCtx {
     /// Per table, every bucket's end after recovery.
     recovered_end: Vec<BTreeMap<u32, u64>>,
     retention: bool,
-    clock: super::harness::ManualClock,
+    clock: ManualClock,
 }
 
 /// Checks an ack: its rows and sequence, and that each part lies where no other entry was.
@@ -376,7 +374,7 @@ async fn writer_life(
     let write_id = |sequence| BatchIdentity { writer_id: state.id, sequence };
     if let Some(batch) = state.in_flight.clone() {
         let cmd = command(kind, &batch.write);
-        match engine_ops::write(&w.engine, &cmd, batch_of(kind, &batch.write, &batch.rows), write_id(batch.sequence)).await {
+        match harness::write(&w.engine, &cmd, batch_of(kind, &batch.write, &batch.rows), write_id(batch.sequence)).await {
             Ok(ack) => {
                 let checked = check_resend(kind, &applied, &w.recovered_end[table], &ack)
                     .and_then(|()| check_ack(&mut w.models[table].lock(), &batch, &ack));
@@ -420,13 +418,8 @@ async fn writer_life(
         state.in_flight = Some(batch.clone());
         state.next_sequence += 1;
         w.clock.advance(CLOCK_STEP_MS);
-        match engine_ops::write(
-            &w.engine,
-            &command(kind, &batch.write),
-            batch_of(kind, &batch.write, &batch.rows),
-            write_id(batch.sequence),
-        )
-        .await
+        match harness::write(&w.engine, &command(kind, &batch.write), batch_of(kind, &batch.write, &batch.rows), write_id(batch.sequence))
+            .await
         {
             Ok(ack) => {
                 assert!(!ack.duplicate, "{ctx}\nwriter {}: a new sequence was acked as a duplicate: {ack:?}", state.id);
