@@ -163,3 +163,46 @@ async fn given_unsynced_os_mode_appends_when_engine_dropped_should_keep_what_rea
     f.reopen();
     assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()), (0..70).collect::<Vec<_>>());
 }
+
+/// Regression (found by the power-loss suite's primary-key workload): an idempotent write that
+/// changes nothing (a delete of an absent key) still stores an entry of no records, to keep its
+/// sequence. Its ack waited for the offset the entry ends at — where it starts, already
+/// durable — so it came before any fsync; a power loss took the entry, and the writer's next
+/// batch was refused as a sequence gap.
+#[tokio::test]
+async fn given_acked_idempotent_write_that_changed_nothing_when_power_is_lost_should_keep_its_sequence() {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+    use strom_flight_api::{ColumnSpec, CreateTable, WriteCommand, WriteKind};
+    use strom_server::engine::{BatchIdentity, StorageEngine};
+    let batch = |columns: &[&str], id: i64| {
+        let fields: Vec<Field> = columns.iter().map(|c| Field::new(*c, DataType::Int64, false)).collect();
+        let arrays: Vec<ArrayRef> = columns.iter().map(|_| Arc::new(Int64Array::from(vec![id])) as ArrayRef).collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+    };
+    let command = |write| WriteCommand { write, ..WriteCommand::append(DB, "pk") };
+    let id = |sequence| Some(BatchIdentity { writer_id: 9, sequence });
+    for seed in 0..16 {
+        let f = EngineFixture::builder().fault_fs().open();
+        f.engine
+            .create_table(&CreateTable {
+                database: DB.into(),
+                table: "pk".into(),
+                columns: vec![ColumnSpec::new("id", "BIGINT"), ColumnSpec::new("v", "BIGINT")],
+                primary_key: vec!["id".into()],
+                bucket_num: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        // The writer is known to the table (a durable entry), then changes nothing twice.
+        common::write(f.engine.as_ref(), &command(WriteKind::Upsert), batch(&["id", "v"], 100), id(0)).await.unwrap();
+        for sequence in 1..3 {
+            let ack = common::write(f.engine.as_ref(), &command(WriteKind::Delete), batch(&["id"], sequence), id(sequence)).await.unwrap();
+            assert_eq!(ack.buckets.iter().map(|b| b.count).sum::<u64>(), 0, "deleting an absent key changes nothing");
+        }
+        let (f, report) = f.power_loss(seed);
+        let next = common::write(f.engine.as_ref(), &command(WriteKind::Delete), batch(&["id"], 3), id(3)).await;
+        assert!(next.is_ok(), "seed {seed}: the acked sequences 1 and 2 must survive: {:?}\n{report}", next.err());
+    }
+}

@@ -267,10 +267,16 @@ pub(crate) fn durable_ack(parts: Vec<AckPart>, rows: u64, id: Option<BatchIdenti
     PendingAck::new(async move {
         let waits = parts.iter().flat_map(|part| {
             let buckets = &part.table.buckets;
-            part.appended
-                .iter()
-                .filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync())
-                .map(|(b, a)| buckets[*b as usize].wait_durable(a.end_offset()))
+            part.appended.iter().filter(|(b, _)| buckets[*b as usize].acks_wait_for_sync()).map(move |(b, a)| {
+                let log = &buckets[*b as usize];
+                // An idempotent write that changed nothing is an entry of no records: its end
+                // offset is already durable, the entry maybe not. Its sequence must survive, or
+                // the writer's next batch is refused as a gap.
+                match a.count == 0 && id.is_some() {
+                    true => futures::future::Either::Left(log.wait_durable_written()),
+                    false => futures::future::Either::Right(log.wait_durable(a.end_offset())),
+                }
+            })
         });
         futures::future::try_join_all(waits).await?;
         let applies: Vec<(Arc<pk::PkTable>, u32, u64)> = parts

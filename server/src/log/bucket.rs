@@ -119,6 +119,23 @@ pub struct RecoveryReport {
     pub corrupt_ranges: usize,
 }
 
+/// Removes segments (and their index files) found after a rolled segment's torn tail, then
+/// fsyncs the directory so the removal is durable before appends reuse their offsets.
+fn remove_unacknowledged_segments(fs: &dyn FileSystem, dir: &Path, bases: &[u64], location: &str) -> Result<()> {
+    for &base in bases {
+        let path = dir.join(segment_file_name(base));
+        tracing::warn!(bucket = %location, segment = %path.display(), "removing a segment written after a torn, unsealed one: none of it was acknowledged");
+        for p in [path.with_extension("index"), path] {
+            match fs.remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(p.display(), e)),
+            }
+        }
+    }
+    fs::sync_dir(fs, dir)
+}
+
 impl BucketLog {
     /// Opens (recovering) or creates the log of one bucket in `dir`.
     pub fn open(dir: &Path, bucket: u32, location: String, settings: &LogSettings) -> Result<(Self, RecoveryReport)> {
@@ -132,13 +149,26 @@ impl BucketLog {
             .filter_map(|n| n.to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse::<u64>().ok()))
             .collect();
         bases.sort_unstable();
-        let mut report = RecoveryReport { segments: bases.len(), ..Default::default() };
+        let mut report = RecoveryReport::default();
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
         let mut corrupt: Vec<CorruptRange> = Vec::new();
-        for (i, &base) in bases.iter().enumerate() {
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
             let active = i + 1 == bases.len();
             let outcome = Segment::open(fs, &dir.join(segment_file_name(base)), base, active, now)?;
             report.truncated_bytes += outcome.truncated_bytes;
+            if outcome.unsealed && (outcome.truncated_bytes > 0 || outcome.segment.next_offset() != bases[i + 1]) {
+                // A rolled segment lost bytes its seal never fsynced. Every ack waits for the
+                // group commit that seals the rolled segments before anything after them, so
+                // nothing from here on was acknowledged: the later segments are there only
+                // because another fsync of the directory made their entries durable. The log
+                // ends here, and this segment is the active one again.
+                remove_unacknowledged_segments(fs.as_ref(), dir, &bases[i + 1..], &location)?;
+                bases.truncate(i + 1);
+                continue;
+            }
+            i += 1;
             for mut range in outcome.corrupt {
                 if range.end == u64::MAX {
                     range.end = bases.get(i + 1).copied().unwrap_or(outcome.segment.next_offset());
@@ -149,6 +179,7 @@ impl BucketLog {
             report.batches += outcome.segment.all_entries().len();
             segments.push(Arc::new(outcome.segment));
         }
+        report.segments = bases.len();
         if segments.is_empty() {
             segments.push(Arc::new(Segment::create(fs, dir, 0, now)?));
         }
@@ -406,6 +437,16 @@ impl BucketLog {
             }
             self.sync_now().await?;
         }
+    }
+
+    /// Group commit for an entry of no records (an idempotent write that changed nothing still
+    /// stores one, to keep its sequence): it ends at the offset it starts at, so its offsets
+    /// cannot tell whether a sync covered it. Returns once an fdatasync that started after
+    /// this call covers everything written before it.
+    pub async fn wait_durable_written(&self) -> Result<()> {
+        self.check_stopped()?;
+        let _guard = self.sync_lock.lock().await;
+        self.sync_now().await
     }
 
     /// fdatasyncs everything written so far (holding `sync_lock` is the caller's job). After a

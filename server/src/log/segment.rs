@@ -108,8 +108,20 @@ fn index_path(path: &Path) -> PathBuf {
 pub struct ScanOutcome {
     pub segment: Segment,
     pub corrupt: Vec<CorruptRange>,
-    /// Bytes cut from a torn tail (active segment only).
+    /// Bytes cut from a torn tail (the active segment, or an unsealed one).
     pub truncated_bytes: u64,
+    /// A rolled segment without an index file: its seal (fsync, then index) never finished,
+    /// so its tail may be torn like the active segment's.
+    pub unsealed: bool,
+}
+
+/// What a rolled segment's index file offers at recovery.
+enum IndexFile {
+    Usable(Vec<IndexEntry>),
+    /// Never written: the seal did not finish (or the index was lost before its rename).
+    Missing,
+    /// Present but damaged or describing another size: the segment is scanned instead.
+    Unusable,
 }
 
 impl Segment {
@@ -264,37 +276,55 @@ impl Segment {
             entry_durable: AtomicBool::new(false),
             created_ms: now_ms,
         };
+        let mut unsealed = false;
         if !active {
-            if let Some(entries) = segment.load_index(file_len) {
-                *segment.entries.get_mut() = entries;
-                return Ok(ScanOutcome { segment, corrupt: vec![], truncated_bytes: 0 });
+            match segment.load_index(file_len) {
+                IndexFile::Usable(entries) => {
+                    *segment.entries.get_mut() = entries;
+                    return Ok(ScanOutcome { segment, corrupt: vec![], truncated_bytes: 0, unsealed: false });
+                }
+                // The seal fsyncs the segment before it writes the index; without an index a
+                // power loss may have torn the tail even though a later segment exists (its
+                // directory entry became durable with another fsync of the directory).
+                IndexFile::Missing => unsealed = true,
+                IndexFile::Unusable => {}
             }
         }
-        segment.scan(file_len, active)
+        let mut outcome = segment.scan(file_len, active || unsealed)?;
+        outcome.unsealed = unsealed;
+        Ok(outcome)
     }
 
-    fn load_index(&self, file_len: u64) -> Option<Vec<IndexEntry>> {
+    fn load_index(&self, file_len: u64) -> IndexFile {
         let ipath = index_path(&self.path);
-        let bytes = self.fs.read(&ipath).ok()?;
+        let bytes = match self.fs.read(&ipath) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return IndexFile::Missing,
+            Err(e) => {
+                tracing::warn!(index = %ipath.display(), error = %e, "segment index unreadable; rebuilding it from the segment");
+                return IndexFile::Unusable;
+            }
+        };
         let body = match fs::open_envelope(&ipath, INDEX_MAGIC, INDEX_VERSION, &bytes) {
             Ok((_, body)) => body,
             Err(e) => {
                 tracing::warn!(index = %ipath.display(), error = %e, "segment index unusable; rebuilding it from the segment");
-                return None;
+                return IndexFile::Unusable;
             }
         };
-        let size = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
-        let n = u64::from_le_bytes(body.get(8..16)?.try_into().ok()?) as usize;
-        if size != file_len || body.len() != 16 + n * INDEX_ENTRY_LEN {
+        let header = |at: usize| body.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        let (Some(size), Some(n)) = (header(0), header(8)) else { return IndexFile::Unusable };
+        if size != file_len || body.len() != 16 + n as usize * INDEX_ENTRY_LEN {
             tracing::warn!(index = %ipath.display(), "segment index does not match the segment; rebuilding it");
-            return None;
+            return IndexFile::Unusable;
         }
-        Some(body[16..].chunks_exact(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect())
+        IndexFile::Usable(body[16..].chunks_exact(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect())
     }
 
-    /// Validates every entry. In the active segment a torn or zero-filled tail is truncated;
-    /// anything else that fails validation becomes a corrupt range.
-    fn scan(mut self, file_len: u64, active: bool) -> Result<ScanOutcome> {
+    /// Validates every entry. Where the tail may be torn (the active segment, an unsealed one)
+    /// a torn or zero-filled tail is truncated; anything else that fails validation becomes a
+    /// corrupt range.
+    fn scan(mut self, file_len: u64, tail_may_be_torn: bool) -> Result<ScanOutcome> {
         let location = self.location();
         let data = {
             let mut buf = vec![0u8; file_len as usize];
@@ -329,14 +359,14 @@ impl Segment {
                             expected = h.base_offset;
                             pos = next;
                         }
-                        None if active => {
+                        None if tail_may_be_torn => {
                             let cut = data.len() - pos;
-                            tracing::warn!(segment = %location, at_byte = pos, bytes = cut, reason = %detail, "truncating torn tail of the active segment");
+                            tracing::warn!(segment = %location, at_byte = pos, bytes = cut, reason = %detail, "truncating the torn tail of a segment");
                             self.file.set_len(pos as u64).at(&location)?;
                             self.file.sync_all().at(&location)?;
                             *self.entries.get_mut() = entries;
                             self.size.store(pos as u64, Ordering::Release);
-                            return Ok(ScanOutcome { segment: self, corrupt, truncated_bytes: cut as u64 });
+                            return Ok(ScanOutcome { segment: self, corrupt, truncated_bytes: cut as u64, unsealed: false });
                         }
                         None => {
                             // The end of this range is fixed by the next segment's base offset.
@@ -348,7 +378,7 @@ impl Segment {
             }
         }
         *self.entries.get_mut() = entries;
-        Ok(ScanOutcome { segment: self, corrupt, truncated_bytes: 0 })
+        Ok(ScanOutcome { segment: self, corrupt, truncated_bytes: 0, unsealed: false })
     }
 
     /// Deletes the segment's files.

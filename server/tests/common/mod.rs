@@ -9,6 +9,7 @@ use std::sync::Arc;
 use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, ListOffsets, LogScan, OffsetSpec, PutAck, WriteCommand};
 use strom_server::config::{Config, Durability};
 use strom_server::engine::{BatchIdentity, Engine, ScanChunk, SnapshotChunk, StorageEngine};
+use strom_server::fs::{FaultFs, PowerLossReport};
 
 pub const DB: &str = "db";
 pub const TABLE: &str = "t";
@@ -17,6 +18,8 @@ pub struct EngineFixture {
     pub dir: tempfile::TempDir,
     pub engine: Arc<Engine>,
     pub config: Config,
+    /// The fault-injecting file system the engine runs on (`FixtureBuilder::fault_fs`).
+    pub fault: Option<FaultFs>,
 }
 
 pub struct FixtureBuilder {
@@ -24,6 +27,7 @@ pub struct FixtureBuilder {
     durability: Durability,
     buckets: u32,
     options: Vec<(String, String)>,
+    fault_fs: bool,
 }
 
 /// Writes one batch with `command` and waits until it is durable.
@@ -62,7 +66,7 @@ pub fn snapshot_batch(chunk: &SnapshotChunk, schema: &SchemaRef) -> RecordBatch 
 
 impl EngineFixture {
     pub fn builder() -> FixtureBuilder {
-        FixtureBuilder { segment_bytes: 128 * 1024 * 1024, durability: Durability::Sync, buckets: 1, options: vec![] }
+        FixtureBuilder { segment_bytes: 128 * 1024 * 1024, durability: Durability::Sync, buckets: 1, options: vec![], fault_fs: false }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -90,7 +94,22 @@ impl EngineFixture {
 
     /// Drops the engine (no graceful flush beyond what was synced) and opens it again.
     pub fn reopen(&mut self) {
-        self.engine = Engine::open(self.config.clone()).unwrap();
+        self.engine = open_engine(&self.config, self.fault.as_ref());
+    }
+
+    /// Cuts the power (a fixture built with `fault_fs`): the engine dies, the disk keeps what
+    /// was synced and some or none of the rest (as `seed` decides), and the engine boots again.
+    /// Every scan stream and writer of the old engine must be gone.
+    pub fn power_loss(self, seed: u64) -> (Self, PowerLossReport) {
+        let EngineFixture { dir, engine, config, fault } = self;
+        let fs = fault.expect("a fixture built with fault_fs()");
+        fs.crash_now();
+        let engine = Arc::try_unwrap(engine).unwrap_or_else(|_| panic!("the engine is still referenced"));
+        drop(engine);
+        let report = fs.simulate_power_loss(seed).unwrap();
+        fs.reset();
+        let engine = open_engine(&config, Some(&fs));
+        (EngineFixture { dir, engine, config, fault: Some(fs) }, report)
     }
 
     pub fn bucket_dir(&self, bucket: u32) -> PathBuf {
@@ -139,13 +158,20 @@ impl FixtureBuilder {
         self
     }
 
+    /// Runs the engine on a `FaultFs`, so the test can cut the power (`power_loss`).
+    pub fn fault_fs(mut self) -> Self {
+        self.fault_fs = true;
+        self
+    }
+
     pub fn open(self) -> EngineFixture {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.storage.data_dir = dir.path().to_path_buf();
         config.log.segment_bytes = self.segment_bytes;
         config.log.durability = self.durability;
-        let engine = Engine::open(config.clone()).unwrap();
+        let fault = self.fault_fs.then(|| FaultFs::new(dir.path()).unwrap());
+        let engine = open_engine(&config, fault.as_ref());
         engine.create_database(&CreateDatabase { name: DB.into(), ..Default::default() }).unwrap();
         engine
             .create_table(&CreateTable {
@@ -162,7 +188,15 @@ impl FixtureBuilder {
                 ..Default::default()
             })
             .unwrap();
-        EngineFixture { dir, engine, config }
+        EngineFixture { dir, engine, config, fault }
+    }
+}
+
+/// Opens the engine on the real file system, or on `fault`.
+fn open_engine(config: &Config, fault: Option<&FaultFs>) -> Arc<Engine> {
+    match fault {
+        None => Engine::open(config.clone()).unwrap(),
+        Some(fs) => Engine::open_on(config.clone(), strom_server::clock::system_clock(), Arc::new(fs.clone())).unwrap(),
     }
 }
 
