@@ -183,8 +183,8 @@ impl LookupPlan {
     /// Looks keys up in one table (or partition); the answer has `_key_index` first.
     fn find_in(&self, table: &TableRuntime, keys: &RecordBatch) -> Result<RecordBatch> {
         let pk = table.pk().ok_or_else(|| Error::Internal("not a primary-key table".into()))?;
-        let found = pk.lookup(&self.path, self.kind, keys, table.buckets.len() as u32, &self.projection)?;
-        pk.result_batch(found, &self.projection, true)
+        let found = super::pk::read::lookup(&pk, &self.path, self.kind, keys, table.buckets.len() as u32, &self.projection)?;
+        super::pk::read::result_batch(&pk, found, &self.projection, true)
     }
 
     /// `find`, inserting the keys that have no row first (durably, through the write path).

@@ -217,7 +217,7 @@ impl StorageEngine for Engine {
             let buckets = table.requested_buckets(&req.buckets)?;
             total += match (req.kind, table.pk()) {
                 // Counting rows walks the KV store: the blocking pool.
-                (CountKind::Rows, Some(pk)) => tokio::task::spawn_blocking(move || pk.count_rows(&buckets))
+                (CountKind::Rows, Some(pk)) => tokio::task::spawn_blocking(move || super::pk::read::count_rows(&pk, &buckets))
                     .await
                     .map_err(|e| Error::Internal(format!("count task failed: {e}")))??,
                 _ => buckets.into_iter().map(|b| table.buckets[b as usize].totals().0).sum(),

@@ -52,7 +52,7 @@ fn run(schema: arrow_schema::SchemaRef, plans: Vec<(Arc<TableRuntime>, SnapshotP
             }
             plan.limit = remaining;
             let Some(pk) = table.pk() else { return };
-            match pk.snapshot_scan(&snapshot, &plan, &tx) {
+            match super::pk::read::snapshot_scan(&pk, &snapshot, &plan, &tx) {
                 Ok(Some(sent)) => remaining = remaining.map(|r| r - sent),
                 Ok(None) => return,
                 Err(e) => {

@@ -79,7 +79,7 @@ impl TableRuntime {
         }
         if let Some(pk) = &pk {
             for log in &buckets {
-                pk.replay(log)?;
+                super::pk::recover::replay(pk, log)?;
             }
         }
         let key_columns = meta.bucket_key.iter().map(|k| schema.index_of(k)).collect::<std::result::Result<Vec<_>, _>>()?;

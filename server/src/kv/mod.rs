@@ -3,5 +3,6 @@
 
 pub mod keys;
 pub mod merge;
+pub mod row_bytes;
 pub mod store;
 pub mod value;

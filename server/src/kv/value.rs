@@ -36,7 +36,7 @@ impl Value {
     }
 }
 
-fn corrupt(what: &str) -> Error {
+pub(crate) fn corrupt(what: &str) -> Error {
     Error::DataLoss { location: "stored row".into(), detail: what.to_string() }
 }
 
@@ -86,7 +86,7 @@ pub fn value_at(array: &dyn Array, row: usize) -> Result<Value> {
 }
 
 /// Appends `value` (of type `dt`) to `out`. Nulls are not written here (the bitmap has them).
-fn encode_value(value: &Value, dt: &DataType, out: &mut Vec<u8>) -> Result<()> {
+pub(crate) fn encode_value(value: &Value, dt: &DataType, out: &mut Vec<u8>) -> Result<()> {
     let mismatch = || Error::Internal(format!("value {value:?} does not fit type {dt}"));
     match (value, dt) {
         (Value::Bool(b), DataType::Boolean) => out.push(*b as u8),
@@ -158,13 +158,18 @@ pub fn row_schema_id(bytes: &[u8]) -> Result<u32> {
     bytes.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).ok_or_else(|| corrupt("row shorter than its schema id"))
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    /// A reader of `bytes` from `pos`.
+    pub(crate) fn at(bytes: &'a [u8], pos: usize) -> Self {
+        Self { bytes, pos }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| corrupt("row is truncated"))?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
@@ -440,7 +445,7 @@ impl ProjectedRows {
 
 impl Reader<'_> {
     /// Moves past one non-null value of type `dt`.
-    fn skip(&mut self, dt: &DataType) -> Result<()> {
+    pub(crate) fn skip(&mut self, dt: &DataType) -> Result<()> {
         match dt {
             DataType::Boolean => self.take(1).map(|_| ()),
             DataType::Decimal128(..) => self.take(16).map(|_| ()),

@@ -6,12 +6,14 @@
 
 use super::format::{self, EntryParts};
 use super::ipc::{BatchEncoder, EncodedBatch};
+use super::read::{self, DecodedEntry, ReadOutcome, ReadProjection};
 use super::segment::{segment_file_name, CorruptRange, IndexEntry, Segment};
 use crate::clock::Clock;
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{self, FileSystem};
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -489,8 +491,61 @@ impl BucketLog {
         self.durability() == Durability::Sync
     }
 
+    /// Reads committed batches from `from` (below `until`), at most about `max_bytes` (always at
+    /// least one batch), projected as `projection` says (`read.rs`: verbatim, pruned or decoded,
+    /// CRC-checked). `budget(n)` is asked before each batch of `n` rows and answers how many of
+    /// them may be sent (a scan's `limit`). Blocking: call it off the async workers.
+    pub fn read(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+        projection: &ReadProjection,
+        budget: &mut dyn FnMut(u64) -> u64,
+    ) -> Result<ReadOutcome> {
+        let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
+        read::read_entries(&segment, &entries, self.bucket, (from, until, next), projection, budget)
+    }
+
+    /// Reads and decodes committed batches from `from` (below `until`), at most about
+    /// `max_bytes`, each with the stored schema `schema_of` gives for its schema id. Rows below
+    /// `from` are included (the caller skips them by `base_offset`). Returns the batches and
+    /// where the next read starts. Blocking.
+    pub fn read_decoded(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+        schema_of: &dyn Fn(u32) -> Result<SchemaRef>,
+    ) -> Result<(Vec<DecodedEntry>, u64)> {
+        let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
+        Ok((read::decode_entries(&segment, &entries, schema_of)?, next))
+    }
+
+    /// The index entries (with records) a read from `from` covers, their segment, and where
+    /// the read after this one starts. DATA_LOSS for a corrupt range, FAILED_PRECONDITION when
+    /// retention deleted `from`.
+    fn entries_for_read(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Arc<Segment>, Vec<IndexEntry>, u64)> {
+        self.check_range(from, until)?;
+        let (segment, entries) = self.entries_from(from, until, max_bytes)?;
+        let Some(segment) = segment else {
+            return Err(Error::Internal(format!("{}: no stored batch covers offset {from} below {until}", self.location())));
+        };
+        if entries[0].base_offset > from {
+            return Err(Error::FailedPrecondition(format!(
+                "{}: offsets {from}..{} were deleted by retention while the scan ran",
+                self.location(),
+                entries[0].base_offset
+            )));
+        }
+        let next = entries.last().map(|e| e.next_offset().min(until)).unwrap_or(until);
+        // Zero-record entries only record an idempotent primary-key write that changed nothing.
+        let entries: Vec<IndexEntry> = entries.into_iter().filter(|e| e.count > 0 && e.next_offset() > from).collect();
+        Ok((segment, entries, next))
+    }
+
     /// Fails with DataLoss if `[from, until)` touches a corrupt range.
-    pub(super) fn check_range(&self, from: u64, until: u64) -> Result<()> {
+    fn check_range(&self, from: u64, until: u64) -> Result<()> {
         for c in self.corrupt.read().iter() {
             if c.start < until && from < c.end {
                 return Err(Error::DataLoss {
@@ -503,7 +558,7 @@ impl BucketLog {
     }
 
     /// Entries overlapping `[from, until)` from one segment, up to `max_bytes`.
-    pub(super) fn entries_from(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Option<Arc<Segment>>, Vec<IndexEntry>)> {
+    fn entries_from(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Option<Arc<Segment>>, Vec<IndexEntry>)> {
         let segments = self.segments.read();
         let start = segments.partition_point(|s| s.base_offset <= from).saturating_sub(1);
         for seg in &segments[start..] {

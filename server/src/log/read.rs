@@ -7,7 +7,6 @@
 //! read), a decoded one by its body CRC. Only this module and the modules beside it know the
 //! layout of an entry.
 
-use super::bucket::BucketLog;
 use super::format::{self, BatchHeader, HEADER_LEN};
 use super::ipc::{self, BatchLayout, MetadataValues};
 use super::segment::{read_prelude, IndexEntry, Prelude, Segment};
@@ -120,120 +119,89 @@ pub struct DecodedEntry {
     pub batch: RecordBatch,
 }
 
-impl BucketLog {
-    /// Reads committed batches from `from` (below `until`), at most about `max_bytes` (always at
-    /// least one batch), projected as `projection` says. `budget(n)` is asked before each batch
-    /// of `n` rows and answers how many of them may be sent (a scan's `limit`). Blocking: call
-    /// it off the async workers.
-    pub fn read(
-        &self,
-        from: u64,
-        until: u64,
-        max_bytes: usize,
-        projection: &ReadProjection,
-        budget: &mut dyn FnMut(u64) -> u64,
-    ) -> Result<ReadOutcome> {
-        let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
-        if entries.is_empty() {
-            return Ok(ReadOutcome { batches: vec![], next, exhausted: false });
+/// Serves `entries` of `segment` (the entries a read from `from` below `until` covers, whose
+/// next read starts at `next`), projected as `projection` says. `budget(n)` is asked before each
+/// batch of `n` rows and answers how many of them may be sent (a scan's `limit`). Blocking.
+pub(super) fn read_entries(
+    segment: &Segment,
+    entries: &[IndexEntry],
+    bucket: u32,
+    (from, until, next): (u64, u64, u64),
+    projection: &ReadProjection,
+    budget: &mut dyn FnMut(u64) -> u64,
+) -> Result<ReadOutcome> {
+    if entries.is_empty() {
+        return Ok(ReadOutcome { batches: vec![], next, exhausted: false });
+    }
+    let location = segment.location();
+    let mut batches = Vec::with_capacity(entries.len());
+    // One mapping of the whole run of a verbatim read; every batch is a zero-copy slice.
+    let run = match projection.verbatim {
+        true => {
+            let first = entries[0].position;
+            let last = entries.last().expect("non-empty");
+            Some((first, segment.bytes_at(first, (last.position + last.len as u64 - first) as usize)?))
         }
-        let location = segment.location();
-        let mut batches = Vec::with_capacity(entries.len());
-        // One mapping of the whole run of a verbatim read; every batch is a zero-copy slice.
-        let run = match projection.verbatim {
-            true => {
-                let first = entries[0].position;
-                let last = entries.last().expect("non-empty");
-                Some((first, segment.bytes_at(first, (last.position + last.len as u64 - first) as usize)?))
+        false => None,
+    };
+    for e in entries {
+        let start = from.saturating_sub(e.base_offset);
+        let wanted = until.min(e.next_offset()) - e.base_offset - start;
+        let allowed = budget(wanted).min(wanted);
+        if allowed == 0 {
+            return Ok(ReadOutcome { batches, next, exhausted: true });
+        }
+        let end = start + allowed;
+        let whole = start == 0 && end == e.count as u64;
+        let batch = match &run {
+            Some((first, run)) => {
+                let at = (e.position - first) as usize;
+                let entry = run.slice(at..at + e.len as usize);
+                let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+                if whole && header.schema_id == projection.schema_id {
+                    verbatim_batch(&entry, &header, e)
+                } else {
+                    decoded_batch(&entry, &header, e, (start, end), bucket, projection, &location)?
+                }
             }
-            false => None,
-        };
-        for e in &entries {
-            let start = from.saturating_sub(e.base_offset);
-            let wanted = until.min(e.next_offset()) - e.base_offset - start;
-            let allowed = budget(wanted).min(wanted);
-            if allowed == 0 {
-                return Ok(ReadOutcome { batches, next, exhausted: true });
-            }
-            let end = start + allowed;
-            let whole = start == 0 && end == e.count as u64;
-            let batch = match &run {
-                Some((first, run)) => {
-                    let at = (e.position - first) as usize;
-                    let entry = run.slice(at..at + e.len as usize);
+            None => {
+                let prelude = read_prelude(segment, e).map_err(|err| data_loss(&location, e, err))?;
+                if whole && prelude.header.schema_id == projection.schema_id {
+                    projected_batch(segment, e, &prelude, bucket, projection).map_err(|err| data_loss(&location, e, err))?
+                } else {
+                    let entry = segment.bytes_at(e.position, e.len as usize)?;
                     let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
-                    if whole && header.schema_id == projection.schema_id {
-                        verbatim_batch(&entry, &header, e)
-                    } else {
-                        decoded_batch(&entry, &header, e, (start, end), self.bucket, projection, &location)?
-                    }
+                    decoded_batch(&entry, &header, e, (start, end), bucket, projection, &location)?
                 }
-                None => {
-                    let prelude = read_prelude(&segment, e).map_err(|err| data_loss(&location, e, err))?;
-                    if whole && prelude.header.schema_id == projection.schema_id {
-                        projected_batch(&segment, e, &prelude, self.bucket, projection).map_err(|err| data_loss(&location, e, err))?
-                    } else {
-                        let entry = segment.bytes_at(e.position, e.len as usize)?;
-                        let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
-                        decoded_batch(&entry, &header, e, (start, end), self.bucket, projection, &location)?
-                    }
-                }
-            };
-            batches.push(batch);
-            if allowed < wanted {
-                return Ok(ReadOutcome { batches, next, exhausted: true });
             }
-        }
-        Ok(ReadOutcome { batches, next, exhausted: false })
-    }
-
-    /// Reads and decodes committed batches from `from` (below `until`), at most about
-    /// `max_bytes`, each with the stored schema `schema_of` gives for its schema id. Rows below
-    /// `from` are included (the caller skips them by `base_offset`). Returns the batches and
-    /// where the next read starts. Blocking.
-    pub fn read_decoded(
-        &self,
-        from: u64,
-        until: u64,
-        max_bytes: usize,
-        schema_of: &dyn Fn(u32) -> Result<SchemaRef>,
-    ) -> Result<(Vec<DecodedEntry>, u64)> {
-        let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
-        let location = segment.location();
-        let mut out = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let entry = segment.bytes_at(e.position, e.len as usize)?;
-            let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
-            let meta = format::meta_of(&header, &entry[HEADER_LEN..]);
-            let body = entry.slice(header.body_start()..header.entry_len());
-            let batch = ipc::decode(meta, body, &schema_of(header.schema_id)?)
-                .map_err(|err| Error::DataLoss { location: batch_location(&location, e), detail: err.to_string() })?;
-            out.push(DecodedEntry { base_offset: e.base_offset, schema_id: header.schema_id, batch });
-        }
-        Ok((out, next))
-    }
-
-    /// The index entries (with records) a read from `from` covers, their segment, and where
-    /// the read after this one starts. DATA_LOSS for a corrupt range, FAILED_PRECONDITION when
-    /// retention deleted `from`.
-    fn entries_for_read(&self, from: u64, until: u64, max_bytes: usize) -> Result<(Arc<Segment>, Vec<IndexEntry>, u64)> {
-        self.check_range(from, until)?;
-        let (segment, entries) = self.entries_from(from, until, max_bytes)?;
-        let Some(segment) = segment else {
-            return Err(Error::Internal(format!("{}: no stored batch covers offset {from} below {until}", self.location())));
         };
-        if entries[0].base_offset > from {
-            return Err(Error::FailedPrecondition(format!(
-                "{}: offsets {from}..{} were deleted by retention while the scan ran",
-                self.location(),
-                entries[0].base_offset
-            )));
+        batches.push(batch);
+        if allowed < wanted {
+            return Ok(ReadOutcome { batches, next, exhausted: true });
         }
-        let next = entries.last().map(|e| e.next_offset().min(until)).unwrap_or(until);
-        // Zero-record entries only record an idempotent primary-key write that changed nothing.
-        let entries: Vec<IndexEntry> = entries.into_iter().filter(|e| e.count > 0 && e.next_offset() > from).collect();
-        Ok((segment, entries, next))
     }
+    Ok(ReadOutcome { batches, next, exhausted: false })
+}
+
+/// Decodes `entries` of `segment`, each with the stored schema `schema_of` gives for its
+/// schema id. Blocking.
+pub(super) fn decode_entries(
+    segment: &Segment,
+    entries: &[IndexEntry],
+    schema_of: &dyn Fn(u32) -> Result<SchemaRef>,
+) -> Result<Vec<DecodedEntry>> {
+    let location = segment.location();
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let entry = segment.bytes_at(e.position, e.len as usize)?;
+        let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+        let meta = format::meta_of(&header, &entry[HEADER_LEN..]);
+        let body = entry.slice(header.body_start()..header.entry_len());
+        let batch = ipc::decode(meta, body, &schema_of(header.schema_id)?)
+            .map_err(|err| Error::DataLoss { location: batch_location(&location, e), detail: err.to_string() })?;
+        out.push(DecodedEntry { base_offset: e.base_offset, schema_id: header.schema_id, batch });
+    }
+    Ok(out)
 }
 
 /// Names the offsets of a batch that failed validation: stored data that does not check out is

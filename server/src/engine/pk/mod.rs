@@ -12,8 +12,9 @@
 
 pub(crate) mod auto_increment;
 mod json;
+mod merge_rows;
 pub(crate) mod read;
-mod recover;
+pub(crate) mod recover;
 pub(crate) mod write;
 
 use crate::catalog::pk::PkSpec;

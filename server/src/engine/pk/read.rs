@@ -229,81 +229,85 @@ impl PkLayout for PkTable {
     }
 }
 
-impl PkTable {
-    /// The buckets of a key batch's rows (its columns are the lookup key columns of `kind`).
-    fn buckets_of_keys(&self, keys: &RecordBatch, key_cols: &[usize], bucket_num: u32) -> Result<Vec<u32>> {
-        let positions: Vec<usize> =
-            self.spec.bucket_key.iter().map(|b| key_cols.iter().position(|k| k == b).expect("bucket key ⊆ lookup key")).collect();
-        write::buckets_of_rows(keys, &positions, bucket_num)
-    }
+/// The buckets of a key batch's rows (its columns are the lookup key columns of `kind`).
+fn buckets_of_keys(pk: &PkTable, keys: &RecordBatch, key_cols: &[usize], bucket_num: u32) -> Result<Vec<u32>> {
+    let positions: Vec<usize> =
+        pk.spec.bucket_key.iter().map(|b| key_cols.iter().position(|k| k == b).expect("bucket key ⊆ lookup key")).collect();
+    write::buckets_of_rows(keys, &positions, bucket_num)
+}
 
-    /// Looks up every row of `keys` (conformed to `lookup_key_schema`), in request order, and
-    /// returns the `projection` columns of the rows found. Stored rows are decoded straight into
-    /// the result's Arrow builders, pinned in RocksDB's block cache (no copy, no `Value`s).
-    pub fn lookup(&self, table: &str, kind: LookupKind, keys: &RecordBatch, bucket_num: u32, projection: &[usize]) -> Result<LookupResult> {
-        let key_cols = self.lookup_key_columns(table, kind)?;
-        let buckets = self.buckets_of_keys(keys, &key_cols, bucket_num)?;
-        let mut encoded = Vec::with_capacity(keys.num_rows());
-        for (r, &bucket) in buckets.iter().enumerate() {
-            let mut key = Vec::with_capacity(BUCKET_PREFIX_LEN + 16 * key_cols.len());
-            key.extend_from_slice(&bucket_prefix(self.table_id, bucket));
-            for column in keys.columns() {
-                encode_array_key_value(column.as_ref(), r, &mut key)?;
-            }
-            encoded.push(key);
+/// Looks up every row of `keys` (conformed to `lookup_key_schema`), in request order, and
+/// returns the `projection` columns of the rows found. Stored rows are decoded straight into
+/// the result's Arrow builders, pinned in RocksDB's block cache (no copy, no `Value`s).
+pub fn lookup(
+    pk: &PkTable,
+    table: &str,
+    kind: LookupKind,
+    keys: &RecordBatch,
+    bucket_num: u32,
+    projection: &[usize],
+) -> Result<LookupResult> {
+    let key_cols = pk.lookup_key_columns(table, kind)?;
+    let buckets = buckets_of_keys(pk, keys, &key_cols, bucket_num)?;
+    let mut encoded = Vec::with_capacity(keys.num_rows());
+    for (r, &bucket) in buckets.iter().enumerate() {
+        let mut key = Vec::with_capacity(BUCKET_PREFIX_LEN + 16 * key_cols.len());
+        key.extend_from_slice(&bucket_prefix(pk.table_id, bucket));
+        for column in keys.columns() {
+            encode_array_key_value(column.as_ref(), r, &mut key)?;
         }
-        let mut rows =
-            ProjectedRows::new(self.row_schema.fields(), projection, keys.num_rows()).with_schema_columns(self.schema_columns.clone());
-        let mut key_index = Vec::new();
-        match kind {
-            LookupKind::PrimaryKey => {
-                self.kv.multi_get_each(&encoded, |i, found| {
-                    if let Some(bytes) = found {
-                        rows.append_row(bytes)?;
-                        key_index.push(i as i32);
-                    }
-                    Ok(())
-                })?;
-            }
-            LookupKind::Prefix => {
-                let snapshot = self.kv.snapshot();
-                for (i, prefix) in encoded.iter().enumerate() {
-                    snapshot.for_each_prefix(prefix, |_, v| {
-                        rows.append_row(v)?;
-                        key_index.push(i as i32);
-                        Ok(true)
-                    })?;
+        encoded.push(key);
+    }
+    let mut rows = ProjectedRows::new(pk.row_schema.fields(), projection, keys.num_rows()).with_schema_columns(pk.schema_columns.clone());
+    let mut key_index = Vec::new();
+    match kind {
+        LookupKind::PrimaryKey => {
+            pk.kv.multi_get_each(&encoded, |i, found| {
+                if let Some(bytes) = found {
+                    rows.append_row(bytes)?;
+                    key_index.push(i as i32);
                 }
-            }
-        }
-        Ok(LookupResult { key_index, columns: rows.finish() })
-    }
-
-    /// A result batch of `found` (with `_key_index` first when asked for); `projection` is the
-    /// one `found` was looked up with.
-    pub fn result_batch(&self, found: LookupResult, projection: &[usize], with_key_index: bool) -> Result<RecordBatch> {
-        let schema = self.result_schema(projection, with_key_index);
-        let rows = found.key_index.len();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(found.columns.len() + 1);
-        if with_key_index {
-            columns.push(Arc::new(Int32Array::from(found.key_index)));
-        }
-        columns.extend(found.columns);
-        Ok(RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))?)
-    }
-
-    /// The number of current rows of `buckets`, from one snapshot.
-    pub fn count_rows(&self, buckets: &[u32]) -> Result<u64> {
-        let snapshot = self.kv.snapshot();
-        let mut n = 0u64;
-        for &b in buckets {
-            snapshot.for_each_prefix(&bucket_prefix(self.table_id, b), |_, _| {
-                n += 1;
-                Ok(true)
+                Ok(())
             })?;
         }
-        Ok(n)
+        LookupKind::Prefix => {
+            let snapshot = pk.kv.snapshot();
+            for (i, prefix) in encoded.iter().enumerate() {
+                snapshot.for_each_prefix(prefix, |_, v| {
+                    rows.append_row(v)?;
+                    key_index.push(i as i32);
+                    Ok(true)
+                })?;
+            }
+        }
     }
+    Ok(LookupResult { key_index, columns: rows.finish() })
+}
+
+/// A result batch of `found` (with `_key_index` first when asked for); `projection` is the
+/// one `found` was looked up with.
+pub fn result_batch(pk: &PkTable, found: LookupResult, projection: &[usize], with_key_index: bool) -> Result<RecordBatch> {
+    let schema = pk.result_schema(projection, with_key_index);
+    let rows = found.key_index.len();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(found.columns.len() + 1);
+    if with_key_index {
+        columns.push(Arc::new(Int32Array::from(found.key_index)));
+    }
+    columns.extend(found.columns);
+    Ok(RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))?)
+}
+
+/// The number of current rows of `buckets`, from one snapshot.
+pub fn count_rows(pk: &PkTable, buckets: &[u32]) -> Result<u64> {
+    let snapshot = pk.kv.snapshot();
+    let mut n = 0u64;
+    for &b in buckets {
+        snapshot.for_each_prefix(&bucket_prefix(pk.table_id, b), |_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+    }
+    Ok(n)
 }
 
 /// What a snapshot scan reads.
@@ -317,69 +321,60 @@ pub struct SnapshotPlan {
     pub batch_rows: usize,
 }
 
-impl PkTable {
-    /// Runs a snapshot scan (blocking) on `snapshot`, sending batches until done, the limit, or
-    /// the receiver going away; returns the rows sent (None: the receiver went away). Every
-    /// bucket sends at least one batch, so each one's log offset is known.
-    pub fn snapshot_scan(
-        &self,
-        snapshot: &KvSnapshot<'_>,
-        plan: &SnapshotPlan,
-        tx: &tokio::sync::mpsc::Sender<Result<SnapshotChunk>>,
-    ) -> Result<Option<u64>> {
-        let fields = self.row_schema.fields();
-        let schema = self.result_schema(&plan.projection, false);
-        let limit = plan.limit.unwrap_or(u64::MAX);
-        let mut remaining = limit;
-        let mut rows = ProjectedRows::new(fields, &plan.projection, plan.batch_rows).with_schema_columns(self.schema_columns.clone());
-        let chunk = |rows: &mut ProjectedRows, bucket: u32, log_offset: u64| -> Result<SnapshotChunk> {
-            let n = rows.len();
-            let batch =
-                RecordBatch::try_new_with_options(schema.clone(), rows.finish(), &RecordBatchOptions::new().with_row_count(Some(n)))?;
-            Ok(SnapshotChunk {
-                bucket,
-                partition: plan.partition.clone(),
-                log_offset,
-                rows: n as u64,
-                message: IpcMessage::encode(&batch)?,
-            })
-        };
-        for &bucket in &plan.buckets {
-            let log_offset = snapshot.applied_offset(self.table_id, bucket)?.unwrap_or(0);
-            let mut sent = false;
-            let mut closed = false;
-            snapshot.for_each_prefix(&bucket_prefix(self.table_id, bucket), |_, v| {
-                if remaining == 0 {
+/// Runs a snapshot scan (blocking) on `snapshot`, sending batches until done, the limit, or
+/// the receiver going away; returns the rows sent (None: the receiver went away). Every
+/// bucket sends at least one batch, so each one's log offset is known.
+pub fn snapshot_scan(
+    pk: &PkTable,
+    snapshot: &KvSnapshot<'_>,
+    plan: &SnapshotPlan,
+    tx: &tokio::sync::mpsc::Sender<Result<SnapshotChunk>>,
+) -> Result<Option<u64>> {
+    let fields = pk.row_schema.fields();
+    let schema = pk.result_schema(&plan.projection, false);
+    let limit = plan.limit.unwrap_or(u64::MAX);
+    let mut remaining = limit;
+    let mut rows = ProjectedRows::new(fields, &plan.projection, plan.batch_rows).with_schema_columns(pk.schema_columns.clone());
+    let chunk = |rows: &mut ProjectedRows, bucket: u32, log_offset: u64| -> Result<SnapshotChunk> {
+        let n = rows.len();
+        let batch = RecordBatch::try_new_with_options(schema.clone(), rows.finish(), &RecordBatchOptions::new().with_row_count(Some(n)))?;
+        Ok(SnapshotChunk { bucket, partition: plan.partition.clone(), log_offset, rows: n as u64, message: IpcMessage::encode(&batch)? })
+    };
+    for &bucket in &plan.buckets {
+        let log_offset = snapshot.applied_offset(pk.table_id, bucket)?.unwrap_or(0);
+        let mut sent = false;
+        let mut closed = false;
+        snapshot.for_each_prefix(&bucket_prefix(pk.table_id, bucket), |_, v| {
+            if remaining == 0 {
+                return Ok(false);
+            }
+            // Filters need typed values; rows that pass are decoded again, into the builders.
+            if !plan.filters.is_empty() {
+                let row = pk.decode(v)?;
+                if !plan.filters.iter().all(|f| f.matches(&row)) {
+                    return Ok(true);
+                }
+            }
+            remaining -= 1;
+            rows.append_row(v)?;
+            if rows.len() >= plan.batch_rows {
+                sent = true;
+                if tx.blocking_send(Ok(chunk(&mut rows, bucket, log_offset)?)).is_err() {
+                    closed = true;
                     return Ok(false);
                 }
-                // Filters need typed values; rows that pass are decoded again, into the builders.
-                if !plan.filters.is_empty() {
-                    let row = self.decode(v)?;
-                    if !plan.filters.iter().all(|f| f.matches(&row)) {
-                        return Ok(true);
-                    }
-                }
-                remaining -= 1;
-                rows.append_row(v)?;
-                if rows.len() >= plan.batch_rows {
-                    sent = true;
-                    if tx.blocking_send(Ok(chunk(&mut rows, bucket, log_offset)?)).is_err() {
-                        closed = true;
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            })?;
-            if closed {
-                return Ok(None);
             }
-            if (!rows.is_empty() || !sent) && tx.blocking_send(Ok(chunk(&mut rows, bucket, log_offset)?)).is_err() {
-                return Ok(None);
-            }
-            if remaining == 0 {
-                break;
-            }
+            Ok(true)
+        })?;
+        if closed {
+            return Ok(None);
         }
-        Ok(Some(limit - remaining))
+        if (!rows.is_empty() || !sent) && tx.blocking_send(Ok(chunk(&mut rows, bucket, log_offset)?)).is_err() {
+            return Ok(None);
+        }
+        if remaining == 0 {
+            break;
+        }
     }
+    Ok(Some(limit - remaining))
 }

@@ -5,6 +5,7 @@
 //! is appended, under the KV locks of all the batch's buckets (taken in bucket order).
 
 use super::auto_increment::IdLease;
+use super::merge_rows::{self, MergedPart};
 use super::read::PkLayout;
 use super::{PkOp, PkTable, Unapplied};
 use crate::catalog::options;
@@ -12,33 +13,11 @@ use crate::catalog::TableMeta;
 use crate::engine::api::BatchIdentity;
 use crate::engine::conform::{self as write, Routing};
 use crate::error::{Error, Result};
-use crate::kv::merge::{merge, ChangeType, Write};
 use crate::kv::store::KvWrite;
-use crate::kv::value::{encode_row, rows_to_batch, value_at, Value};
 use crate::log::{Appended, BatchEncoder, BucketLog};
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
-use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Whether an integer value fits its (possibly narrower) column type.
-fn int_fits(v: &Value, dt: &arrow_schema::DataType) -> bool {
-    use arrow_schema::DataType::*;
-    let Value::Int(n) = v else { return true };
-    match dt {
-        Int8 => i8::try_from(*n).is_ok(),
-        Int16 => i16::try_from(*n).is_ok(),
-        Int32 | Date32 => i32::try_from(*n).is_ok(),
-        _ => true,
-    }
-}
-
-/// What one bucket's rows do.
-struct MergedPart {
-    changes: Vec<(ChangeType, Vec<Value>)>,
-    /// Final state of every key the batch changed, in first-change order.
-    finals: Vec<(Vec<u8>, Option<Vec<Value>>)>,
-}
 
 /// How write batches are checked and reshaped: needs only the table's shape, so a partitioned
 /// table checks a batch before it knows (or creates) the partitions it goes to.
@@ -158,118 +137,6 @@ pub trait PkWriteLayout: PkLayout {
 
 impl<T: PkLayout + ?Sized> PkWriteLayout for T {}
 
-impl PkTable {
-    /// Merges one bucket's rows (full-width, in batch order) with the current state.
-    fn merge_part(
-        &self,
-        table: &str,
-        bucket: u32,
-        state: &super::KvBucketState,
-        rows: Vec<Vec<Value>>,
-        op: &PkOp,
-        ids: &mut IdLease,
-    ) -> Result<MergedPart> {
-        let mut next_id = || ids.next().map(Value::Int).ok_or_else(|| Error::Internal("auto-increment ids were not leased".into()));
-        let fields = self.row_schema.fields();
-        let keys = rows.iter().map(|r| self.key_of(bucket, r)).collect::<Result<Vec<_>>>()?;
-        let mut current: HashMap<Vec<u8>, Option<Vec<Value>>> = HashMap::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        for k in &keys {
-            if current.contains_key(k) {
-                continue;
-            }
-            match state.overlay.get(k) {
-                Some((_, bytes)) => {
-                    current.insert(k.clone(), bytes.as_deref().map(|b| self.decode(b)).transpose()?);
-                }
-                None => {
-                    current.insert(k.clone(), None);
-                    missing.push(k.clone());
-                }
-            }
-        }
-        if !missing.is_empty() {
-            self.kv.multi_get_each(&missing, |i, found| {
-                if let Some(bytes) = found {
-                    current.insert(missing[i].clone(), Some(self.decode(bytes)?));
-                }
-                Ok(())
-            })?;
-        }
-        let mut changes = Vec::new();
-        // Keys in first-touch order (the order their final rows are applied in), deduplicated
-        // through a set: a batch may hold tens of thousands of rows.
-        let mut touched: Vec<Vec<u8>> = Vec::new();
-        let mut touched_set: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-        for (i, (key, mut row)) in keys.into_iter().zip(rows).enumerate() {
-            let old = current.get(&key).cloned().flatten();
-            let merged = match op {
-                PkOp::Upsert { targets } => {
-                    let mut targets = targets.clone();
-                    if let Some(ai) = &self.auto_increment {
-                        row[ai.column] = match &old {
-                            Some(o) => o[ai.column].clone(),
-                            None => next_id()?,
-                        };
-                        if let Some(t) = targets.as_mut() {
-                            t.push(ai.column);
-                        }
-                    }
-                    merge(&self.spec, old.as_deref(), Write::Upsert { row, targets })
-                }
-                PkOp::Delete => merge(&self.spec, old.as_deref(), Write::Delete { row }),
-                PkOp::InsertIfAbsent => match &old {
-                    Some(_) => continue,
-                    None => {
-                        if let Some(ai) = &self.auto_increment {
-                            row[ai.column] = next_id()?;
-                        }
-                        Ok(crate::kv::merge::Merged { new_row: Some(row.clone()), changes: vec![(ChangeType::Insert, row)] })
-                    }
-                },
-            }
-            .map_err(|e| Error::invalid(format!("table {table}: row {i}: {e}")))?;
-            if merged.changes.is_empty() {
-                continue;
-            }
-            for (_, changed) in &merged.changes {
-                if let Some(c) = fields.iter().enumerate().find(|(c, f)| !f.is_nullable() && changed[*c].is_null()).map(|(_, f)| f) {
-                    return Err(Error::invalid(format!(
-                        "table {table}: row {i}: column {:?} is NOT NULL but would be null (a partial update or insert of a new key leaves it null)",
-                        c.name()
-                    )));
-                }
-                if let Some((f, v)) = fields.iter().zip(changed).find(|(f, v)| !int_fits(v, f.data_type())) {
-                    return Err(Error::invalid(format!(
-                        "table {table}: row {i}: column {:?}: the aggregated value {v:?} overflows {}",
-                        f.name(),
-                        f.data_type()
-                    )));
-                }
-            }
-            if touched_set.insert(key.clone()) {
-                touched.push(key.clone());
-            }
-            current.insert(key, merged.new_row);
-            changes.extend(merged.changes);
-        }
-        let finals = touched.into_iter().map(|k| {
-            let v = current.remove(&k).flatten();
-            (k, v)
-        });
-        Ok(MergedPart { changes, finals: finals.collect() })
-    }
-
-    /// The changelog batch of `changes`.
-    fn changelog_batch(&self, changes: &[(ChangeType, Vec<Value>)]) -> Result<RecordBatch> {
-        let rows: Vec<Vec<Value>> = changes.iter().map(|(_, r)| r.clone()).collect();
-        let base = rows_to_batch(&self.row_schema, &rows)?;
-        let mut columns: Vec<ArrayRef> = base.columns().to_vec();
-        columns.push(Arc::new(StringArray::from_iter_values(changes.iter().map(|(t, _)| t.symbol()))));
-        Ok(RecordBatch::try_new(self.changelog_schema.clone(), columns)?)
-    }
-}
-
 /// A primary-key write (blocking): conform, route, merge every row with the current state of
 /// its key, append the change records to the bucket `logs` (no fsync), and queue the new rows
 /// for RocksDB. `meta` is the table's metadata at the same schema version as `pk`.
@@ -281,88 +148,80 @@ pub(crate) fn write_batch(
     op: &PkOp,
     id: Option<BatchIdentity>,
 ) -> Result<Vec<(u32, Appended)>> {
-    {
-        let table = meta.path();
-        if matches!(op, PkOp::InsertIfAbsent) {
-            if let Some(f) = pk
-                .row_schema
-                .fields()
-                .iter()
-                .enumerate()
-                .find(|(i, f)| !f.is_nullable() && !pk.spec.key.contains(i) && Some(*i) != pk.spec.auto_increment)
-            {
-                return Err(Error::invalid(format!(
-                    "table {table}: insert_if_not_exists needs every non-key column nullable or auto-increment; {:?} is NOT NULL",
-                    f.1.name()
-                )));
-            }
+    let table = meta.path();
+    if matches!(op, PkOp::InsertIfAbsent) {
+        if let Some(f) = pk
+            .row_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .find(|(i, f)| !f.is_nullable() && !pk.spec.key.contains(i) && Some(*i) != pk.spec.auto_increment)
+        {
+            return Err(Error::invalid(format!(
+                "table {table}: insert_if_not_exists needs every non-key column nullable or auto-increment; {:?} is NOT NULL",
+                f.1.name()
+            )));
         }
-        let op = &pk.effective_op(op, &batch, meta.first_added_column());
-        let (conformed, cols) = pk.conform(&table, &batch, op, meta.first_added_column())?;
-        let bucket_key: Vec<usize> =
-            pk.spec.bucket_key.iter().map(|b| cols.iter().position(|c| c == b).expect("bucket key is part of the key")).collect();
-        let parts = write::route(&conformed, meta.bucket_num, Routing::Keyed(&bucket_key))?;
-        let width = pk.row_schema.fields().len();
-        // Auto-increment ids are leased before any bucket lock is taken: a lease that needs a
-        // new range on disk fsyncs, and no lock is held across an fsync.
-        let mut ids = match (&pk.auto_increment, op) {
-            (Some(ai), PkOp::Upsert { .. } | PkOp::InsertIfAbsent) => ai.lease(conformed.num_rows())?,
-            _ => IdLease::empty(),
-        };
-        // Lock every bucket of the batch, in bucket order (route returns them sorted).
-        let mut guards: Vec<_> = parts.iter().map(|(b, _)| pk.buckets[*b as usize].lock()).collect();
-        let mut merged: Vec<Option<MergedPart>> = Vec::with_capacity(parts.len());
-        for ((bucket, part), state) in parts.iter().zip(&guards) {
-            let log = &logs[*bucket as usize];
-            if let Some(id) = id {
-                if log.duplicate_of(id).is_some() {
-                    merged.push(None);
-                    continue;
-                }
-                log.check_in_window(id)?;
-            }
-            let mut rows = Vec::with_capacity(part.num_rows());
-            for r in 0..part.num_rows() {
-                let mut row = vec![Value::Null; width];
-                for (c, &position) in cols.iter().enumerate() {
-                    row[position] = value_at(part.column(c).as_ref(), r)?;
-                }
-                rows.push(row);
-            }
-            merged.push(Some(pk.merge_part(&table, *bucket, state, rows, op, &mut ids)?));
-        }
-        if let Some(ai) = &pk.auto_increment {
-            ai.release(ids);
-        }
-        // Everything merged: now write.
-        let compression = options::log_options(&meta.options)?.compression;
-        let mut encoder = BatchEncoder::new(compression)?;
-        let fields = pk.row_schema.fields();
-        let mut out = Vec::with_capacity(parts.len());
-        for (((bucket, _), state), m) in parts.iter().zip(guards.iter_mut()).zip(merged) {
-            let log = &logs[*bucket as usize];
-            let Some(m) = m else {
-                out.push((*bucket, log.duplicate_of(id.expect("duplicates have an id")).expect("checked under the lock")));
+    }
+    let op = &pk.effective_op(op, &batch, meta.first_added_column());
+    let (conformed, cols) = pk.conform(&table, &batch, op, meta.first_added_column())?;
+    let bucket_key: Vec<usize> =
+        pk.spec.bucket_key.iter().map(|b| cols.iter().position(|c| c == b).expect("bucket key is part of the key")).collect();
+    let parts = write::route(&conformed, meta.bucket_num, Routing::Keyed(&bucket_key))?;
+    // Auto-increment ids are leased before any bucket lock is taken: a lease that needs a
+    // new range on disk fsyncs, and no lock is held across an fsync.
+    let mut ids = match (&pk.auto_increment, op) {
+        (Some(ai), PkOp::Upsert { .. } | PkOp::InsertIfAbsent) => ai.lease(conformed.num_rows())?,
+        _ => IdLease::empty(),
+    };
+    // Lock every bucket of the batch, in bucket order (route returns them sorted).
+    let mut guards: Vec<_> = parts.iter().map(|(b, _)| pk.buckets[*b as usize].lock()).collect();
+    let mut merged: Vec<Option<MergedPart>> = Vec::with_capacity(parts.len());
+    for ((bucket, part), state) in parts.iter().zip(&guards) {
+        let log = &logs[*bucket as usize];
+        if let Some(id) = id {
+            if log.duplicate_of(id).is_some() {
+                merged.push(None);
                 continue;
-            };
-            if m.changes.is_empty() && id.is_none() {
+            }
+            log.check_in_window(id)?;
+        }
+        merged.push(Some(merge_rows::merge_part(pk, &table, *bucket, state, part, &cols, op, meta.schema_id, &mut ids)?));
+    }
+    if let Some(ai) = &pk.auto_increment {
+        ai.release(ids);
+    }
+    // Everything merged: now write.
+    let compression = options::log_options(&meta.options)?.compression;
+    let mut encoder = BatchEncoder::new(compression)?;
+    let mut out = Vec::with_capacity(parts.len());
+    for (((bucket, _), state), m) in parts.iter().zip(guards.iter_mut()).zip(merged) {
+        let log = &logs[*bucket as usize];
+        let Some(m) = m else {
+            out.push((*bucket, log.duplicate_of(id.expect("duplicates have an id")).expect("checked under the lock")));
+            continue;
+        };
+        let appended = match (&m.changelog, id) {
+            (None, None) => {
                 out.push((*bucket, Appended { base_offset: log.next_offset(), count: 0, duplicate: false }));
                 continue;
             }
+            (Some(changelog), _) => log.append_unconfirmed(changelog, meta.schema_id, id, &mut encoder)?,
             // An idempotent write that changed nothing still records its sequence (0 records).
-            let appended = log.append_unconfirmed(&pk.changelog_batch(&m.changes)?, meta.schema_id, id, &mut encoder)?;
-            if !m.finals.is_empty() {
-                let end = appended.end_offset();
-                let mut writes: Vec<KvWrite> = Vec::with_capacity(m.finals.len());
-                for (key, row) in m.finals {
-                    let bytes = row.map(|r| encode_row(meta.schema_id, &r, fields)).transpose()?;
-                    state.overlay.insert(key.clone(), (end, bytes.clone()));
-                    writes.push((key, bytes));
-                }
-                state.unapplied.push_back(Unapplied { end_offset: end, writes });
+            (None, Some(_)) => {
+                log.append_unconfirmed(&RecordBatch::new_empty(pk.changelog_schema.clone()), meta.schema_id, id, &mut encoder)?
             }
-            out.push((*bucket, appended));
+        };
+        if !m.finals.is_empty() {
+            let end = appended.end_offset();
+            let mut writes: Vec<KvWrite> = Vec::with_capacity(m.finals.len());
+            for (key, bytes) in m.finals {
+                state.overlay.insert(key.clone(), (end, bytes.clone()));
+                writes.push((key, bytes));
+            }
+            state.unapplied.push_back(Unapplied { end_offset: end, writes });
         }
-        Ok(out)
+        out.push((*bucket, appended));
     }
+    Ok(out)
 }
