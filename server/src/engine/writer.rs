@@ -285,10 +285,15 @@ pub(crate) fn durable_ack(parts: Vec<AckPart>, rows: u64, id: Option<BatchIdenti
             .flat_map(|(pk, part)| part.appended.iter().map(move |(b, a)| (pk.clone(), *b, a.end_offset())))
             .filter(|(pk, b, _)| pk.has_unapplied(*b))
             .collect();
-        if !applies.is_empty() {
-            tokio::task::spawn_blocking(move || applies.into_iter().try_for_each(|(pk, bucket, upto)| pk.apply_through(bucket, upto)))
-                .await
-                .map_err(|e| Error::Internal(format!("KV apply task failed: {e}")))??;
+        // One blocking task per bucket: RocksDB takes concurrent writers (a group commit of
+        // their write batches, memtable inserts in parallel), and each bucket applies in its
+        // own log order under its own lock.
+        let applied = futures::future::join_all(
+            applies.into_iter().map(|(pk, bucket, upto)| tokio::task::spawn_blocking(move || pk.apply_through(bucket, upto))),
+        )
+        .await;
+        for result in applied {
+            result.map_err(|e| Error::Internal(format!("KV apply task failed: {e}")))??;
         }
         let all = || parts.iter().flat_map(|p| p.appended.iter());
         let duplicate = all().next().is_some() && all().all(|(_, a)| a.duplicate);

@@ -14,9 +14,7 @@ mod read;
 mod segment;
 
 pub use bucket::{Appended, BatchIdentity, BucketLog, LogSettings, ReadersClosed, RecoveryReport, SegmentPolicy};
-#[cfg(feature = "bench-internals")]
-pub use ipc::EncodedBatch;
-pub use ipc::{decode, BatchEncoder, Compression};
+pub use ipc::{decode, BatchEncoder, Compression, EncodedBatch};
 pub use read::ReadProjection;
 
 #[cfg(test)]

@@ -45,6 +45,23 @@ struct Unapplied {
     writes: Vec<KvWrite>,
 }
 
+/// The KV side of one bucket: the state merges read and change (`state`), and a lock that
+/// puts RocksDB applies in log order (`applying`). An apply holds `state` only to take its
+/// queued writes and, afterwards, to retire their overlay entries: the next batch merges while
+/// RocksDB takes the previous one (they ran one after the other on one core before).
+#[derive(Default)]
+struct BucketKv {
+    state: Mutex<KvBucketState>,
+    applying: Mutex<()>,
+}
+
+impl BucketKv {
+    /// See [`PkTable::has_unapplied`].
+    fn has_unapplied(&self) -> bool {
+        self.applying.is_locked() || !self.state.lock().unapplied.is_empty()
+    }
+}
+
 #[derive(Default)]
 struct KvBucketState {
     /// Key → (end offset of the log entry that wrote it, encoded row or None for deleted).
@@ -67,7 +84,7 @@ pub(crate) struct PkTable {
     pub schema_columns: crate::kv::value::SchemaColumns,
     /// Shared with the `PkTable` of the next schema version (`evolve`): one lock, overlay and
     /// apply queue per bucket whatever schema a write started with.
-    buckets: Arc<Vec<Mutex<KvBucketState>>>,
+    buckets: Arc<Vec<BucketKv>>,
     auto_increment: Option<Arc<AutoIncrement>>,
 }
 
@@ -103,7 +120,7 @@ impl PkTable {
             kv,
             key_types,
             schema_columns: Arc::new(schema_columns),
-            buckets: Arc::new((0..bucket_num).map(|_| Mutex::new(KvBucketState::default())).collect()),
+            buckets: Arc::new((0..bucket_num).map(|_| BucketKv::default()).collect()),
             auto_increment,
         })
     }
@@ -146,17 +163,25 @@ impl PkTable {
     /// Applies, in log order, every queued change of `bucket` whose log entry ends at or below
     /// `upto` (which must be durable), with the applied offset, in one RocksDB write batch.
     pub fn apply_through(&self, bucket: u32, upto: u64) -> Result<()> {
-        let mut state = self.buckets[bucket as usize].lock();
-        let mut writes: Vec<KvWrite> = Vec::new();
-        let mut applied = None;
-        while state.unapplied.front().is_some_and(|u| u.end_offset <= upto) {
-            let u = state.unapplied.pop_front().expect("checked");
-            writes.extend(u.writes);
-            applied = Some(u.end_offset);
-        }
+        let kv = &self.buckets[bucket as usize];
+        // One apply at a time per bucket, so RocksDB receives the entries in log order. Merges go
+        // on meanwhile: the overlay keeps every row being applied until RocksDB has it.
+        let _applying = kv.applying.lock();
+        let (writes, applied) = {
+            let mut state = kv.state.lock();
+            let mut writes: Vec<KvWrite> = Vec::new();
+            let mut applied = None;
+            while state.unapplied.front().is_some_and(|u| u.end_offset <= upto) {
+                let u = state.unapplied.pop_front().expect("checked");
+                writes.extend(u.writes);
+                applied = Some(u.end_offset);
+            }
+            (writes, applied)
+        };
         let Some(applied) = applied else { return Ok(()) };
         self.kv.apply(self.table_id, bucket, &writes, applied)?;
         // Keys written again by a later, still unapplied entry keep their newer overlay value.
+        let mut state = kv.state.lock();
         for (key, _) in &writes {
             if state.overlay.get(key).is_some_and(|(end, _)| *end <= applied) {
                 state.overlay.remove(key);
@@ -165,9 +190,12 @@ impl PkTable {
         Ok(())
     }
 
-    /// Whether `bucket` has merged changes waiting for durability.
+    /// Whether `bucket` has merged changes not yet in RocksDB: queued ones, or ones another
+    /// thread has taken off the queue and is writing now. An ack must wait for the latter too
+    /// (lookups read RocksDB): `apply_through` holds `applying` from the pop to the end of the
+    /// write, so a caller that sees it held and then calls `apply_through` waits for that write.
     pub fn has_unapplied(&self, bucket: u32) -> bool {
-        !self.buckets[bucket as usize].lock().unapplied.is_empty()
+        self.buckets[bucket as usize].has_unapplied()
     }
 
     /// Removes the table's rows from RocksDB (a dropped table).
@@ -176,5 +204,24 @@ impl PkTable {
             self.kv.delete_bucket(self.table_id, b)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BucketKv, Unapplied};
+
+    #[test]
+    fn given_an_apply_in_flight_with_its_queue_taken_when_asked_should_still_have_unapplied_changes() {
+        let kv = BucketKv::default();
+        assert!(!kv.has_unapplied(), "a new bucket has nothing to apply");
+        kv.state.lock().unapplied.push_back(Unapplied { end_offset: 3, writes: Vec::new() });
+        assert!(kv.has_unapplied(), "queued changes");
+        // What apply_through does: take `applying`, pop the queue, write RocksDB outside `state`.
+        let applying = kv.applying.lock();
+        kv.state.lock().unapplied.clear();
+        assert!(kv.has_unapplied(), "popped but not yet in RocksDB: an ack must wait for this apply");
+        drop(applying);
+        assert!(!kv.has_unapplied(), "written and released");
     }
 }

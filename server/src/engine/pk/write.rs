@@ -7,14 +7,14 @@
 use super::auto_increment::IdLease;
 use super::merge_rows::{self, MergedPart};
 use super::read::PkLayout;
-use super::{PkOp, PkTable, Unapplied};
+use super::{KvBucketState, PkOp, PkTable, Unapplied};
 use crate::catalog::options;
 use crate::catalog::TableMeta;
 use crate::engine::api::BatchIdentity;
 use crate::engine::conform::{self as write, Routing};
 use crate::error::{Error, Result};
 use crate::kv::store::KvWrite;
-use crate::log::{Appended, BatchEncoder, BucketLog};
+use crate::log::{Appended, BatchEncoder, BucketLog, EncodedBatch};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
 use std::sync::Arc;
@@ -175,42 +175,62 @@ pub(crate) fn write_batch(
         _ => IdLease::empty(),
     };
     // Lock every bucket of the batch, in bucket order (route returns them sorted).
-    let mut guards: Vec<_> = parts.iter().map(|(b, _)| pk.buckets[*b as usize].lock()).collect();
-    let mut merged: Vec<Option<MergedPart>> = Vec::with_capacity(parts.len());
-    for ((bucket, part), state) in parts.iter().zip(&guards) {
-        let log = &logs[*bucket as usize];
+    let mut guards: Vec<_> = parts.iter().map(|(b, _)| pk.buckets[*b as usize].state.lock()).collect();
+    let compression = options::log_options(&meta.options)?.compression;
+    // Merges one bucket's part and encodes its changelog (None: the batch is a duplicate there).
+    let merge_one = |bucket: u32, part: &RecordBatch, state: &KvBucketState, ids: &mut IdLease| -> Result<Option<Merged>> {
+        let log = &logs[bucket as usize];
         if let Some(id) = id {
             if log.duplicate_of(id).is_some() {
-                merged.push(None);
-                continue;
+                return Ok(None);
             }
             log.check_in_window(id)?;
         }
-        merged.push(Some(merge_rows::merge_part(pk, &table, *bucket, state, part, &cols, op, meta.schema_id, &mut ids)?));
-    }
+        let part = merge_rows::merge_part(pk, &table, bucket, state, part, &cols, op, meta.schema_id, ids)?;
+        let changelog = match &part.changelog {
+            Some(c) => Some((BatchEncoder::new(compression)?.encode(c)?, rows_of(c)?)),
+            None => None,
+        };
+        Ok(Some(Merged { part, changelog }))
+    };
+    // The parts are independent (own bucket, own state, own log) and a merge is mostly RocksDB
+    // reads and encoding: a large batch spread over buckets merges them in parallel. Tables with
+    // an auto-increment column share one id lease between parts, so they merge one at a time.
+    let large = parts.len() > 1 && conformed.num_rows() >= PARALLEL_MERGE_ROWS && pk.auto_increment.is_none();
+    let merged: Vec<Option<Merged>> = if large {
+        let jobs: Vec<(u32, &RecordBatch, &KvBucketState)> = parts.iter().zip(&guards).map(|((b, p), g)| (*b, p, &**g)).collect();
+        in_parallel(jobs, |(bucket, part, state)| merge_one(bucket, part, state, &mut IdLease::empty()))?
+    } else {
+        let mut out = Vec::with_capacity(parts.len());
+        for ((bucket, part), state) in parts.iter().zip(&guards) {
+            out.push(merge_one(*bucket, part, state, &mut ids)?);
+        }
+        out
+    };
     if let Some(ai) = &pk.auto_increment {
         ai.release(ids);
     }
     // Everything merged: now write.
-    let compression = options::log_options(&meta.options)?.compression;
-    let mut encoder = BatchEncoder::new(compression)?;
     let mut out = Vec::with_capacity(parts.len());
     for (((bucket, _), state), m) in parts.iter().zip(guards.iter_mut()).zip(merged) {
         let log = &logs[*bucket as usize];
-        let Some(m) = m else {
+        let Some(Merged { part: m, changelog }) = m else {
             out.push((*bucket, log.duplicate_of(id.expect("duplicates have an id")).expect("checked under the lock")));
             continue;
         };
-        let appended = match (&m.changelog, id) {
+        let appended = match (&changelog, id) {
             (None, None) => {
                 out.push((*bucket, Appended { base_offset: log.next_offset(), count: 0, duplicate: false }));
                 continue;
             }
-            (Some(changelog), _) => log.append_unconfirmed(changelog, meta.schema_id, id, &mut encoder)?,
+            (Some((encoded, rows)), _) => log.append_encoded(encoded, *rows, meta.schema_id, id)?,
             // An idempotent write that changed nothing still records its sequence (0 records).
-            (None, Some(_)) => {
-                log.append_unconfirmed(&RecordBatch::new_empty(pk.changelog_schema.clone()), meta.schema_id, id, &mut encoder)?
-            }
+            (None, Some(_)) => log.append_unconfirmed(
+                &RecordBatch::new_empty(pk.changelog_schema.clone()),
+                meta.schema_id,
+                id,
+                &mut BatchEncoder::new(compression)?,
+            )?,
         };
         if !m.finals.is_empty() {
             let end = appended.end_offset();
@@ -224,4 +244,45 @@ pub(crate) fn write_batch(
         out.push((*bucket, appended));
     }
     Ok(out)
+}
+
+/// Rows of a batch below which its parts merge on the calling thread: a thread costs tens of
+/// microseconds to start, a part of a few thousand rows about as much to merge.
+const PARALLEL_MERGE_ROWS: usize = 4096;
+
+/// One bucket part merged, with its changelog encoded (and its row count).
+struct Merged {
+    part: MergedPart,
+    changelog: Option<(EncodedBatch, u32)>,
+}
+
+fn rows_of(changelog: &RecordBatch) -> Result<u32> {
+    u32::try_from(changelog.num_rows()).map_err(|_| Error::ResourceExhausted("a single batch must hold fewer than 2^32 rows".into()))
+}
+
+/// Runs `f` on every job, on up to as many threads as the machine has cores (the calling thread
+/// is one of them), and returns the results in job order; the first error wins.
+fn in_parallel<J: Send, R: Send>(jobs: Vec<J>, f: impl Fn(J) -> Result<R> + Sync) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len()).max(1);
+    let mut lanes: Vec<Vec<(usize, J)>> = (0..threads).map(|_| Vec::new()).collect();
+    let n = jobs.len();
+    for (i, job) in jobs.into_iter().enumerate() {
+        lanes[i % threads].push((i, job));
+    }
+    let run = |lane: Vec<(usize, J)>| lane.into_iter().map(|(i, job)| f(job).map(|r| (i, r))).collect::<Result<Vec<_>>>();
+    let mut results: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut lanes = lanes.into_iter();
+        let here = lanes.next().expect("at least one lane");
+        let spawned: Vec<_> = lanes.map(|lane| scope.spawn(move || run(lane))).collect();
+        let mut all = vec![run(here)];
+        for handle in spawned {
+            all.push(handle.join().map_err(|_| Error::Internal("a merge thread panicked".into()))?);
+        }
+        for (i, r) in all.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten() {
+            results[i] = Some(r);
+        }
+        Ok(())
+    })?;
+    Ok(results.into_iter().map(|r| r.expect("every job ran")).collect())
 }
