@@ -503,3 +503,21 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_panicForT
     })
     .resolve::<ThrowStromException>()
 }
+
+/// Imports a batch from Java and exports the same batch back, so a test can check both
+/// directions of the C Data Interface (every type, nulls, nesting) without a node.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_roundTripForTesting<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    in_array: jlong,
+    in_schema: jlong,
+    out_array: jlong,
+    out_schema: jlong,
+) {
+    env.with_env(|_| -> BridgeResult<()> {
+        let batch = unsafe { import_batch(in_array, in_schema)? };
+        unsafe { export_batch(batch, out_array, out_schema) }
+    })
+    .resolve::<ThrowStromException>()
+}

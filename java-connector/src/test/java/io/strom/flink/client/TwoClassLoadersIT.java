@@ -1,0 +1,60 @@
+package io.strom.flink.client;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.reflect.Method;
+import java.net.URL;
+import java.net.URLClassLoader;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The connector jar as Flink uses it when it is shipped with a job: loaded by a fresh class
+ * loader per job (and per restart), in one JVM. Both loaders must load the native library and
+ * work side by side, and the relocated Arrow classes must find their C Data natives in
+ * libstrom_jni. The loaders see only the jar and the JDK (parent: the platform loader), not
+ * the test class path.
+ */
+class TwoClassLoadersIT {
+
+  @Test
+  void twoLoadersOfTheShadedJarEachWorkInOneJvm() throws Exception {
+    Path jar = Path.of(System.getProperty("strom.connector.jar"));
+    assertTrue(Files.isRegularFile(jar), "build the jar first (mvn package): " + jar);
+    try (StromNode node = StromNode.start();
+        URLClassLoader first = loaderOf(jar);
+        URLClassLoader second = loaderOf(jar)) {
+      Class<?> firstCheck = first.loadClass("io.strom.flink.client.internal.SelfCheck");
+      Class<?> secondCheck = second.loadClass("io.strom.flink.client.internal.SelfCheck");
+      assertNotSame(firstCheck, secondCheck, "two independent copies of the connector");
+
+      // 1 + 2 + ... + 100 = 5050 read back through the first, 1..10 = 55 through the second.
+      assertEquals(5050L, roundTrip(firstCheck, node.endpoint(), "t_first", 100));
+      assertEquals(55L, roundTrip(secondCheck, node.endpoint(), "t_second", 10));
+      // Still working in the first after the second loaded its copy (a restarted job's old
+      // loader may keep running while the new one starts).
+      assertEquals(5050L, roundTrip(firstCheck, node.endpoint(), "t_first_again", 100));
+
+      for (Class<?> check : new Class<?>[] {firstCheck, secondCheck}) {
+        String handles = (String) check.getMethod("openHandles").invoke(null);
+        assertEquals(
+            "{\"connections\":0,\"lookupers\":0,\"scanners\":0,\"writers\":0}", handles);
+      }
+    }
+  }
+
+  private static URLClassLoader loaderOf(Path jar) throws Exception {
+    return new URLClassLoader(
+        new URL[] {jar.toUri().toURL()}, ClassLoader.getPlatformClassLoader());
+  }
+
+  private static long roundTrip(Class<?> selfCheck, String endpoint, String table, int rows)
+      throws Exception {
+    Method roundTrip =
+        selfCheck.getMethod("roundTrip", String.class, String.class, String.class, int.class);
+    return (long) roundTrip.invoke(null, endpoint, "two_loaders", table, rows);
+  }
+}
