@@ -60,7 +60,11 @@ public final class StromWriter extends NativeResource {
     StromNative.flush(handle());
   }
 
-  /** Flushes, ends the stream and frees the writer; a second close does nothing. */
+  /**
+   * Flushes, ends the stream and frees the writer; a second close does nothing. Like {@link
+   * #flush()} it throws the first failure since the last flush, even one a {@code write}
+   * already threw; the writer is freed either way.
+   */
   @Override
   public void close() {
     super.close();

@@ -272,13 +272,18 @@ class ClientIT {
 
     // A batch that does not fit the table is rejected and names the column.
     Schema wrong = new Schema(List.of(field("nope", ArrowType.Utf8.INSTANCE, true)));
-    try (StromWriter writer = connection.appendWriter(DB, table);
-        VectorSchemaRoot batch = VectorSchemaRoot.create(wrong, connection.allocator())) {
+    StromWriter writer = connection.appendWriter(DB, table);
+    try (VectorSchemaRoot batch = VectorSchemaRoot.create(wrong, connection.allocator())) {
       ((VarCharVector) batch.getVector("nope")).setSafe(0, new Text("x"));
       batch.setRowCount(1);
       StromException rejected = assertThrows(StromException.class, () -> writer.write(batch));
       assertInstanceOf(StromInvalidArgumentException.class, rejected, rejected.getMessage());
+      assertTrue(rejected.nodeMessage().contains("\"nope\""), rejected.getMessage());
     }
+    // close() flushes, and a flush reports the first failure since the last one: the
+    // rejection again. The writer is freed all the same.
+    assertThrows(StromInvalidArgumentException.class, writer::close);
+    assertTrue(writer.isClosed());
 
     // Async failures complete the future with the same typed exceptions.
     try (StromLookuper lookuper = connection.lookuper(DB, "no_such_table");

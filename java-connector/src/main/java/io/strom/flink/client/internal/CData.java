@@ -79,7 +79,8 @@ public final class CData {
 
     /** Imports what Rust exported; the array moves into the root, the schema is released. */
     public VectorSchemaRoot importRoot() {
-      return Data.importVectorSchemaRoot(allocator, array, schema, null);
+      // false: the structs stay allocated until close() below, which frees them once.
+      return Data.importVectorSchemaRoot(allocator, array, schema, null, false);
     }
 
     @Override
