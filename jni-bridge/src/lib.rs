@@ -13,3 +13,4 @@ pub mod errors;
 pub mod handles;
 pub mod natives;
 pub mod scanner;
+pub mod shared;

@@ -8,7 +8,7 @@
 //!
 //! Threading: these functions are called on Java threads, which are never tokio workers, so
 //! the facade's blocking calls run there directly (`Handle::block_on`) while the facade's own
-//! runtime (threads `strom-client-N`, one small runtime per connection) drives the IO. Async
+//! runtime (threads `strom-client-N`, one small runtime per endpoint: shared.rs) drives the IO. Async
 //! results complete Java futures from those runtime threads (see completion.rs).
 
 use std::sync::LazyLock;
@@ -27,8 +27,33 @@ use crate::completion::JavaCompletion;
 use crate::errors::{BridgeError, BridgeResult, ThrowStromException};
 use crate::handles::{HandleKind, Registry};
 use crate::scanner::{block_on, log_batch, snapshot_batch, Polled, PollingScanner};
+use crate::shared::SharedClients;
 
-static CONNECTIONS: LazyLock<Registry<blocking::StromClient>> = LazyLock::new(|| Registry::new(HandleKind::Connection));
+static CONNECTIONS: LazyLock<Registry<Connection>> = LazyLock::new(|| Registry::new(HandleKind::Connection));
+static SHARED_CLIENTS: LazyLock<SharedClients<blocking::StromClient>> = LazyLock::new(SharedClients::new);
+
+/// What a connection handle holds: the endpoint's shared client (see shared.rs).
+struct Connection {
+    endpoint: String,
+    client: blocking::StromClient,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = blocking::StromClient;
+
+    fn deref(&self) -> &blocking::StromClient {
+        &self.client
+    }
+}
+
+impl Drop for Connection {
+    /// Runs when the handle is closed and no call on it is running any more.
+    fn drop(&mut self) {
+        // The last user's client is dropped here, outside the shared map's lock; writers,
+        // scanners and lookupers opened from it hold their own clones of the runtime.
+        drop(SHARED_CLIENTS.release(&self.endpoint));
+    }
+}
 static WRITERS: LazyLock<Registry<Writer>> = LazyLock::new(|| Registry::new(HandleKind::Writer));
 static SCANNERS: LazyLock<Registry<PollingScanner>> = LazyLock::new(|| Registry::new(HandleKind::Scanner));
 static LOOKUPERS: LazyLock<Registry<Lookuper>> = LazyLock::new(|| Registry::new(HandleKind::Lookuper));
@@ -107,8 +132,8 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_connect<'
 ) -> jlong {
     env.with_env(|env| -> BridgeResult<jlong> {
         let endpoint = string(env, &endpoint, "endpoint")?;
-        let client = blocking::StromClient::connect(&endpoint)?;
-        Ok(CONNECTIONS.insert(client))
+        let client = SHARED_CLIENTS.acquire(&endpoint, || blocking::StromClient::connect(&endpoint))?;
+        Ok(CONNECTIONS.insert(Connection { endpoint, client }))
     })
     .resolve::<ThrowStromException>()
 }
@@ -297,12 +322,12 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_openScann
             Some("log") => {
                 let scan: LogScan = serde_json::from_value(Value::Object(ticket))?;
                 let stream = block_on(client.as_async().runtime(), client.as_async().scan_log(scan))??;
-                PollingScanner::start(client.as_async().runtime().clone(), Some((*client).clone()), stream, SCAN_BUFFER, log_batch)
+                PollingScanner::start(client.as_async().runtime().clone(), Some(client.client.clone()), stream, SCAN_BUFFER, log_batch)
             }
             Some("snapshot") => {
                 let scan: SnapshotScan = serde_json::from_value(Value::Object(ticket))?;
                 let stream = block_on(client.as_async().runtime(), client.as_async().scan_snapshot(scan))??;
-                PollingScanner::start(client.as_async().runtime().clone(), Some((*client).clone()), stream, SCAN_BUFFER, snapshot_batch)
+                PollingScanner::start(client.as_async().runtime().clone(), Some(client.client.clone()), stream, SCAN_BUFFER, snapshot_batch)
             }
             other => return Err(BridgeError::Argument(format!("scan ticket needs \"scan\": \"log\" or \"snapshot\", got {other:?}"))),
         };
@@ -480,6 +505,7 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_openHandl
     env.with_env(|env| -> BridgeResult<jstring> {
         let counts = serde_json::json!({
             "connections": CONNECTIONS.len(),
+            "shared_clients": SHARED_CLIENTS.len(),
             "writers": WRITERS.len(),
             "scanners": SCANNERS.len(),
             "lookupers": LOOKUPERS.len(),

@@ -182,6 +182,9 @@ class ClientIT {
       long acked = 0;
       for (CompletableFuture<WriteAck> ack : acks) {
         acked += ack.get(60, TimeUnit.SECONDS).rows();
+        // Stages chained on the future never run on the client's IO threads.
+        String thread = ack.thenApply(a -> Thread.currentThread().getName()).get();
+        assertFalse(thread.startsWith("strom-client"), thread);
       }
       assertEquals(100, acked);
       writer.flush();
@@ -343,6 +346,40 @@ class ClientIT {
     assertEquals(3, scanAll(ScanRequest.log(DB, table)).size());
     JsonNode after = Json.parse(StromNative.openHandles());
     assertEquals(before, after);
+  }
+
+  @Test
+  void connectionsToOneEndpointShareOneClientUntilTheLastCloses() {
+    JsonNode before = Json.parse(StromNative.openHandles());
+    assertEquals(1, before.get("shared_clients").asInt(), "the class's connection");
+    try (StromConnection second = StromConnection.connect(node.endpoint());
+        StromConnection third = StromConnection.connect(node.endpoint())) {
+      JsonNode during = Json.parse(StromNative.openHandles());
+      assertEquals(before.get("connections").asInt() + 2, during.get("connections").asInt());
+      assertEquals(1, during.get("shared_clients").asInt(), "one runtime for the endpoint");
+      second.close();
+      assertTrue(third.listDatabases().contains(DB), "closing one handle leaves the others working");
+    }
+    assertEquals(before, Json.parse(StromNative.openHandles()));
+  }
+
+  @Test
+  void aWriterNobodyClosedIsFreedByTheCleaner() {
+    String table = newLogTable();
+    int writersBefore = Json.parse(StromNative.openHandles()).get("writers").asInt();
+    openAndForgetWriter(table);
+    assertEquals(writersBefore + 1, Json.parse(StromNative.openHandles()).get("writers").asInt());
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    // Await the condition (the cleaner freed the handle), prodding the GC meanwhile.
+    while (Json.parse(StromNative.openHandles()).get("writers").asInt() > writersBefore) {
+      assertTrue(System.nanoTime() < deadline, "the cleaner never freed the writer");
+      System.gc();
+      Thread.onSpinWait();
+    }
+  }
+
+  private void openAndForgetWriter(String table) {
+    connection.appendWriter(DB, table); // unreachable once this returns
   }
 
   @Test
