@@ -52,6 +52,9 @@ step "pytest: plain pyarrow.flight clients against the strom binary"
 # The connector jar bundles the libstrom_jni.so that the cargo build above already made (a
 # debug build, stripped when bundled), so the native library is not compiled a second time.
 step "Java connector: unit tests, the connector jar, integration tests against the strom binary"
+# -z nodelete keeps the library mapped when Flink drops a class loader (docs/jni-bridge.md).
+readelf -d "$TARGET_DIR/debug/libstrom_jni.so" | grep -q NODELETE ||
+  { echo "error: libstrom_jni.so is not linked with -z nodelete (jni-bridge/build.rs)" >&2; exit 1; }
 mvn -B -q -f java-connector/pom.xml verify -Dstrom.jni.lib="$TARGET_DIR/debug/libstrom_jni.so"
 echo "java-connector: $(java_test_summary)"
 

@@ -8,6 +8,7 @@ import io.strom.flink.client.internal.NativeResource;
 import io.strom.flink.client.internal.StromNative;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ForkJoinPool;
 import org.apache.arrow.c.ArrowSchema;
@@ -141,6 +142,24 @@ public final class StromConnection extends NativeResource {
   /** {@code get_table}: columns, keys, options, buckets, partitions, schema id. */
   public JsonNode getTable(String database, String table) {
     return action("get_table", tableRef(database, table));
+  }
+
+  /**
+   * {@code alter_table}: adds nullable columns (online, appended; name to SQL type) and sets
+   * options; the table info after the change.
+   */
+  public JsonNode alterTable(
+      String database, String table, Map<String, String> addColumns, Map<String, String> setOptions) {
+    ObjectNode body = tableRef(database, table);
+    if (!addColumns.isEmpty()) {
+      ArrayNode columns = body.putArray("add_columns");
+      addColumns.forEach((name, type) -> columns.addObject().put("name", name).put("type", type));
+    }
+    if (!setOptions.isEmpty()) {
+      ObjectNode options = body.putObject("set_options");
+      setOptions.forEach(options::put);
+    }
+    return action("alter_table", body);
   }
 
   /** The table's Arrow schema (GetSchema). */

@@ -14,6 +14,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -151,6 +152,11 @@ class ClientIT {
     assertEquals(List.of("id", "customer", "amount", "paid"), names(schema));
     assertEquals(new ArrowType.Int(64, true), schema.findField("id").getType());
     assertFalse(connection.createDatabase(DB, true), "exists already: not created again");
+    JsonNode altered =
+        connection.alterTable(
+            DB, table, Map.of("channel", "STRING"), Map.of("table.log.ttl", "3 d"));
+    assertEquals(info.path("schema_id").asInt() + 1, altered.path("schema_id").asInt(), altered.toString());
+    assertEquals("channel", connection.tableSchema(DB, table).getFields().get(4).getName());
     assertTrue(connection.health().isObject());
     assertFalse(connection.serverVersion().isEmpty());
     assertTrue(connection.dropTable(DB, table, false));
@@ -240,10 +246,22 @@ class ClientIT {
         assertEquals(2, answer.getRowCount());
         assertEquals(13.5, ((Float8Vector) answer.getVector("amount")).get(1));
       }
+
+      // A delete writer takes key batches; the deleted key is no longer found.
+      try (StromWriter deletes = connection.deleteWriter(DB, table);
+          VectorSchemaRoot deleted = VectorSchemaRoot.create(keySchema, connection.allocator())) {
+        ((BigIntVector) deleted.getVector("id")).setSafe(0, 7);
+        deleted.setRowCount(1);
+        assertEquals(1, deletes.write(deleted).rows());
+      }
+      try (VectorSchemaRoot answer = lookuper.lookup(keys)) {
+        assertEquals(1, answer.getRowCount(), answer.contentToTSVString());
+        assertEquals(2, ((IntVector) answer.getVector("_key_index")).get(0), "only key 9 is left");
+      }
     }
     List<String> snapshot = scanAll(ScanRequest.snapshot(DB, table));
-    assertEquals(50, snapshot.size());
-    assertEquals(expectedRow(50), snapshot.get(49));
+    assertEquals(49, snapshot.size(), "50 upserted, 1 deleted");
+    assertEquals(expectedRow(50), snapshot.get(48));
   }
 
   @Test

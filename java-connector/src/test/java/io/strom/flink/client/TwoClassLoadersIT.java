@@ -16,7 +16,7 @@ import org.junit.jupiter.api.Test;
  * loader per job (and per restart), in one JVM. Both loaders must load the native library and
  * work side by side, and the relocated Arrow classes must find their C Data natives in
  * libstrom_jni. The loaders see only the jar and the JDK (parent: the platform loader), not
- * the test class path.
+ * the test class path (plus the SLF4J API, as Flink provides it).
  */
 class TwoClassLoadersIT {
 
@@ -46,9 +46,11 @@ class TwoClassLoadersIT {
     }
   }
 
+  /** The jar plus the SLF4J API, which Flink provides and the jar does not bundle. */
   private static URLClassLoader loaderOf(Path jar) throws Exception {
+    URL slf4j = org.slf4j.Logger.class.getProtectionDomain().getCodeSource().getLocation();
     return new URLClassLoader(
-        new URL[] {jar.toUri().toURL()}, ClassLoader.getPlatformClassLoader());
+        new URL[] {jar.toUri().toURL(), slf4j}, ClassLoader.getPlatformClassLoader());
   }
 
   private static long roundTrip(Class<?> selfCheck, String endpoint, String table, int rows)
