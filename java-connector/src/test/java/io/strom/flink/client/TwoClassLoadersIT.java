@@ -46,11 +46,19 @@ class TwoClassLoadersIT {
     }
   }
 
-  /** The jar plus the SLF4J API, which Flink provides and the jar does not bundle. */
+  /** The jar plus SLF4J (API and a binding), which Flink provides and the jar does not bundle. */
   private static URLClassLoader loaderOf(Path jar) throws Exception {
-    URL slf4j = org.slf4j.Logger.class.getProtectionDomain().getCodeSource().getLocation();
     return new URLClassLoader(
-        new URL[] {jar.toUri().toURL(), slf4j}, ClassLoader.getPlatformClassLoader());
+        new URL[] {
+          jar.toUri().toURL(),
+          jarOf(org.slf4j.Logger.class),
+          jarOf(Class.forName("org.slf4j.impl.StaticLoggerBinder"))
+        },
+        ClassLoader.getPlatformClassLoader());
+  }
+
+  private static URL jarOf(Class<?> type) {
+    return type.getProtectionDomain().getCodeSource().getLocation();
   }
 
   private static long roundTrip(Class<?> selfCheck, String endpoint, String table, int rows)
