@@ -367,6 +367,65 @@ class ClientIT {
   }
 
   @Test
+  void manyThreadsLookingUpAsyncEachGetTheirOwnAnswers() throws Exception {
+    String table = "users_" + TABLES.incrementAndGet();
+    connection.createTable(
+        TableSpec.of(DB, table)
+            .column("id", "BIGINT", false)
+            .column("customer", "STRING")
+            .column("amount", "DOUBLE")
+            .column("paid", "BOOLEAN")
+            .primaryKey("id")
+            .bucketNum(2));
+    try (StromWriter writer = connection.upsertWriter(DB, table, null);
+        VectorSchemaRoot rows = orders(1, 200)) {
+      writer.write(rows);
+    }
+    Schema keySchema = new Schema(List.of(field("id", new ArrowType.Int(64, true), false)));
+    try (StromLookuper lookuper = connection.lookuper(DB, table)) {
+      List<CompletableFuture<Void>> threads = new ArrayList<>();
+      for (int t = 0; t < 4; t++) {
+        final int thread = t;
+        threads.add(
+            CompletableFuture.runAsync(
+                () -> {
+                  List<CompletableFuture<VectorSchemaRoot>> answers = new ArrayList<>();
+                  List<Long> asked = new ArrayList<>();
+                  for (int i = 0; i < 50; i++) {
+                    long key = 1 + (thread * 50 + i) % 200;
+                    try (VectorSchemaRoot keys =
+                        VectorSchemaRoot.create(keySchema, connection.allocator())) {
+                      ((BigIntVector) keys.getVector("id")).setSafe(0, key);
+                      keys.setRowCount(1);
+                      answers.add(lookuper.lookupAsync(keys));
+                      asked.add(key);
+                    }
+                  }
+                  for (int i = 0; i < answers.size(); i++) {
+                    try (VectorSchemaRoot answer = answers.get(i).join()) {
+                      assertEquals(1, answer.getRowCount());
+                      assertEquals(asked.get(i), ((BigIntVector) answer.getVector("id")).get(0));
+                    }
+                  }
+                }));
+      }
+      CompletableFuture.allOf(threads.toArray(new CompletableFuture<?>[0])).get(120, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void aNodeThatGoesAwayMakesCallsUnavailable() throws Exception {
+    StromNode doomed = StromNode.start();
+    try (StromConnection lost = StromConnection.connect(doomed.endpoint())) {
+      assertTrue(lost.createDatabase("before_the_crash", false), "the node answers at first");
+      doomed.close();
+      StromException e = assertThrows(StromException.class, lost::listDatabases);
+      assertInstanceOf(StromUnavailableException.class, e, e.getMessage());
+      assertTrue(e.isRetriable());
+    }
+  }
+
+  @Test
   void connectionsToOneEndpointShareOneClientUntilTheLastCloses() {
     JsonNode before = Json.parse(StromNative.openHandles());
     assertEquals(1, before.get("shared_clients").asInt(), "the class's connection");
