@@ -547,3 +547,35 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_roundTrip
     })
     .resolve::<ThrowStromException>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_writer_options_json_when_parsed_should_fill_the_spec_and_refuse_unknown_keys() {
+        let spec: WriterSpec = parse_json(
+            Some(r#"{"kind":"upsert","target_columns":["id","c"],"partition":"2024","max_in_flight":4}"#.into()),
+            "writer options",
+        )
+        .unwrap();
+        assert_eq!(spec.kind, Some(WriteKind::Upsert));
+        assert_eq!(spec.target_columns.as_deref(), Some(&["id".to_string(), "c".to_string()][..]));
+        assert_eq!((spec.partition.as_deref(), spec.max_in_flight), (Some("2024"), Some(4)));
+
+        let err = parse_json::<WriterSpec>(Some(r#"{"kind":"append","max_inflight":4}"#.into()), "writer options").unwrap_err();
+        let java = err.to_java();
+        assert_eq!(java.status, Some("INVALID_ARGUMENT"));
+        assert!(java.message.contains("max_inflight"), "the typo is named: {}", java.message);
+    }
+
+    #[test]
+    fn given_no_or_blank_options_when_parsed_should_use_defaults() {
+        let spec: LookuperSpec = parse_json(None, "lookuper options").unwrap();
+        assert!(!spec.prefix && spec.columns.is_none());
+        let spec: LookuperSpec = parse_json(Some("  ".into()), "lookuper options").unwrap();
+        assert!(!spec.insert_if_not_exists);
+        let spec: LookuperSpec = parse_json(Some(r#"{"prefix":true,"columns":["a"]}"#.into()), "lookuper options").unwrap();
+        assert!(spec.prefix);
+    }
+}
