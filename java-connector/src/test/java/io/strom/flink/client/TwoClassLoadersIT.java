@@ -46,6 +46,39 @@ class TwoClassLoadersIT {
     }
   }
 
+  /**
+   * A job restart in the same TaskManager: the old job's loader is closed and collected (the
+   * JVM then unloads its copy of the library, which -z nodelete keeps mapped), and the new
+   * job's loader loads the library again and works.
+   */
+  @Test
+  void aLoaderCreatedAfterTheFirstWasCollectedStillWorks() throws Exception {
+    Path jar = Path.of(System.getProperty("strom.connector.jar"));
+    try (StromNode node = StromNode.start()) {
+      java.lang.ref.WeakReference<ClassLoader> firstJob = runJobAndForget(jar, node.endpoint());
+      long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
+      // Await the collection (prodding the GC), no fixed sleep.
+      while (firstJob.get() != null) {
+        assertTrue(System.nanoTime() < deadline, "the first job's class loader was never collected");
+        System.gc();
+        Thread.onSpinWait();
+      }
+      try (URLClassLoader restarted = loaderOf(jar)) {
+        Class<?> check = restarted.loadClass("io.strom.flink.client.internal.SelfCheck");
+        assertEquals(55L, roundTrip(check, node.endpoint(), "t_restarted", 10));
+      }
+    }
+  }
+
+  private static java.lang.ref.WeakReference<ClassLoader> runJobAndForget(Path jar, String endpoint)
+      throws Exception {
+    try (URLClassLoader job = loaderOf(jar)) {
+      Class<?> check = job.loadClass("io.strom.flink.client.internal.SelfCheck");
+      assertEquals(55L, roundTrip(check, endpoint, "t_before_restart", 10));
+      return new java.lang.ref.WeakReference<>(job);
+    }
+  }
+
   /** The jar plus SLF4J (API and a binding), which Flink provides and the jar does not bundle. */
   private static URLClassLoader loaderOf(Path jar) throws Exception {
     return new URLClassLoader(

@@ -1,13 +1,26 @@
 package io.strom.flink.client.internal;
 
+import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.util.JsonRecyclerPools;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
 /** The JSON of the Flight contract (docs/protocol.md), with one shared mapper. */
 public final class Json {
-  public static final ObjectMapper MAPPER = new ObjectMapper();
+  /**
+   * Jackson's default buffer recycling keeps a buffer in a {@code ThreadLocal} of every thread
+   * that parsed or wrote JSON. Those values are instances of the connector's (relocated)
+   * Jackson classes, so each such thread — Flink's, living longer than the job — would hold
+   * the job's class loader forever after a job restart (TwoClassLoadersIT caught it). A pool
+   * shared through a static field of the connector's own classes goes away with them.
+   */
+  public static final ObjectMapper MAPPER =
+      new ObjectMapper(
+          JsonFactory.builder()
+              .recyclerPool(JsonRecyclerPools.sharedConcurrentDequePool())
+              .build());
 
   private Json() {}
 
