@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine, installing what it needs:
 #   system packages (apt), a Python venv with the test requirements, then
-#   cargo fmt/clippy, the Rust unit + engine + end-to-end tests, and the pyarrow suite.
+#   cargo fmt/clippy, the Rust unit + engine + end-to-end tests, the pyarrow suite, and the
+#   Java connector (JUnit unit tests, the connector jar, integration tests against the node).
 # Usage: ./scripts/test.sh            (from anywhere; CARGO_TARGET_DIR is honoured)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +10,18 @@ ROOT=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Surefire/failsafe run quietly under -q; their XML reports give the totals to print.
+java_test_summary() {
+  cat java-connector/target/surefire-reports/TEST-*.xml java-connector/target/failsafe-reports/TEST-*.xml 2>/dev/null |
+    grep -o '<testsuite [^>]*' |
+    awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); gsub(/"/, "", kv[2]);
+             if (kv[1] == "tests") t += kv[2]; if (kv[1] == "failures" || kv[1] == "errors") f += kv[2];
+             if (kv[1] == "skipped") s += kv[2] } }
+         END { printf "%d passed, %d failed, %d skipped\n", t - f - s, f, s }'
+}
+
 step "system packages and toolchain (scripts/prereqs.sh)"
-source ./scripts/prereqs.sh python
+source ./scripts/prereqs.sh python java
 
 step "python venv (.venv) with integration/python/requirements.txt"
 if [ ! -x .venv/bin/python ]; then
@@ -37,6 +48,15 @@ cargo test --workspace --all-features --quiet
 
 step "pytest: plain pyarrow.flight clients against the strom binary"
 .venv/bin/python -m pytest -q integration/python
+
+# The connector jar bundles the libstrom_jni.so that the cargo build above already made (a
+# debug build, stripped when bundled), so the native library is not compiled a second time.
+step "Java connector: unit tests, the connector jar, integration tests against the strom binary"
+# -z nodelete keeps the library mapped when Flink drops a class loader (docs/jni-bridge.md).
+readelf -d "$TARGET_DIR/debug/libstrom_jni.so" | grep -q NODELETE ||
+  { echo "error: libstrom_jni.so is not linked with -z nodelete (jni-bridge/build.rs)" >&2; exit 1; }
+mvn -B -q -f java-connector/pom.xml verify -Dstrom.jni.lib="$TARGET_DIR/debug/libstrom_jni.so"
+echo "java-connector: $(java_test_summary)"
 
 echo
 echo "all tests passed"

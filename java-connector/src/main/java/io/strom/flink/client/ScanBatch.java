@@ -1,0 +1,42 @@
+package io.strom.flink.client;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import org.apache.arrow.vector.VectorSchemaRoot;
+
+/**
+ * One batch of a scan and where it came from. The root's buffers are shared with the Rust
+ * client (no copy); closing the batch releases them.
+ *
+ * @param root the rows
+ * @param bucket the bucket they belong to
+ * @param partition the partition, or null for a non-partitioned table
+ * @param baseOffset log scans: the offset of the first row; snapshot scans: -1
+ * @param highWatermark log scans: the bucket's high watermark when the batch was sent; else -1
+ * @param logOffset snapshot scans: the changelog offset the snapshot of this bucket stands at
+ *     (a changelog scan from there continues it exactly once); log scans: -1
+ */
+public record ScanBatch(
+    VectorSchemaRoot root,
+    int bucket,
+    String partition,
+    long baseOffset,
+    long highWatermark,
+    long logOffset)
+    implements AutoCloseable {
+
+  static ScanBatch of(VectorSchemaRoot root, JsonNode metadata) {
+    JsonNode partition = metadata.get("partition");
+    return new ScanBatch(
+        root,
+        metadata.path("bucket").asInt(),
+        partition == null || partition.isNull() ? null : partition.asText(),
+        metadata.path("base_offset").asLong(-1),
+        metadata.path("high_watermark").asLong(-1),
+        metadata.path("log_offset").asLong(-1));
+  }
+
+  @Override
+  public void close() {
+    root.close();
+  }
+}

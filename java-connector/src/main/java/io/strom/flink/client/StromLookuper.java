@@ -1,0 +1,119 @@
+package io.strom.flink.client;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.strom.flink.client.internal.CData;
+import io.strom.flink.client.internal.Json;
+import io.strom.flink.client.internal.NativeCompletion;
+import io.strom.flink.client.internal.NativeResource;
+import io.strom.flink.client.internal.StromNative;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import org.apache.arrow.vector.VectorSchemaRoot;
+
+/**
+ * Looks up batches of keys in one primary-key table over one pipelined stream. The answer
+ * holds {@code _key_index} (int32: the row of the key batch a result row answers) followed by
+ * the returned columns; a key that is not found has no row. The caller closes the answer.
+ *
+ * <p>{@link #lookupAsync} fits Flink's async lookup functions: answers of one lookuper
+ * complete in submission order, on the connection's callback executor.
+ */
+public final class StromLookuper extends NativeResource {
+  private final StromConnection connection;
+
+  StromLookuper(long handle, StromConnection connection) {
+    super(handle, StromNative::closeLookuper);
+    this.connection = connection;
+  }
+
+  /** Looks up the keys and blocks for the answer. */
+  public VectorSchemaRoot lookup(VectorSchemaRoot keys) {
+    return CData.importFrom(
+        connection.allocator(),
+        (resultArray, resultSchema) ->
+            CData.exportTo(
+                connection.allocator(),
+                keys,
+                (keysArray, keysSchema) -> {
+                  StromNative.lookup(handle(), keysArray, keysSchema, resultArray, resultSchema);
+                  return true;
+                }));
+  }
+
+  /** Sends the keys and returns at once; the future completes with the answer. */
+  public CompletableFuture<VectorSchemaRoot> lookupAsync(VectorSchemaRoot keys) {
+    // The result structs must outlive this call: Rust fills them when the answer arrives.
+    CData.Incoming result = new CData.Incoming(connection.allocator());
+    NativeCompletion completion = new NativeCompletion();
+    try {
+      CData.exportTo(
+          connection.allocator(),
+          keys,
+          (keysArray, keysSchema) -> {
+            StromNative.lookupAsync(
+                handle(),
+                keysArray,
+                keysSchema,
+                result.arrayAddress(),
+                result.schemaAddress(),
+                completion);
+            return null;
+          });
+    } catch (RuntimeException | Error e) {
+      result.close();
+      throw e;
+    }
+    return completion.handleAsync(
+        (ignored, failure) -> {
+          try (result) {
+            if (failure != null) {
+              throw failure instanceof RuntimeException
+                  ? (RuntimeException) failure
+                  : new IllegalStateException(failure);
+            }
+            return result.importRoot();
+          }
+        },
+        connection.callbackExecutor());
+  }
+
+  /** Waits for every submitted lookup, ends the stream and frees the lookuper. */
+  @Override
+  public void close() {
+    super.close();
+  }
+
+  /** What a lookuper looks up and returns. */
+  public static final class Options {
+    private final ObjectNode json = Json.object();
+
+    /** Keys are values of the bucket key (a strict prefix of the primary key). */
+    public Options prefix() {
+      json.put("prefix", true);
+      return this;
+    }
+
+    /** Columns to return (the key columns always are). */
+    public Options columns(List<String> columns) {
+      ArrayNode array = json.putArray("columns");
+      columns.forEach(array::add);
+      return this;
+    }
+
+    public Options partition(String partition) {
+      json.put("partition", partition);
+      return this;
+    }
+
+    /** Insert keys not found (with the next auto-increment id) and return them too. */
+    public Options insertIfNotExists() {
+      json.put("insert_if_not_exists", true);
+      return this;
+    }
+
+    String toJson() {
+      return Json.write(json);
+    }
+  }
+}

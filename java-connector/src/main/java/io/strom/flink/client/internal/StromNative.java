@@ -1,0 +1,84 @@
+package io.strom.flink.client.internal;
+
+/**
+ * The native methods of {@code libstrom_jni} (jni-bridge/src/natives.rs). Handles are opaque
+ * {@code long}s; a closed handle (or 0) makes any method throw {@link IllegalStateException}.
+ * Arrow data crosses as the memory addresses of Java-allocated C Data structs; see
+ * docs/jni-bridge.md for who releases what. Failures are {@code StromException}s.
+ *
+ * <p>Not part of the public API: use {@code StromConnection} and the objects it opens.
+ */
+public final class StromNative {
+  static {
+    NativeLibrary.load();
+  }
+
+  private StromNative() {}
+
+  /** Makes sure the library is loaded (the static initializer does the work). */
+  public static void ensureLoaded() {}
+
+  public static native long connect(String endpoint);
+
+  public static native String serverVersion(long connection);
+
+  /** Any DoAction of the contract: JSON body in, JSON answer out. */
+  public static native String action(long connection, String actionType, String bodyJson);
+
+  public static native void tableSchema(
+      long connection, String database, String table, long schemaAddress);
+
+  public static native void closeConnection(long connection);
+
+  public static native long openWriter(
+      long connection, String database, String table, String optionsJson);
+
+  public static native String write(long writer, long arrayAddress, long schemaAddress);
+
+  public static native void writeAsync(
+      long writer, long arrayAddress, long schemaAddress, NativeCompletion completion);
+
+  public static native void flush(long writer);
+
+  public static native void closeWriter(long writer);
+
+  public static native long openScanner(long connection, String ticketJson);
+
+  /**
+   * The next batch's metadata JSON (batch exported into the structs), {@code null} when
+   * nothing came within the timeout or {@link #wakeup} was called, {@code {"end":true}} at the
+   * end of a bounded scan.
+   */
+  public static native String poll(
+      long scanner, long timeoutMillis, long arrayAddress, long schemaAddress);
+
+  public static native void wakeup(long scanner);
+
+  public static native void closeScanner(long scanner);
+
+  public static native long openLookuper(
+      long connection, String database, String table, String optionsJson);
+
+  public static native void lookup(
+      long lookuper, long keysArray, long keysSchema, long resultArray, long resultSchema);
+
+  public static native void lookupAsync(
+      long lookuper,
+      long keysArray,
+      long keysSchema,
+      long resultArray,
+      long resultSchema,
+      NativeCompletion completion);
+
+  public static native void closeLookuper(long lookuper);
+
+  /** Open native objects per kind, as JSON (leak checks). */
+  public static native String openHandles();
+
+  /** Imports a batch and exports it back (tests of the C Data Interface in both directions). */
+  public static native void roundTripForTesting(
+      long inArray, long inSchema, long outArray, long outSchema);
+
+  /** Panics inside native code; tests use it to prove a panic becomes an exception. */
+  public static native void panicForTesting(String message);
+}

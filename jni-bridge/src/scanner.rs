@@ -1,0 +1,228 @@
+//! A scan Java can poll with a timeout and wake up from another thread, the shape a Flink
+//! `SplitReader` needs (`fetch()` must return when `wakeUp()` is called).
+//!
+//! A task on the client's runtime reads the scan's stream into a bounded channel (so a slow
+//! Java consumer holds the node back through gRPC flow control instead of buffering without
+//! bound); `poll` waits on that channel, a wake-up signal and a timer, whichever comes first.
+
+use std::future::Future;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use futures::{FutureExt, Stream, StreamExt};
+use strom_flight_api::{blocking, Error as ClientError, Result as ClientResult};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{mpsc, Mutex, Notify};
+use tokio::task::JoinHandle;
+
+use crate::errors::{BridgeError, BridgeResult};
+
+/// One batch of a scan with its metadata as the contract's JSON (`{"bucket", "partition"?,
+/// "base_offset", "high_watermark"}` for log scans, `{"bucket", "partition"?, "log_offset"}`
+/// for snapshot scans).
+#[derive(Debug)]
+pub struct PolledBatch {
+    pub batch: RecordBatch,
+    pub metadata_json: String,
+}
+
+/// What one `poll` found.
+#[derive(Debug)]
+pub enum Polled {
+    Batch(PolledBatch),
+    /// Nothing within the timeout, or `wakeup` was called.
+    Nothing,
+    /// The (bounded) scan is complete.
+    End,
+}
+
+/// What the reading task sends: a batch, the end marker (`Ok(None)`), or the failure that
+/// ended the scan. A channel closed without the end marker means the task died.
+type Item = ClientResult<Option<PolledBatch>>;
+
+pub struct PollingScanner {
+    /// Only one thread polls at a time; the async mutex lets it wait inside the runtime.
+    receiver: Mutex<mpsc::Receiver<Item>>,
+    wakeup: Notify,
+    pump: JoinHandle<()>,
+    runtime: Handle,
+    /// Keeps the facade's runtime (and connection) alive while the scan runs.
+    _client: Option<blocking::StromClient>,
+}
+
+impl PollingScanner {
+    /// Starts reading `stream` on `runtime`; `client` (the facade that owns the runtime) is
+    /// kept alive as long as the scanner.
+    pub fn start<S, T>(
+        runtime: Handle,
+        client: Option<blocking::StromClient>,
+        stream: S,
+        buffer: usize,
+        to_polled: fn(T) -> ClientResult<PolledBatch>,
+    ) -> Self
+    where
+        S: Stream<Item = ClientResult<T>> + Send + Unpin + 'static,
+        T: Send + 'static,
+    {
+        let (sender, receiver) = mpsc::channel::<Item>(buffer.max(1));
+        let pump = runtime.spawn(async move {
+            let mut stream = stream;
+            let reading = async {
+                while let Some(item) = stream.next().await {
+                    let item = item.and_then(to_polled);
+                    let failed = item.is_err();
+                    // A closed channel: the scanner was closed; stop reading.
+                    if sender.send(item.map(Some)).await.is_err() || failed {
+                        return;
+                    }
+                }
+                let _ = sender.send(Ok(None)).await;
+            };
+            if std::panic::AssertUnwindSafe(reading).catch_unwind().await.is_err() {
+                let _ = sender.send(Err(ClientError::TaskFailed("the scan's reading task panicked".into()))).await;
+            }
+        });
+        PollingScanner { receiver: Mutex::new(receiver), wakeup: Notify::new(), pump, runtime, _client: client }
+    }
+
+    /// Waits up to `timeout` for the next batch. Returns `Nothing` early when [`wakeup`] is
+    /// called (also when it was called before this poll started, so a wake-up is never
+    /// lost between two polls).
+    ///
+    /// [`wakeup`]: PollingScanner::wakeup
+    pub fn poll(&self, timeout: Duration) -> BridgeResult<Polled> {
+        let polled = block_on(&self.runtime, async {
+            let mut receiver = self.receiver.lock().await;
+            tokio::select! {
+                // Data first: a wake-up racing with a ready batch should not hide it.
+                biased;
+                item = receiver.recv() => match item {
+                    Some(Ok(Some(batch))) => Ok(Polled::Batch(batch)),
+                    Some(Ok(None)) => Ok(Polled::End),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ClientError::TaskFailed("the scan's reading task stopped before the end of the scan".into())),
+                },
+                _ = self.wakeup.notified() => Ok(Polled::Nothing),
+                _ = tokio::time::sleep(timeout) => Ok(Polled::Nothing),
+            }
+        })?;
+        Ok(polled?)
+    }
+
+    /// Makes the current (or next) `poll` return `Nothing` at once.
+    pub fn wakeup(&self) {
+        self.wakeup.notify_one();
+    }
+}
+
+impl Drop for PollingScanner {
+    fn drop(&mut self) {
+        // Cancels the gRPC call, which is the only way to stop a `follow` scan.
+        self.pump.abort();
+    }
+}
+
+/// Runs `future` to completion on `runtime`, from the calling thread. JVM threads are plain
+/// threads (block on the runtime directly); a client worker (Java code running inside a
+/// completion callback) first hands its other tasks off with `block_in_place`, so a blocking
+/// poll there cannot starve the very tasks it waits for.
+pub fn block_on<F: Future>(runtime: &Handle, future: F) -> BridgeResult<F::Output> {
+    match Handle::try_current() {
+        Err(_) => Ok(runtime.block_on(future)),
+        Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            Ok(tokio::task::block_in_place(|| runtime.block_on(future)))
+        }
+        Ok(_) => Err(BridgeError::Argument("a blocking Strom call cannot run on a current-thread tokio runtime".into())),
+    }
+}
+
+/// A scan's metadata to JSON for Java.
+pub fn log_batch(batch: strom_flight_api::ScanBatch) -> ClientResult<PolledBatch> {
+    Ok(PolledBatch { metadata_json: serde_json::to_string(&batch.metadata)?, batch: batch.batch })
+}
+
+pub fn snapshot_batch(batch: strom_flight_api::SnapshotBatch) -> ClientResult<PolledBatch> {
+    Ok(PolledBatch { metadata_json: serde_json::to_string(&batch.metadata)?, batch: batch.batch })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int32Array;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn batch(value: i32) -> PolledBatch {
+        let batch = RecordBatch::try_from_iter([("v", Arc::new(Int32Array::from(vec![value])) as _)]).unwrap();
+        PolledBatch { batch, metadata_json: format!("{{\"n\":{value}}}") }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    }
+
+    fn identity(polled: PolledBatch) -> ClientResult<PolledBatch> {
+        Ok(polled)
+    }
+
+    #[test]
+    fn given_bounded_stream_when_polled_should_yield_batches_then_end() {
+        let rt = runtime();
+        let stream = futures::stream::iter(vec![Ok(batch(1)), Ok(batch(2))]);
+        let scanner = PollingScanner::start(rt.handle().clone(), None, stream, 1, identity);
+        for expected in ["{\"n\":1}", "{\"n\":2}"] {
+            match scanner.poll(Duration::from_secs(10)).unwrap() {
+                Polled::Batch(b) => assert_eq!(b.metadata_json, expected),
+                other => panic!("expected a batch, got {other:?}"),
+            }
+        }
+        assert!(matches!(scanner.poll(Duration::from_secs(10)).unwrap(), Polled::End));
+    }
+
+    #[test]
+    fn given_idle_stream_when_polled_should_time_out_and_wake_up_early() {
+        let rt = runtime();
+        let scanner = Arc::new(PollingScanner::start(
+            rt.handle().clone(),
+            None,
+            futures::stream::pending::<ClientResult<PolledBatch>>(),
+            1,
+            identity,
+        ));
+        let started = Instant::now();
+        assert!(matches!(scanner.poll(Duration::from_millis(50)).unwrap(), Polled::Nothing));
+        assert!(started.elapsed() >= Duration::from_millis(50), "waited for the timeout");
+
+        // A wake-up before the poll is not lost: the next poll returns at once.
+        scanner.wakeup();
+        let started = Instant::now();
+        assert!(matches!(scanner.poll(Duration::from_secs(30)).unwrap(), Polled::Nothing));
+        assert!(started.elapsed() < Duration::from_secs(10), "the wake-up cut the 30 s poll short");
+
+        // A wake-up from another thread ends a poll that is already waiting.
+        let (polling, waker) = (scanner.clone(), scanner.clone());
+        let poller = std::thread::spawn(move || {
+            let started = Instant::now();
+            let polled = polling.poll(Duration::from_secs(30)).unwrap();
+            (polled, started.elapsed())
+        });
+        // Keep waking until the poller has returned: no sleep-based guess of when it waits.
+        while !poller.is_finished() {
+            waker.wakeup();
+            std::thread::yield_now();
+        }
+        let (polled, elapsed) = poller.join().unwrap();
+        assert!(matches!(polled, Polled::Nothing));
+        assert!(elapsed < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn given_failing_stream_when_polled_should_return_the_error() {
+        let rt = runtime();
+        let stream = futures::stream::iter(vec![Ok(batch(1)), Err(ClientError::Protocol("bad app_metadata".into()))]);
+        let scanner = PollingScanner::start(rt.handle().clone(), None, stream, 4, identity);
+        assert!(matches!(scanner.poll(Duration::from_secs(10)).unwrap(), Polled::Batch(_)));
+        let err = scanner.poll(Duration::from_secs(10)).unwrap_err();
+        assert!(err.to_string().contains("bad app_metadata"), "{err}");
+    }
+}
