@@ -42,7 +42,34 @@ public final class StromTypes {
    * @throws ValidationException naming {@code column} and the type when Strom cannot store it
    */
   public static String toStromType(String column, LogicalType type) {
-    return toStrom(column, type);
+    try {
+      return toStrom(column, type);
+    } catch (UnstorablePart part) {
+      String inner =
+          part.type == type ? "" : " (the part Strom cannot store: " + part.type.asSummaryString() + ")";
+      throw new ValidationException(
+          String.format(
+              "Column '%s' has type %s, which Strom cannot store%s%s. Supported: BOOLEAN,"
+                  + " TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL, CHAR, VARCHAR/STRING,"
+                  + " BINARY, VARBINARY/BYTES, DATE, TIME, TIMESTAMP, TIMESTAMP_LTZ, ARRAY, MAP, ROW.",
+              column,
+              type.asSummaryString(),
+              inner,
+              part.why == null ? "" : ": " + part.why));
+    }
+  }
+
+  /** Thrown inside the recursion so the message can name the column's whole type. */
+  private static final class UnstorablePart extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+    final transient LogicalType type;
+    final String why;
+
+    UnstorablePart(LogicalType type, String why) {
+      super(null, null, false, false);
+      this.type = type;
+      this.why = why;
+    }
   }
 
   /** The Flink type (with its nullability) of a column Strom describes by {@code stromType}. */
@@ -99,7 +126,7 @@ public final class StromTypes {
         List<String> fields = new ArrayList<>();
         for (RowType.RowField field : ((RowType) type).getFields()) {
           if (field.getName().contains("`")) {
-            throw unsupported(column, type, "ROW field names cannot contain '`'");
+            throw unsupported(type, "ROW field names cannot contain '`'");
           }
           fields.add("`" + field.getName() + "` " + nested(column, field.getType()));
         }
@@ -107,7 +134,7 @@ public final class StromTypes {
       default:
         // MULTISET, INTERVAL, RAW, NULL, TIMESTAMP WITH TIME ZONE, structured, distinct,
         // VARIANT, ...: Strom has no Arrow column for them (docs/flink.md, type mapping).
-        throw unsupported(column, type, null);
+        throw unsupported(type, null);
     }
   }
 
@@ -115,13 +142,8 @@ public final class StromTypes {
     return toStrom(column, type) + (type.isNullable() ? "" : " NOT NULL");
   }
 
-  private static ValidationException unsupported(String column, LogicalType type, String why) {
-    return new ValidationException(
-        String.format(
-            "Column '%s' has type %s, which Strom cannot store%s. Supported: BOOLEAN, TINYINT,"
-                + " SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL, CHAR, VARCHAR/STRING, BINARY,"
-                + " VARBINARY/BYTES, DATE, TIME, TIMESTAMP, TIMESTAMP_LTZ, ARRAY, MAP, ROW.",
-            column, type.asSummaryString(), why == null ? "" : " (" + why + ")"));
+  private static UnstorablePart unsupported(LogicalType type, String why) {
+    return new UnstorablePart(type, why);
   }
 
   /**
