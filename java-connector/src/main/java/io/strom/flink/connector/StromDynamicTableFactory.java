@@ -67,7 +67,12 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
       throw new ValidationException(
           "'" + StromConnectorOptions.SINK_BUFFER_FLUSH_MAX_ROWS.key() + "' must be >= 1, got " + maxRows);
     }
-    throw new ValidationException("Writing " + address + " is not implemented yet (" + maxRows + ")");
+    return new StromDynamicTableSink(
+        address,
+        context.getPhysicalRowDataType(),
+        context.getPrimaryKeyIndexes(),
+        maxRows,
+        options.get(StromConnectorOptions.SINK_IGNORE_DELETE));
   }
 
   /** Where the table lives, after checking the options of either kind of table. */
