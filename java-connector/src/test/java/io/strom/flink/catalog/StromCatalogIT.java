@@ -8,6 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.strom.flink.client.StromConnection;
 import io.strom.flink.client.StromNode;
+import io.strom.flink.client.internal.Json;
+import io.strom.flink.client.internal.StromNative;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -43,12 +45,19 @@ class StromCatalogIT {
 
   @AfterAll
   static void stop() throws Exception {
+    if (tEnv != null) {
+      // Dropping the catalog closes it (and its connection to the node).
+      tEnv.executeSql("USE CATALOG default_catalog");
+      tEnv.executeSql("DROP CATALOG strom");
+    }
     if (strom != null) {
       strom.close();
     }
     if (node != null) {
       node.close();
     }
+    JsonNode handles = Json.parse(StromNative.openHandles());
+    assertEquals(0, handles.path("connections").asInt(), "the catalog closed its connection: " + handles);
   }
 
   @Test

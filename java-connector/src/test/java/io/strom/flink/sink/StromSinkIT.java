@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.strom.flink.client.BucketOffset;
+import io.strom.flink.client.OffsetSpec;
 import io.strom.flink.client.ScanBatch;
 import io.strom.flink.client.ScanRequest;
 import io.strom.flink.client.StromConnection;
@@ -15,10 +17,16 @@ import java.util.ArrayList;
 import java.util.List;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.flink.configuration.Configuration;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
+import org.apache.flink.table.api.TableResult;
 import org.apache.flink.test.junit5.MiniClusterExtension;
+import com.fasterxml.jackson.databind.JsonNode;
+import io.strom.flink.client.internal.Json;
+import io.strom.flink.client.internal.StromNative;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -51,8 +59,24 @@ class StromSinkIT {
     }
   }
 
-  private static TableEnvironment flink(EnvironmentSettings settings) {
+  /** Table environments of the running test, whose catalogs are closed after it. */
+  private final List<TableEnvironment> environments = new ArrayList<>();
+
+  @AfterEach
+  void closeCatalogs() {
+    for (TableEnvironment tEnv : environments) {
+      tEnv.executeSql("USE CATALOG default_catalog");
+      tEnv.executeSql("DROP CATALOG strom");
+    }
+    // Sink writers close their connections when their task ends; the catalog's is closed above.
+    JsonNode handles = Json.parse(StromNative.openHandles());
+    assertEquals(1, handles.path("connections").asInt(), "only the test's own connection: " + handles);
+    assertEquals(0, handles.path("writers").asInt(), "every sink writer was closed: " + handles);
+  }
+
+  private TableEnvironment flink(EnvironmentSettings settings) {
     TableEnvironment tEnv = TableEnvironment.create(settings);
+    environments.add(tEnv);
     // One subtask: the order of the changes a test asserts on is the order they were made.
     tEnv.getConfig().set("parallelism.default", "1");
     tEnv.executeSql(
@@ -154,6 +178,52 @@ class StromSinkIT {
     }
     assertTrue(changes.contains("-Da"), "the changelog holds the delete of 'a': " + changes);
     assertEquals(List.of("b|5"), render(scan(ScanRequest.snapshot("sink", "small_groups"))));
+  }
+
+  @Test
+  void anUnboundedJobMakesItsRowsDurableAtEveryCheckpoint() throws Exception {
+    Configuration conf = new Configuration();
+    conf.setString("execution.checkpointing.interval", "200 ms");
+    TableEnvironment tEnv =
+        flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build());
+    tEnv.executeSql(
+            "CREATE TABLE ticks (id BIGINT) WITH ('bucket.num' = '1',"
+                + " 'sink.buffer-flush.max-rows' = '1000000')")
+        .await();
+    tEnv.executeSql(
+        "CREATE TEMPORARY TABLE gen (id BIGINT) WITH ('connector' = 'datagen',"
+            + " 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',"
+            + " 'fields.id.end' = '100000000')");
+    TableResult job = tEnv.executeSql("INSERT INTO ticks SELECT id FROM gen");
+    try {
+      // The buffer would hold a million rows: only the checkpoints' flushes send them.
+      long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+      long stored = 0;
+      while (stored < 50 && System.nanoTime() < deadline) {
+        stored = storedRows("ticks");
+        if (stored < 50) {
+          Thread.sleep(50); // polling the node's offsets; the condition is what we wait for
+        }
+      }
+      assertTrue(stored >= 50, "rows reached the node through checkpoints: " + stored);
+    } finally {
+      // Cancelled, then awaited until terminal: the tasks have closed their writers then.
+      org.apache.flink.core.execution.JobClient client = job.getJobClient().orElseThrow();
+      client.cancel().get();
+      client.getJobExecutionResult().handle((result, error) -> null).get();
+    }
+    List<List<Object>> rows = scan(ScanRequest.log("sink", "ticks"));
+    for (int i = 0; i < rows.size(); i++) {
+      assertEquals((long) i + 1, rows.get(i).get(0), "rows arrive in order, none lost, none twice");
+    }
+  }
+
+  private static long storedRows(String table) {
+    long rows = 0;
+    for (BucketOffset offset : strom.listOffsets("sink", table, null, OffsetSpec.latest())) {
+      rows += offset.offset();
+    }
+    return rows;
   }
 
   @Test
