@@ -61,6 +61,15 @@ class StromCatalogIT {
   }
 
   @Test
+  void aCatalogOnAnUnreachableNodeFailsNamingTheEndpoint() {
+    // Port 1 on loopback: nothing listens there.
+    String down = failure("CREATE CATALOG nowhere WITH ('type' = 'strom', 'endpoint' = 'grpc://127.0.0.1:1')");
+    assertTrue(down.contains("grpc://127.0.0.1:1"), down);
+    String noEndpoint = failure("CREATE CATALOG nowhere WITH ('type' = 'strom')");
+    assertTrue(noEndpoint.contains("endpoint"), noEndpoint);
+  }
+
+  @Test
   void databasesAreCreatedListedAndDroppedOnTheNode() {
     assertTrue(strom.listDatabases().contains("strom"), "the default database is created on open");
     assertEquals("strom", single("SHOW CURRENT DATABASE"));
