@@ -40,7 +40,16 @@ public final class TableSpec {
   }
 
   public TableSpec column(String name, String sqlType, boolean nullable) {
-    columns.addObject().put("name", name).put("type", sqlType).put("nullable", nullable);
+    return column(name, sqlType, nullable, null);
+  }
+
+  /** A column with a comment (null: none), which {@code get_table} returns. */
+  public TableSpec column(String name, String sqlType, boolean nullable, String comment) {
+    ObjectNode column =
+        columns.addObject().put("name", name).put("type", sqlType).put("nullable", nullable);
+    if (comment != null) {
+      column.put("comment", comment);
+    }
     return this;
   }
 

@@ -19,7 +19,7 @@ import java.util.stream.Stream;
  * runs it. The endpoint is read from the line the node prints once it listens, so no test
  * guesses a free port or sleeps until the node is up.
  */
-final class StromNode implements AutoCloseable {
+public final class StromNode implements AutoCloseable {
   private static final Pattern LISTENING = Pattern.compile("listening on (grpc://\\S+)");
 
   private final Process process;
@@ -32,7 +32,7 @@ final class StromNode implements AutoCloseable {
     this.endpoint = endpoint;
   }
 
-  static StromNode start() throws IOException, InterruptedException {
+  public static StromNode start() throws IOException, InterruptedException {
     String bin = System.getenv("STROM_BIN");
     if (bin == null || bin.isEmpty() || !Files.isExecutable(Path.of(bin))) {
       throw new IllegalStateException(
@@ -75,7 +75,7 @@ final class StromNode implements AutoCloseable {
     }
   }
 
-  String endpoint() {
+  public String endpoint() {
     return endpoint;
   }
 
