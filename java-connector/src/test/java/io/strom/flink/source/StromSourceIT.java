@@ -126,7 +126,7 @@ class StromSourceIT {
     tEnv.executeSql(
             "INSERT INTO all_types VALUES (1, TRUE, CAST(-8 AS TINYINT), CAST(300 AS SMALLINT),"
                 + " 9000000000, CAST(1.5 AS FLOAT), 2.25, CAST(123456789.012 AS DECIMAL(12, 3)),"
-                + " CAST(12345678901234567890.1234 AS DECIMAL(30, 4)), 'abc', 'héllo', X'0102',"
+                + " CAST('12345678901234567890.1234' AS DECIMAL(30, 4)), 'abc', 'héllo', X'0102',"
                 + " X'FF', DATE '2026-11-21', TIME '12:34:56.789', TIMESTAMP '2026-11-21 12:34:56.123456',"
                 + " TIMESTAMP '1969-12-31 23:59:59.123456789', TO_TIMESTAMP_LTZ(1763733000123, 3),"
                 + " ARRAY[1, CAST(NULL AS INT), 3], MAP['k', CAST(7 AS BIGINT)], ROW(5, 'five'))")
