@@ -259,6 +259,8 @@ class StromSourceIT {
     assertEquals("[I]", sourceChangelogMode(tEnv, "cm_first"));
     assertEquals("[I,UB,UA]", sourceChangelogMode(tEnv, "cm_ignore"));
     assertEquals("[I,UB,UA,D]", sourceChangelogMode(tEnv, "cm_all"));
+    tEnv.executeSql("CREATE TABLE cm_wal (id BIGINT, v STRING, PRIMARY KEY (id) NOT ENFORCED) WITH ('table.changelog.image' = 'WAL')");
+    assertEquals("[I,UA,D]", sourceChangelogMode(tEnv, "cm_wal"));
   }
 
   private static String sourceChangelogMode(TableEnvironment tEnv, String table) {
