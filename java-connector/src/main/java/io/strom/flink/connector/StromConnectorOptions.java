@@ -1,9 +1,10 @@
 package io.strom.flink.connector;
 
+import java.time.Duration;
 import org.apache.flink.configuration.ConfigOption;
 import org.apache.flink.configuration.ConfigOptions;
 
-/** Options of {@code 'connector' = 'strom'} tables and of the Strom sink. */
+/** Options of {@code 'connector' = 'strom'} tables, of the Strom source and of the sink. */
 public final class StromConnectorOptions {
   private StromConnectorOptions() {}
 
@@ -39,4 +40,29 @@ public final class StromConnectorOptions {
           .defaultValue(false)
           .withDescription(
               "Drop DELETE and UPDATE_BEFORE rows instead of deleting keys of a primary-key table.");
+
+  public static final ConfigOption<String> SCAN_STARTUP_MODE =
+      ConfigOptions.key("scan.startup.mode")
+          .stringType()
+          .defaultValue("full")
+          .withDescription(
+              "Where a streaming read starts: 'full' (primary-key tables: the snapshot, then the"
+                  + " changelog from it; log tables: the earliest offset), 'earliest', 'latest',"
+                  + " 'timestamp' (with 'scan.startup.timestamp').");
+
+  public static final ConfigOption<String> SCAN_STARTUP_TIMESTAMP =
+      ConfigOptions.key("scan.startup.timestamp")
+          .stringType()
+          .noDefaultValue()
+          .withDescription(
+              "For 'scan.startup.mode' = 'timestamp': milliseconds since the epoch, or"
+                  + " 'yyyy-MM-dd HH:mm:ss' in the session time zone ('table.local-time-zone').");
+
+  public static final ConfigOption<Duration> SCAN_PARTITION_DISCOVERY_INTERVAL =
+      ConfigOptions.key("scan.partition.discovery.interval")
+          .durationType()
+          .defaultValue(Duration.ofMinutes(1))
+          .withDescription(
+              "How often a streaming read of a partitioned table looks for new partitions (read"
+                  + " from their start) and dropped ones (retired); 0 turns discovery off.");
 }

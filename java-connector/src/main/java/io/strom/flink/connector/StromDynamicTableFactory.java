@@ -1,18 +1,31 @@
 package io.strom.flink.connector;
 
+import io.strom.flink.client.StromConnection;
+import io.strom.flink.client.StromException;
+import io.strom.flink.source.StartupMode;
+import java.time.Duration;
+import java.time.LocalDateTime;
+import java.time.ZoneId;
+import java.time.format.DateTimeFormatter;
+import java.time.format.DateTimeParseException;
 import java.util.HashSet;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import org.apache.flink.api.common.RuntimeExecutionMode;
 import org.apache.flink.configuration.ConfigOption;
 import org.apache.flink.configuration.Configuration;
+import org.apache.flink.configuration.ExecutionOptions;
 import org.apache.flink.configuration.ReadableConfig;
 import org.apache.flink.table.api.ValidationException;
+import org.apache.flink.table.api.config.TableConfigOptions;
 import org.apache.flink.table.catalog.ObjectIdentifier;
 import org.apache.flink.table.connector.sink.DynamicTableSink;
 import org.apache.flink.table.connector.source.DynamicTableSource;
 import org.apache.flink.table.factories.DynamicTableSinkFactory;
 import org.apache.flink.table.factories.DynamicTableSourceFactory;
 import org.apache.flink.table.factories.FactoryUtil;
+import org.apache.flink.table.types.logical.RowType;
 
 /**
  * {@code 'connector' = 'strom'}: a Strom table declared outside the catalog, with {@code
@@ -47,15 +60,82 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
 
   @Override
   public Set<ConfigOption<?>> optionalOptions() {
-    return Set.of(StromConnectorOptions.SINK_BUFFER_FLUSH_MAX_ROWS, StromConnectorOptions.SINK_IGNORE_DELETE);
+    return Set.of(
+        StromConnectorOptions.SINK_BUFFER_FLUSH_MAX_ROWS,
+        StromConnectorOptions.SINK_IGNORE_DELETE,
+        StromConnectorOptions.SCAN_STARTUP_MODE,
+        StromConnectorOptions.SCAN_STARTUP_TIMESTAMP,
+        StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL);
   }
 
   @Override
   public DynamicTableSource createDynamicTableSource(Context context) {
     StromTableAddress address = resolve(context);
-    throw new ValidationException(
-        "Reading Strom table " + address + " from Flink is not supported by this connector"
-            + " version yet (the source is the next slice); writing with INSERT INTO works.");
+    ReadableConfig options = Configuration.fromMap(context.getCatalogTable().getOptions());
+    boolean bounded =
+        context.getConfiguration().get(ExecutionOptions.RUNTIME_MODE) == RuntimeExecutionMode.BATCH;
+    StartupMode startupMode;
+    try {
+      startupMode = StartupMode.parse(options.get(StromConnectorOptions.SCAN_STARTUP_MODE));
+    } catch (IllegalArgumentException e) {
+      throw new ValidationException("Table " + address + ": " + e.getMessage());
+    }
+    long startupTimestamp = -1;
+    if (startupMode == StartupMode.TIMESTAMP) {
+      startupTimestamp = startupTimestamp(address, options, context.getConfiguration());
+    }
+    StromTableInfo table = tableInfo(address);
+    if (bounded && table.primaryKeyTable() && startupMode != StartupMode.FULL) {
+      throw new ValidationException(
+          "Table " + address + ": a batch read of a primary-key table reads its snapshot, so"
+              + " 'scan.startup.mode' must be 'full' there (got '"
+              + startupMode.name().toLowerCase(Locale.ROOT) + "'); read its changelog in streaming mode");
+    }
+    Duration discovery = options.get(StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL);
+    return new StromDynamicTableSource(
+        address,
+        (RowType) context.getPhysicalRowDataType().getLogicalType(),
+        table,
+        bounded,
+        startupMode,
+        startupTimestamp,
+        discovery.toMillis());
+  }
+
+  /** {@code scan.startup.timestamp}: epoch milliseconds, or a local date-time in the session zone. */
+  private static long startupTimestamp(
+      StromTableAddress address, ReadableConfig options, ReadableConfig session) {
+    String value = options.get(StromConnectorOptions.SCAN_STARTUP_TIMESTAMP);
+    if (value == null) {
+      throw new ValidationException(
+          "Table " + address + ": 'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp'"
+              + " (epoch milliseconds or 'yyyy-MM-dd HH:mm:ss')");
+    }
+    String trimmed = value.trim();
+    if (trimmed.matches("\\d+")) {
+      return Long.parseLong(trimmed);
+    }
+    try {
+      LocalDateTime local = LocalDateTime.parse(trimmed, DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss"));
+      String zone = session.get(TableConfigOptions.LOCAL_TIME_ZONE);
+      ZoneId zoneId =
+          TableConfigOptions.LOCAL_TIME_ZONE.defaultValue().equals(zone) ? ZoneId.systemDefault() : ZoneId.of(zone);
+      return local.atZone(zoneId).toInstant().toEpochMilli();
+    } catch (DateTimeParseException e) {
+      throw new ValidationException(
+          "Table " + address + ": 'scan.startup.timestamp' = '" + value + "' is neither epoch"
+              + " milliseconds nor 'yyyy-MM-dd HH:mm:ss'");
+    }
+  }
+
+  /** The table as the node has it now (kind, partitions, buckets, changelog options). */
+  private static StromTableInfo tableInfo(StromTableAddress address) {
+    try (StromConnection connection = StromConnection.connect(address.endpoint())) {
+      return StromTableInfo.fromJson(connection.getTable(address.database(), address.table()));
+    } catch (StromException e) {
+      throw new ValidationException(
+          "Cannot read Strom table " + address + ": " + e.getMessage(), e);
+    }
   }
 
   @Override
@@ -92,17 +172,17 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
   }
 
   /**
-   * The node stores {@code sink.*} options for the clients that use them without checking
-   * them (docs/protocol.md): this client refuses those it does not know, naming them, so a typo
-   * never silently means the default.
+   * The node stores {@code sink.*} and {@code scan.*} options for the clients that use them
+   * without checking them (docs/protocol.md): this client refuses those it does not know,
+   * naming them, so a typo never silently means the default.
    */
   private void validateClientOptions(Map<String, String> options) {
     Set<String> known = new HashSet<>();
     optionalOptions().forEach(option -> known.add(option.key()));
     for (String key : options.keySet()) {
-      if (key.startsWith("sink.") && !known.contains(key)) {
+      if ((key.startsWith("sink.") || key.startsWith("scan.")) && !known.contains(key)) {
         throw new ValidationException(
-            "Unsupported option '" + key + "' of a Strom table. Supported sink options: " + known);
+            "Unsupported option '" + key + "' of a Strom table. Supported source and sink options: " + known);
       }
     }
   }

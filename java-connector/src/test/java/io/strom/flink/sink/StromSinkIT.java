@@ -33,7 +33,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * INSERT INTO Strom tables from Flink 2.3 jobs on a MiniCluster, against the real node: what
- * arrives is read back with the client's scans, not with the (not yet written) Flink source.
+ * arrives is read back with the client's scans, independent of the connector's own source.
  */
 class StromSinkIT {
   @RegisterExtension
@@ -63,13 +63,19 @@ class StromSinkIT {
   private final List<TableEnvironment> environments = new ArrayList<>();
 
   @AfterEach
-  void closeCatalogs() {
+  void closeCatalogs() throws InterruptedException {
     for (TableEnvironment tEnv : environments) {
       tEnv.executeSql("USE CATALOG default_catalog");
       tEnv.executeSql("DROP CATALOG strom");
     }
     // Sink writers close their connections when their task ends; the catalog's is closed above.
+    // A source's enumerator closes its connection when the job ends, which may be just after
+    // the test read the last row: give it a moment before insisting.
     JsonNode handles = Json.parse(StromNative.openHandles());
+    for (int attempt = 0; attempt < 100 && handles.path("connections").asInt() != 1; attempt++) {
+      Thread.sleep(50); // polling the condition below, not a synchronisation
+      handles = Json.parse(StromNative.openHandles());
+    }
     assertEquals(1, handles.path("connections").asInt(), "only the test's own connection: " + handles);
     assertEquals(0, handles.path("writers").asInt(), "every sink writer was closed: " + handles);
   }
@@ -193,7 +199,9 @@ class StromSinkIT {
     tEnv.executeSql(
         "CREATE TEMPORARY TABLE gen (id BIGINT) WITH ('connector' = 'datagen',"
             + " 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',"
-            + " 'fields.id.end' = '100000000')");
+            // Flink's sequence generator materializes every value of its range when it opens:
+            // 10^8 of them took seconds of CPU and most of the heap. A minute's worth suffices.
+            + " 'fields.id.end' = '100000')");
     TableResult job = tEnv.executeSql("INSERT INTO ticks SELECT id FROM gen");
     try {
       // The buffer would hold a million rows: only the checkpoints' flushes send them.
@@ -250,8 +258,11 @@ class StromSinkIT {
             + node.endpoint() + "', 'database' = 'sink', 'table' = 'events', 'sink.bufer' = '1')");
     String typo = messages(assertThrows(Throwable.class, () -> tEnv.executeSql("INSERT INTO typo VALUES (1)").await()));
     assertTrue(typo.contains("sink.bufer"), typo);
-    String read = messages(assertThrows(Throwable.class, () -> tEnv.executeSql("SELECT * FROM ev").await()));
-    assertTrue(read.contains("not supported by this connector version yet"), read);
+    // The same declaration reads the table back through the source.
+    List<String> read = new ArrayList<>();
+    tEnv.executeSql("SELECT id, name FROM ev").collect().forEachRemaining(row -> read.add(row.toString()));
+    read.sort(null);
+    assertEquals(List.of("+I[1, one]", "+I[2, two]", "+I[3, three]"), read);
   }
 
   /** Every row of a bounded scan, as Java values (Arrow's getObject), in bucket/offset order. */

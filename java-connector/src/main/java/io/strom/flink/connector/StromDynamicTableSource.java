@@ -1,0 +1,263 @@
+package io.strom.flink.connector;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.strom.flink.client.BucketOffset;
+import io.strom.flink.client.OffsetSpec;
+import io.strom.flink.client.StromConnection;
+import io.strom.flink.client.StromException;
+import io.strom.flink.source.SourcePlan;
+import io.strom.flink.source.StartupMode;
+import io.strom.flink.source.StromSource;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import org.apache.flink.table.api.ValidationException;
+import org.apache.flink.table.connector.ChangelogMode;
+import org.apache.flink.table.connector.source.DynamicTableSource;
+import org.apache.flink.table.connector.source.ScanTableSource;
+import org.apache.flink.table.connector.source.SourceProvider;
+import org.apache.flink.table.connector.source.abilities.SupportsAggregatePushDown;
+import org.apache.flink.table.connector.source.abilities.SupportsLimitPushDown;
+import org.apache.flink.table.connector.source.abilities.SupportsPartitionPushDown;
+import org.apache.flink.table.connector.source.abilities.SupportsProjectionPushDown;
+import org.apache.flink.table.expressions.AggregateExpression;
+import org.apache.flink.table.types.DataType;
+import org.apache.flink.table.types.logical.RowType;
+import org.apache.flink.types.RowKind;
+
+/**
+ * SELECT from a Strom table: the {@link StromSource} with what the planner pushed into it —
+ * the projected columns (the node sends only those), the partitions left after partition
+ * filters, and a LIMIT (each bucket's scan stops there; Flink still applies the limit).
+ *
+ * <p>In batch mode, {@code SELECT COUNT(*)} of a log table is answered from the node's offsets
+ * (high watermark minus log start of every bucket: the node's own record count) without
+ * reading a row.
+ *
+ * <p>The changelog mode the planner sees follows the table: insert-only for log tables,
+ * {@code first_row} tables and every bounded read (a snapshot is all inserts); for other
+ * primary-key tables {@code +I/-U/+U/-D}, without {@code -D} when deletes are ignored or
+ * disabled, without {@code -U} when the changelog image is WAL.
+ */
+public final class StromDynamicTableSource
+    implements ScanTableSource,
+        SupportsProjectionPushDown,
+        SupportsLimitPushDown,
+        SupportsPartitionPushDown,
+        SupportsAggregatePushDown {
+  private final StromTableAddress address;
+  private final RowType physicalType;
+  private final StromTableInfo table;
+  private final boolean bounded;
+  private final StartupMode startupMode;
+  private final long startupTimestampMillis;
+  private final long discoveryIntervalMillis;
+  private int[] projection;
+  private long limit = -1;
+  private Set<String> partitionFilter;
+  private boolean countPushedDown;
+  /** The planner's type of the COUNT(*) row when the count is pushed down. */
+  private RowType countType;
+
+  StromDynamicTableSource(
+      StromTableAddress address,
+      RowType physicalType,
+      StromTableInfo table,
+      boolean bounded,
+      StartupMode startupMode,
+      long startupTimestampMillis,
+      long discoveryIntervalMillis) {
+    this.address = address;
+    this.physicalType = physicalType;
+    this.table = table;
+    this.bounded = bounded;
+    this.startupMode = startupMode;
+    this.startupTimestampMillis = startupTimestampMillis;
+    this.discoveryIntervalMillis = discoveryIntervalMillis;
+  }
+
+  @Override
+  public ChangelogMode getChangelogMode() {
+    if (bounded || !table.primaryKeyTable() || table.firstRowMergeEngine()) {
+      return ChangelogMode.insertOnly();
+    }
+    ChangelogMode.Builder mode = ChangelogMode.newBuilder().addContainedKind(RowKind.INSERT);
+    if (!table.walChangelogImage()) {
+      mode.addContainedKind(RowKind.UPDATE_BEFORE);
+    }
+    mode.addContainedKind(RowKind.UPDATE_AFTER);
+    if (!table.deletesDropped()) {
+      mode.addContainedKind(RowKind.DELETE);
+    }
+    return mode.build();
+  }
+
+  @Override
+  public ScanRuntimeProvider getScanRuntimeProvider(ScanContext context) {
+    if (countPushedDown) {
+      return SourceProvider.of(
+          new StromSource(
+              new SourcePlan(address, countType, List.of(), false, false, 1, true, startupMode,
+                  startupTimestampMillis, null, 0, -1, countRecords())));
+    }
+    int[] fields = projection != null ? projection : allFields();
+    List<String> names = new ArrayList<>();
+    List<RowType.RowField> produced = new ArrayList<>();
+    for (int field : fields) {
+      RowType.RowField rowField = physicalType.getFields().get(field);
+      names.add(rowField.getName());
+      produced.add(rowField);
+    }
+    // COUNT(*) and friends project nothing; the node still needs a column to send row counts.
+    List<String> requested = names.isEmpty() ? List.of(physicalType.getFieldNames().get(0)) : names;
+    SourcePlan plan =
+        new SourcePlan(
+            address,
+            new RowType(false, produced),
+            requested,
+            table.primaryKeyTable(),
+            table.partitioned(),
+            table.bucketCount(),
+            bounded,
+            startupMode,
+            startupTimestampMillis,
+            partitionFilter,
+            discoveryIntervalMillis,
+            limit,
+            -1);
+    return SourceProvider.of(new StromSource(plan));
+  }
+
+  private int[] allFields() {
+    return java.util.stream.IntStream.range(0, physicalType.getFieldCount()).toArray();
+  }
+
+  @Override
+  public boolean supportsNestedProjection() {
+    return false;
+  }
+
+  @Override
+  public void applyProjection(int[][] projectedFields, DataType producedDataType) {
+    projection = Arrays.stream(projectedFields).mapToInt(path -> path[0]).toArray();
+  }
+
+  @Override
+  public void applyLimit(long limit) {
+    // Only bounded scans take it to the node: a streaming LIMIT must keep reading changes.
+    if (bounded) {
+      this.limit = limit;
+    }
+  }
+
+  @Override
+  public boolean applyAggregates(
+      List<int[]> groupingSets, List<AggregateExpression> aggregates, DataType producedDataType) {
+    // Only a global COUNT(*) of a whole log table read from its start: then the count is the
+    // node's record count. Primary-key tables count rows, which needs the node's count
+    // ticket (not exposed through the bridge yet): Flink counts those itself.
+    if (!bounded
+        || table.primaryKeyTable()
+        || limit >= 0
+        || !(startupMode == StartupMode.FULL || startupMode == StartupMode.EARLIEST)
+        || groupingSets.size() != 1
+        || groupingSets.get(0).length != 0
+        || aggregates.size() != 1) {
+      return false;
+    }
+    AggregateExpression aggregate = aggregates.get(0);
+    boolean countStar =
+        aggregate.getFunctionDefinition().getClass().getSimpleName().equals("Count1AggFunction")
+            && !aggregate.isDistinct()
+            && aggregate.getFilterExpression().isEmpty();
+    if (!countStar) {
+      return false;
+    }
+    countPushedDown = true;
+    countType = (RowType) producedDataType.getLogicalType();
+    return true;
+  }
+
+  /** Records in the partitions read: what the node's {@code count} answers for a log table. */
+  private long countRecords() {
+    try (StromConnection connection = StromConnection.connect(address.endpoint())) {
+      List<String> partitions = new ArrayList<>();
+      if (partitionFilter != null) {
+        partitions.addAll(partitionFilter);
+      } else {
+        partitions.add(null); // every partition (or the table)
+      }
+      long count = 0;
+      for (String partition : partitions) {
+        for (BucketOffset end :
+            connection.listOffsets(address.database(), address.table(), partition, OffsetSpec.latest())) {
+          count += end.offset();
+        }
+        for (BucketOffset start :
+            connection.listOffsets(address.database(), address.table(), partition, OffsetSpec.earliest())) {
+          count -= start.offset();
+        }
+      }
+      return count;
+    } catch (StromException e) {
+      throw new ValidationException("Cannot count Strom table " + address + ": " + e.getMessage(), e);
+    }
+  }
+
+  @Override
+  public Optional<List<Map<String, String>>> listPartitions() {
+    // Asked from the node rather than left to the catalog: 'connector' tables have none.
+    List<Map<String, String>> partitions = new ArrayList<>();
+    try (StromConnection connection = StromConnection.connect(address.endpoint())) {
+      for (JsonNode partition : connection.listPartitions(address.database(), address.table())) {
+        Map<String, String> values = new LinkedHashMap<>();
+        partition.path("values").fields().forEachRemaining(e -> values.put(e.getKey(), e.getValue().asText()));
+        partitions.add(values);
+      }
+    } catch (StromException e) {
+      throw new ValidationException("Cannot list the partitions of Strom table " + address + ": " + e.getMessage(), e);
+    }
+    return Optional.of(partitions);
+  }
+
+  @Override
+  public void applyPartitions(List<Map<String, String>> remainingPartitions) {
+    Set<String> names = new LinkedHashSet<>();
+    for (Map<String, String> partition : remainingPartitions) {
+      List<String> values = new ArrayList<>();
+      for (String key : table.partitionKeys()) {
+        String value = partition.get(key);
+        if (value == null) {
+          throw new ValidationException("Table " + address + ": partition " + partition + " misses key " + key);
+        }
+        values.add(value);
+      }
+      // Partition names are the values joined with '$' in key order (docs/partitions.md).
+      names.add(String.join("$", values));
+    }
+    partitionFilter = names;
+  }
+
+  @Override
+  public DynamicTableSource copy() {
+    StromDynamicTableSource copy =
+        new StromDynamicTableSource(
+            address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis);
+    copy.projection = projection == null ? null : projection.clone();
+    copy.limit = limit;
+    copy.partitionFilter = partitionFilter == null ? null : new LinkedHashSet<>(partitionFilter);
+    copy.countPushedDown = countPushedDown;
+    copy.countType = countType;
+    return copy;
+  }
+
+  @Override
+  public String asSummaryString() {
+    return "Strom(" + address + ")";
+  }
+}

@@ -1,0 +1,59 @@
+package io.strom.flink.source;
+
+import io.strom.flink.connector.StromTableAddress;
+import java.io.Serializable;
+import java.util.List;
+import java.util.Set;
+import org.apache.flink.table.types.logical.RowType;
+
+/**
+ * Everything the planner decided about one read of a Strom table, shipped to the enumerator
+ * and the readers: which table, which columns (after projection push-down), how it starts,
+ * whether it is bounded, which partitions (after partition push-down) and a row limit.
+ *
+ * @param address the table on its node
+ * @param producedType the row type Flink receives (the projected columns, in order)
+ * @param requestedColumns the columns asked from the node; equal to the produced columns except
+ *     for an empty projection (COUNT(*) without push-down), where one column is still read so
+ *     that the node has something to count rows by
+ * @param primaryKeyTable whether the table has a primary key (changelog with _change_type)
+ * @param partitioned whether the table is partitioned
+ * @param bucketCount buckets per table (per partition)
+ * @param bounded batch mode: log tables end at the offsets of job start, primary-key tables
+ *     are read as their snapshot
+ * @param startupMode where an unbounded read starts
+ * @param startupTimestampMillis for {@link StartupMode#TIMESTAMP}
+ * @param partitionFilter the partitions to read (partition push-down); null: all, including
+ *     partitions created while the job runs
+ * @param discoveryIntervalMillis how often a streaming read of a partitioned table looks for
+ *     new and dropped partitions
+ * @param limit rows per split (LIMIT push-down; the planner still applies the limit on top);
+ *     -1: none
+ * @param pushedCount COUNT(*) push-down: the one row to produce instead of reading, or -1
+ */
+public record SourcePlan(
+    StromTableAddress address,
+    RowType producedType,
+    List<String> requestedColumns,
+    boolean primaryKeyTable,
+    boolean partitioned,
+    int bucketCount,
+    boolean bounded,
+    StartupMode startupMode,
+    long startupTimestampMillis,
+    Set<String> partitionFilter,
+    long discoveryIntervalMillis,
+    long limit,
+    long pushedCount)
+    implements Serializable {
+
+  /** Whether the read is answered by a count resolved at planning (no rows are read). */
+  public boolean countOnly() {
+    return pushedCount >= 0;
+  }
+
+  /** Whether a split starts with a snapshot of its bucket (then, unbounded, its changelog). */
+  public boolean startsWithSnapshot() {
+    return primaryKeyTable && startupMode == StartupMode.FULL;
+  }
+}
