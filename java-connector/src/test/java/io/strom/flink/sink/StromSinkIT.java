@@ -8,8 +8,6 @@ import io.strom.flink.client.BucketOffset;
 import io.strom.flink.client.OffsetSpec;
 import io.strom.flink.client.ScanBatch;
 import io.strom.flink.client.ScanRequest;
-import io.strom.flink.client.StromConnection;
-import io.strom.flink.client.StromNode;
 import io.strom.flink.client.StromScanner;
 import java.math.BigDecimal;
 import java.time.Duration;
@@ -22,13 +20,8 @@ import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.table.api.TableResult;
 import org.apache.flink.test.junit5.MiniClusterExtension;
-import com.fasterxml.jackson.databind.JsonNode;
-import io.strom.flink.client.internal.Json;
-import io.strom.flink.client.internal.StromNative;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import io.strom.flink.FlinkStromFixture;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
@@ -39,57 +32,12 @@ class StromSinkIT {
   @RegisterExtension
   static final MiniClusterExtension FLINK = new MiniClusterExtension();
 
-  private static StromNode node;
-  private static StromConnection strom;
+  @RegisterExtension
+  static final FlinkStromFixture STROM = new FlinkStromFixture("sink");
 
-  @BeforeAll
-  static void start() throws Exception {
-    node = StromNode.start();
-    strom = StromConnection.connect(node.endpoint());
-    strom.createDatabase("sink", false);
-  }
-
-  @AfterAll
-  static void stop() throws Exception {
-    if (strom != null) {
-      strom.close();
-    }
-    if (node != null) {
-      node.close();
-    }
-  }
-
-  /** Table environments of the running test, whose catalogs are closed after it. */
-  private final List<TableEnvironment> environments = new ArrayList<>();
-
-  @AfterEach
-  void closeCatalogs() throws InterruptedException {
-    for (TableEnvironment tEnv : environments) {
-      tEnv.executeSql("USE CATALOG default_catalog");
-      tEnv.executeSql("DROP CATALOG strom");
-    }
-    // Sink writers close their connections when their task ends; the catalog's is closed above.
-    // A source's enumerator closes its connection when the job ends, which may be just after
-    // the test read the last row: give it a moment before insisting.
-    JsonNode handles = Json.parse(StromNative.openHandles());
-    for (int attempt = 0; attempt < 100 && handles.path("connections").asInt() != 1; attempt++) {
-      Thread.sleep(50); // polling the condition below, not a synchronisation
-      handles = Json.parse(StromNative.openHandles());
-    }
-    assertEquals(1, handles.path("connections").asInt(), "only the test's own connection: " + handles);
-    assertEquals(0, handles.path("writers").asInt(), "every sink writer was closed: " + handles);
-  }
-
-  private TableEnvironment flink(EnvironmentSettings settings) {
-    TableEnvironment tEnv = TableEnvironment.create(settings);
-    environments.add(tEnv);
-    // One subtask: the order of the changes a test asserts on is the order they were made.
-    tEnv.getConfig().set("parallelism.default", "1");
-    tEnv.executeSql(
-        "CREATE CATALOG strom WITH ('type' = 'strom', 'endpoint' = '" + node.endpoint()
-            + "', 'default-database' = 'sink')");
-    tEnv.executeSql("USE CATALOG strom");
-    return tEnv;
+  /** A table environment with the catalog; one subtask: changes arrive in the order made. */
+  private static TableEnvironment flink(EnvironmentSettings settings) {
+    return STROM.flink(settings, 1);
   }
 
   @Test
@@ -228,7 +176,7 @@ class StromSinkIT {
 
   private static long storedRows(String table) {
     long rows = 0;
-    for (BucketOffset offset : strom.listOffsets("sink", table, null, OffsetSpec.latest())) {
+    for (BucketOffset offset : STROM.strom().listOffsets("sink", table, null, OffsetSpec.latest())) {
       rows += offset.offset();
     }
     return rows;
@@ -236,13 +184,13 @@ class StromSinkIT {
 
   @Test
   void tablesDeclaredWithTheConnectorOptionWriteToTheirStromTable() throws Exception {
-    strom.createTable(
+    STROM.strom().createTable(
         io.strom.flink.client.TableSpec.of("sink", "events").column("id", "BIGINT").column("name", "STRING"));
     TableEnvironment tEnv = TableEnvironment.create(EnvironmentSettings.inBatchMode());
     tEnv.getConfig().set("parallelism.default", "1");
     tEnv.executeSql(
             "CREATE TABLE ev (id BIGINT, name STRING) WITH ('connector' = 'strom', 'endpoint' = '"
-                + node.endpoint() + "', 'database' = 'sink', 'table' = 'events',"
+                + STROM.endpoint() + "', 'database' = 'sink', 'table' = 'events',"
                 + " 'sink.buffer-flush.max-rows' = '1')")
         .await();
     tEnv.executeSql("INSERT INTO ev VALUES (1, 'one'), (2, 'two'), (3, 'three')").await();
@@ -250,12 +198,12 @@ class StromSinkIT {
 
     tEnv.executeSql(
         "CREATE TABLE no_table (id BIGINT) WITH ('connector' = 'strom', 'endpoint' = '"
-            + node.endpoint() + "', 'database' = 'sink')");
+            + STROM.endpoint() + "', 'database' = 'sink')");
     String missing = messages(assertThrows(Throwable.class, () -> tEnv.executeSql("INSERT INTO no_table VALUES (1)").await()));
     assertTrue(missing.contains("table"), missing);
     tEnv.executeSql(
         "CREATE TABLE typo (id BIGINT) WITH ('connector' = 'strom', 'endpoint' = '"
-            + node.endpoint() + "', 'database' = 'sink', 'table' = 'events', 'sink.bufer' = '1')");
+            + STROM.endpoint() + "', 'database' = 'sink', 'table' = 'events', 'sink.bufer' = '1')");
     String typo = messages(assertThrows(Throwable.class, () -> tEnv.executeSql("INSERT INTO typo VALUES (1)").await()));
     assertTrue(typo.contains("sink.bufer"), typo);
     // The same declaration reads the table back through the source.
@@ -268,7 +216,7 @@ class StromSinkIT {
   /** Every row of a bounded scan, as Java values (Arrow's getObject), in bucket/offset order. */
   private static List<List<Object>> scan(ScanRequest request) {
     List<List<Object>> rows = new ArrayList<>();
-    try (StromScanner scanner = strom.scan(request)) {
+    try (StromScanner scanner = STROM.strom().scan(request)) {
       while (!scanner.isFinished()) {
         try (ScanBatch batch = scanner.poll(Duration.ofSeconds(30))) {
           if (batch == null) {

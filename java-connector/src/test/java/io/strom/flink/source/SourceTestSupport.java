@@ -122,21 +122,4 @@ final class SourceTestSupport {
     }
     return out.toString();
   }
-
-  /**
-   * Waits until the test's own connection is the only native object left: every enumerator,
-   * split reader and scanner of the jobs that ran was closed.
-   */
-  static void awaitOnlyTheTestConnectionOpen() throws InterruptedException {
-    String[] last = new String[1];
-    try {
-      await("source connections and scanners closed", Duration.ofSeconds(30), () -> {
-        last[0] = io.strom.flink.client.internal.StromNative.openHandles();
-        com.fasterxml.jackson.databind.JsonNode handles = io.strom.flink.client.internal.Json.parse(last[0]);
-        return handles.path("connections").asInt() == 1 && handles.path("scanners").asInt() == 0;
-      });
-    } catch (AssertionError e) {
-      throw new AssertionError("native objects left open: " + last[0], e);
-    }
-  }
 }

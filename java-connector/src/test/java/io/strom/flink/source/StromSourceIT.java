@@ -10,8 +10,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.strom.flink.client.StromConnection;
-import io.strom.flink.client.StromNode;
 import io.strom.flink.client.TableSpec;
 import java.util.ArrayList;
 import java.util.List;
@@ -23,10 +21,8 @@ import org.apache.flink.table.api.TableResult;
 import org.apache.flink.test.junit5.MiniClusterExtension;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.CloseableIterator;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import io.strom.flink.FlinkStromFixture;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
@@ -45,51 +41,11 @@ class StromSourceIT {
               .setNumberSlotsPerTaskManager(4)
               .build());
 
-  private static final String DB = "src";
+  @RegisterExtension
+  static final FlinkStromFixture STROM = new FlinkStromFixture("src");
+
+  private static final String DB = STROM.database();
   private static final List<String> ID_NAME = List.of("id", "name");
-
-  private static StromNode node;
-  private static StromConnection strom;
-  private final List<TableEnvironment> environments = new ArrayList<>();
-
-  @BeforeAll
-  static void start() throws Exception {
-    node = StromNode.start();
-    strom = StromConnection.connect(node.endpoint());
-    strom.createDatabase(DB, false);
-  }
-
-  @AfterAll
-  static void stop() throws Exception {
-    if (strom != null) {
-      strom.close();
-    }
-    if (node != null) {
-      node.close();
-    }
-  }
-
-  @AfterEach
-  void closeCatalogs() throws InterruptedException {
-    for (TableEnvironment tEnv : environments) {
-      tEnv.executeSql("USE CATALOG default_catalog");
-      tEnv.executeSql("DROP CATALOG strom");
-    }
-    // Cancelled streaming jobs close their readers asynchronously: wait, then insist.
-    SourceTestSupport.awaitOnlyTheTestConnectionOpen();
-  }
-
-  private TableEnvironment flink(EnvironmentSettings settings) {
-    TableEnvironment tEnv = TableEnvironment.create(settings);
-    environments.add(tEnv);
-    // One subtask: rows of one bucket reach the test in offset order.
-    tEnv.getConfig().set("parallelism.default", "1");
-    tEnv.executeSql(
-        "CREATE CATALOG strom WITH ('type' = 'strom', 'endpoint' = '" + node.endpoint()
-            + "', 'default-database' = '" + DB + "')");
-    tEnv.executeSql("USE CATALOG strom");
-    return tEnv;
-  }
 
   private static List<String> sorted(List<String> rows) {
     List<String> copy = new ArrayList<>(rows);
@@ -99,11 +55,11 @@ class StromSourceIT {
 
   @Test
   void batchSelectReadsALogTableUpToTheOffsetsOfJobStart() throws Exception {
-    strom.createTable(TableSpec.of(DB, "log_batch").column("id", "BIGINT").column("name", "STRING").bucketNum(3));
+    STROM.strom().createTable(TableSpec.of(DB, "log_batch").column("id", "BIGINT").column("name", "STRING").bucketNum(3));
     for (long i = 1; i <= 30; i += 3) {
-      append(strom, DB, "log_batch", ID_NAME, new Object[] {i, "n" + i}, new Object[] {i + 1, null}, new Object[] {i + 2, "n" + (i + 2)});
+      append(STROM.strom(), DB, "log_batch", ID_NAME, new Object[] {i, "n" + i}, new Object[] {i + 1, null}, new Object[] {i + 2, "n" + (i + 2)});
     }
-    TableEnvironment tEnv = flink(EnvironmentSettings.inBatchMode());
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
     List<String> rows = sorted(all(tEnv.executeSql("SELECT id, name FROM log_batch").collect()));
     assertEquals(30, rows.size(), rows.toString());
     List<String> expected = new ArrayList<>();
@@ -115,7 +71,7 @@ class StromSourceIT {
 
   @Test
   void everyTypeReadsBackAsItWasWritten() throws Exception {
-    TableEnvironment tEnv = flink(EnvironmentSettings.inBatchMode());
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
     tEnv.executeSql(
             "CREATE TABLE all_types (id INT NOT NULL, b BOOLEAN, ti TINYINT, si SMALLINT,"
                 + " bi BIGINT, f FLOAT, d DOUBLE, small_dec DECIMAL(12, 3), big_dec DECIMAL(30, 4),"
@@ -146,12 +102,12 @@ class StromSourceIT {
 
   @Test
   void batchSelectOfAPrimaryKeyTableIsItsSnapshot() throws Exception {
-    strom.createTable(
+    STROM.strom().createTable(
         TableSpec.of(DB, "pk_batch").column("id", "BIGINT", false).column("name", "STRING").primaryKey("id").bucketNum(2));
-    upsert(strom, DB, "pk_batch", ID_NAME, new Object[] {1L, "a"}, new Object[] {2L, "b"}, new Object[] {3L, "c"});
-    upsert(strom, DB, "pk_batch", ID_NAME, new Object[] {2L, "b2"});
-    delete(strom, DB, "pk_batch", List.of("id"), new Object[] {3L});
-    TableEnvironment tEnv = flink(EnvironmentSettings.inBatchMode());
+    upsert(STROM.strom(), DB, "pk_batch", ID_NAME, new Object[] {1L, "a"}, new Object[] {2L, "b"}, new Object[] {3L, "c"});
+    upsert(STROM.strom(), DB, "pk_batch", ID_NAME, new Object[] {2L, "b2"});
+    delete(STROM.strom(), DB, "pk_batch", List.of("id"), new Object[] {3L});
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
     assertEquals(
         List.of("+I[1, a]", "+I[2, b2]"), sorted(all(tEnv.executeSql("SELECT * FROM pk_batch").collect())));
     // Not pushed down for primary-key tables: Flink counts the snapshot's rows (one column read).
@@ -166,21 +122,21 @@ class StromSourceIT {
 
   @Test
   void fullModeOnAPrimaryKeyTableIsTheSnapshotThenEveryChangeExactlyOnce() throws Exception {
-    strom.createTable(
+    STROM.strom().createTable(
         TableSpec.of(DB, "pk_stream").column("id", "BIGINT", false).column("name", "STRING").primaryKey("id").bucketNum(1));
-    upsert(strom, DB, "pk_stream", ID_NAME, new Object[] {1L, "a"}, new Object[] {2L, "b"}, new Object[] {3L, "c"});
+    upsert(STROM.strom(), DB, "pk_stream", ID_NAME, new Object[] {1L, "a"}, new Object[] {2L, "b"}, new Object[] {3L, "c"});
     // Changes before the job starts are folded into the snapshot, not replayed.
-    upsert(strom, DB, "pk_stream", ID_NAME, new Object[] {1L, "a2"});
-    delete(strom, DB, "pk_stream", List.of("id"), new Object[] {3L});
-    TableEnvironment tEnv = flink(EnvironmentSettings.inStreamingMode());
+    upsert(STROM.strom(), DB, "pk_stream", ID_NAME, new Object[] {1L, "a2"});
+    delete(STROM.strom(), DB, "pk_stream", List.of("id"), new Object[] {3L});
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
     TableResult result = tEnv.executeSql("SELECT id, name FROM pk_stream");
     try (CloseableIterator<Row> rows = result.collect()) {
       // The snapshot first: the current rows, in key order (one bucket).
       assertEquals(List.of("+I[1, a2]", "+I[2, b]"), take(rows, 2));
       // Then the changelog from the snapshot's offset: every change made after it, once.
-      upsert(strom, DB, "pk_stream", ID_NAME, new Object[] {2L, "b2"}, new Object[] {4L, "d"});
-      delete(strom, DB, "pk_stream", List.of("id"), new Object[] {1L});
-      upsert(strom, DB, "pk_stream", ID_NAME, new Object[] {1L, "again"});
+      upsert(STROM.strom(), DB, "pk_stream", ID_NAME, new Object[] {2L, "b2"}, new Object[] {4L, "d"});
+      delete(STROM.strom(), DB, "pk_stream", List.of("id"), new Object[] {1L});
+      upsert(STROM.strom(), DB, "pk_stream", ID_NAME, new Object[] {1L, "again"});
       assertEquals(
           List.of("-U[2, b]", "+U[2, b2]", "+I[4, d]", "-D[1, a2]", "+I[1, again]"), take(rows, 5));
     }
@@ -188,17 +144,17 @@ class StromSourceIT {
 
   @Test
   void startupModesEarliestLatestAndTimestamp() throws Exception {
-    strom.createTable(TableSpec.of(DB, "modes").column("id", "BIGINT").column("name", "STRING").bucketNum(1));
-    append(strom, DB, "modes", ID_NAME, new Object[] {1L, "a"}, new Object[] {2L, "b"});
-    append(strom, DB, "modes", ID_NAME, new Object[] {3L, "c"});
+    STROM.strom().createTable(TableSpec.of(DB, "modes").column("id", "BIGINT").column("name", "STRING").bucketNum(1));
+    append(STROM.strom(), DB, "modes", ID_NAME, new Object[] {1L, "a"}, new Object[] {2L, "b"});
+    append(STROM.strom(), DB, "modes", ID_NAME, new Object[] {3L, "c"});
     // Everything before `boundary` has an older commit time than everything after it.
     long boundary = System.currentTimeMillis() + 1;
     while (System.currentTimeMillis() <= boundary) {
       Thread.onSpinWait();
     }
-    append(strom, DB, "modes", ID_NAME, new Object[] {4L, "d"}, new Object[] {5L, "e"});
+    append(STROM.strom(), DB, "modes", ID_NAME, new Object[] {4L, "d"}, new Object[] {5L, "e"});
 
-    TableEnvironment batch = flink(EnvironmentSettings.inBatchMode());
+    TableEnvironment batch = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
     assertEquals(5, all(batch.executeSql("SELECT * FROM modes /*+ OPTIONS('scan.startup.mode' = 'earliest') */").collect()).size());
     assertEquals(List.of(), all(batch.executeSql("SELECT * FROM modes /*+ OPTIONS('scan.startup.mode' = 'latest') */").collect()));
     assertEquals(
@@ -206,12 +162,12 @@ class StromSourceIT {
         all(batch.executeSql("SELECT * FROM modes /*+ OPTIONS('scan.startup.mode' = 'timestamp',"
             + " 'scan.startup.timestamp' = '" + boundary + "') */").collect()));
 
-    TableEnvironment streaming = flink(EnvironmentSettings.inStreamingMode());
+    TableEnvironment streaming = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
     try (CloseableIterator<Row> rows =
         streaming.executeSql("SELECT id FROM modes /*+ OPTIONS('scan.startup.mode' = 'timestamp',"
             + " 'scan.startup.timestamp' = '" + boundary + "') */").collect()) {
       assertEquals(List.of("+I[4]", "+I[5]"), take(rows, 2));
-      append(strom, DB, "modes", ID_NAME, new Object[] {6L, "f"});
+      append(STROM.strom(), DB, "modes", ID_NAME, new Object[] {6L, "f"});
       assertEquals(List.of("+I[6]"), take(rows, 1));
     }
 
@@ -222,7 +178,7 @@ class StromSourceIT {
         new Thread(
             () -> {
               for (long id = 100; writing.get(); id++) {
-                append(strom, DB, "modes", ID_NAME, new Object[] {id, "w"});
+                append(STROM.strom(), DB, "modes", ID_NAME, new Object[] {id, "w"});
               }
             });
     try (CloseableIterator<Row> rows =
@@ -250,7 +206,7 @@ class StromSourceIT {
 
   @Test
   void thePlannerSeesTheChangelogModeOfEachKindOfTable() {
-    TableEnvironment tEnv = flink(EnvironmentSettings.inStreamingMode());
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
     tEnv.executeSql("CREATE TABLE cm_log (id BIGINT)");
     tEnv.executeSql("CREATE TABLE cm_first (id BIGINT, v STRING, PRIMARY KEY (id) NOT ENFORCED) WITH ('table.merge-engine' = 'first_row')");
     tEnv.executeSql("CREATE TABLE cm_ignore (id BIGINT, v STRING, PRIMARY KEY (id) NOT ENFORCED) WITH ('table.delete.behavior' = 'IGNORE')");
@@ -274,7 +230,7 @@ class StromSourceIT {
 
   @Test
   void projectionIsPrunedByTheNodeAndLimitAndCountWork() throws Exception {
-    strom.createTable(
+    STROM.strom().createTable(
         TableSpec.of(DB, "wide").column("id", "BIGINT").column("payload", "STRING").bucketNum(2)
             .option("table.log.arrow.compression.type", "NONE"));
     String payload = "x".repeat(2000);
@@ -283,9 +239,9 @@ class StromSourceIT {
       for (int r = 0; r < 100; r++) {
         rows[r] = new Object[] {batch * 100 + r, payload};
       }
-      append(strom, DB, "wide", List.of("id", "payload"), rows);
+      append(STROM.strom(), DB, "wide", List.of("id", "payload"), rows);
     }
-    TableEnvironment tEnv = flink(EnvironmentSettings.inBatchMode());
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
     String plan = tEnv.explainSql("SELECT id FROM wide");
     assertTrue(plan.contains("project=[id]"), plan);
 

@@ -9,8 +9,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.strom.flink.client.ScanBatch;
 import io.strom.flink.client.ScanRequest;
-import io.strom.flink.client.StromConnection;
-import io.strom.flink.client.StromNode;
 import io.strom.flink.client.StromScanner;
 import io.strom.flink.client.TableSpec;
 import java.nio.file.Files;
@@ -30,10 +28,8 @@ import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.test.junit5.MiniClusterExtension;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.CloseableIterator;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import io.strom.flink.FlinkStromFixture;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
@@ -51,50 +47,11 @@ class StromSourceRestoreIT {
               .setNumberSlotsPerTaskManager(4)
               .build());
 
-  private static final String DB = "restore";
+  @RegisterExtension
+  static final FlinkStromFixture STROM = new FlinkStromFixture("restore");
+
+  private static final String DB = STROM.database();
   private static final List<String> ID_NAME = List.of("id", "name");
-
-  private static StromNode node;
-  private static StromConnection strom;
-  private final List<TableEnvironment> environments = new ArrayList<>();
-
-  @BeforeAll
-  static void start() throws Exception {
-    node = StromNode.start();
-    strom = StromConnection.connect(node.endpoint());
-    strom.createDatabase(DB, false);
-  }
-
-  @AfterAll
-  static void stop() throws Exception {
-    if (strom != null) {
-      strom.close();
-    }
-    if (node != null) {
-      node.close();
-    }
-  }
-
-  @AfterEach
-  void closeCatalogs() throws InterruptedException {
-    for (TableEnvironment tEnv : environments) {
-      tEnv.executeSql("USE CATALOG default_catalog");
-      tEnv.executeSql("DROP CATALOG strom");
-    }
-    // Cancelled streaming jobs close their readers asynchronously: wait, then insist.
-    SourceTestSupport.awaitOnlyTheTestConnectionOpen();
-  }
-
-  private TableEnvironment flink(EnvironmentSettings settings, int parallelism) {
-    TableEnvironment tEnv = TableEnvironment.create(settings);
-    environments.add(tEnv);
-    tEnv.getConfig().set("parallelism.default", String.valueOf(parallelism));
-    tEnv.executeSql(
-        "CREATE CATALOG strom WITH ('type' = 'strom', 'endpoint' = '" + node.endpoint()
-            + "', 'default-database' = '" + DB + "')");
-    tEnv.executeSql("USE CATALOG strom");
-    return tEnv;
-  }
 
   private static Object[][] rows(long from, long to) {
     Object[][] rows = new Object[(int) (to - from)][];
@@ -107,31 +64,31 @@ class StromSourceRestoreIT {
   @Test
   void aJobRestoredFromASavepointReadsEveryRowExactlyOnce(@org.junit.jupiter.api.io.TempDir Path savepoints)
       throws Exception {
-    strom.createTable(TableSpec.of(DB, "events").column("id", "BIGINT").column("name", "STRING").bucketNum(3));
-    strom.createTable(TableSpec.of(DB, "copied").column("id", "BIGINT").column("name", "STRING").bucketNum(1));
+    STROM.strom().createTable(TableSpec.of(DB, "events").column("id", "BIGINT").column("name", "STRING").bucketNum(3));
+    STROM.strom().createTable(TableSpec.of(DB, "copied").column("id", "BIGINT").column("name", "STRING").bucketNum(1));
     for (long id = 0; id < 300; id += 50) {
-      append(strom, DB, "events", ID_NAME, rows(id, id + 50));
+      append(STROM.strom(), DB, "events", ID_NAME, rows(id, id + 50));
     }
     Configuration conf = new Configuration();
     conf.setString("execution.checkpointing.interval", "300 ms");
-    TableEnvironment first = flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 2);
+    TableEnvironment first = STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 2);
     JobClient job = first.executeSql("INSERT INTO copied SELECT * FROM events").getJobClient().orElseThrow();
-    await("the first job copied the first rows", Duration.ofSeconds(60), () -> storedRecords(strom, DB, "copied") >= 300);
-    append(strom, DB, "events", ID_NAME, rows(300, 400));
+    await("the first job copied the first rows", Duration.ofSeconds(60), () -> storedRecords(STROM.strom(), DB, "copied") >= 300);
+    append(STROM.strom(), DB, "events", ID_NAME, rows(300, 400));
     String savepoint = job.stopWithSavepoint(false, savepoints.toUri().toString(), SavepointFormatType.CANONICAL).get();
-    long copiedByFirstJob = storedRecords(strom, DB, "copied");
+    long copiedByFirstJob = storedRecords(STROM.strom(), DB, "copied");
 
     // Rows that arrive while no job runs are read by the restored one.
-    append(strom, DB, "events", ID_NAME, rows(400, 500));
+    append(STROM.strom(), DB, "events", ID_NAME, rows(400, 500));
     Configuration restore = new Configuration();
     restore.setString("execution.checkpointing.interval", "300 ms");
     restore.setString("execution.state-recovery.path", savepoint);
     TableEnvironment second =
-        flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(restore).build(), 2);
+        STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(restore).build(), 2);
     JobClient resumed = second.executeSql("INSERT INTO copied SELECT * FROM events").getJobClient().orElseThrow();
     try {
-      append(strom, DB, "events", ID_NAME, rows(500, 600));
-      await("the restored job copied the rest", Duration.ofSeconds(60), () -> storedRecords(strom, DB, "copied") >= 600);
+      append(STROM.strom(), DB, "events", ID_NAME, rows(500, 600));
+      await("the restored job copied the rest", Duration.ofSeconds(60), () -> storedRecords(STROM.strom(), DB, "copied") >= 600);
     } finally {
       resumed.cancel().get();
       resumed.getJobExecutionResult().handle((r, e) -> null).get();
@@ -144,7 +101,7 @@ class StromSourceRestoreIT {
 
   private static List<Long> copiedIds() {
     List<Long> ids = new ArrayList<>();
-    try (StromScanner scanner = strom.scan(ScanRequest.log(DB, "copied"))) {
+    try (StromScanner scanner = STROM.strom().scan(ScanRequest.log(DB, "copied"))) {
       while (!scanner.isFinished()) {
         try (ScanBatch batch = scanner.poll(Duration.ofSeconds(30))) {
           if (batch != null) {
@@ -161,12 +118,12 @@ class StromSourceRestoreIT {
 
   @Test
   void partitionFiltersReadOnlyTheirPartitionsAndNewPartitionsAreDiscovered() throws Exception {
-    strom.createTable(
+    STROM.strom().createTable(
         TableSpec.of(DB, "by_day").column("id", "BIGINT").column("dt", "STRING").partitionKeys("dt").bucketNum(2));
     List<String> columns = List.of("id", "dt");
-    append(strom, DB, "by_day", columns, new Object[] {1L, "d1"}, new Object[] {2L, "d1"}, new Object[] {3L, "d2"});
+    append(STROM.strom(), DB, "by_day", columns, new Object[] {1L, "d1"}, new Object[] {2L, "d1"}, new Object[] {3L, "d2"});
 
-    TableEnvironment batch = flink(EnvironmentSettings.inBatchMode(), 1);
+    TableEnvironment batch = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
     String plan = batch.explainSql("SELECT id FROM by_day WHERE dt = 'd2'");
     assertTrue(plan.contains("partitions=[{dt=d2}]"), plan);
     assertEquals(List.of("+I[3]"), all(batch.executeSql("SELECT id FROM by_day WHERE dt = 'd2'").collect()));
@@ -174,7 +131,7 @@ class StromSourceRestoreIT {
     everything.sort(null);
     assertEquals(List.of("+I[1, d1]", "+I[2, d1]", "+I[3, d2]"), everything);
 
-    TableEnvironment streaming = flink(EnvironmentSettings.inStreamingMode(), 1);
+    TableEnvironment streaming = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
     try (CloseableIterator<Row> rows =
         streaming.executeSql("SELECT id, dt FROM by_day /*+ OPTIONS('scan.partition.discovery.interval' = '200 ms') */").collect()) {
       Set<String> seen = new HashSet<>();
@@ -183,16 +140,16 @@ class StromSourceRestoreIT {
       }
       assertEquals(Set.of("+I[1, d1]", "+I[2, d1]", "+I[3, d2]"), seen);
       // A write to a new day creates its partition; the running job finds it and reads it.
-      append(strom, DB, "by_day", columns, new Object[] {4L, "d3"}, new Object[] {5L, "d3"});
-      append(strom, DB, "by_day", columns, new Object[] {6L, "d1"});
+      append(STROM.strom(), DB, "by_day", columns, new Object[] {4L, "d3"}, new Object[] {5L, "d3"});
+      append(STROM.strom(), DB, "by_day", columns, new Object[] {6L, "d1"});
       Set<String> later = new HashSet<>();
       for (int i = 0; i < 3; i++) {
         later.add(rows.next().toString());
       }
       assertEquals(Set.of("+I[4, d3]", "+I[5, d3]", "+I[6, d1]"), later);
       // Dropping a partition the job reads ends its splits, not the job.
-      strom.dropPartition(DB, "by_day", "d1", false);
-      append(strom, DB, "by_day", columns, new Object[] {7L, "d3"});
+      STROM.strom().dropPartition(DB, "by_day", "d1", false);
+      append(STROM.strom(), DB, "by_day", columns, new Object[] {7L, "d3"});
       assertEquals("+I[7, d3]", rows.next().toString());
     }
   }
