@@ -58,7 +58,12 @@ struct BucketKv {
 impl BucketKv {
     /// See [`PkTable::has_unapplied`].
     fn has_unapplied(&self) -> bool {
-        self.applying.is_locked() || !self.state.lock().unapplied.is_empty()
+        // The queue first, then the apply lock. An apply takes `applying` before it pops and
+        // keeps it until RocksDB has the rows, so once this sees the queue without an entry
+        // (under `state`, after the pop), `applying` is still held or the write is done. The
+        // other order misses an apply that locks and pops between the two reads.
+        let queued = !self.state.lock().unapplied.is_empty();
+        queued || self.applying.is_locked()
     }
 }
 
