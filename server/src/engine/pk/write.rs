@@ -186,9 +186,10 @@ pub(crate) fn write_batch(
             }
             log.check_in_window(id)?;
         }
-        let part = merge_rows::merge_part(pk, &table, bucket, state, part, &cols, op, meta.schema_id, ids)?;
-        let changelog = match &part.changelog {
-            Some(c) => Some((BatchEncoder::new(compression)?.encode(c)?, rows_of(c)?)),
+        let mut part = merge_rows::merge_part(pk, &table, bucket, state, part, &cols, op, meta.schema_id, ids)?;
+        // Encoded here, on the merging thread; the batch itself is not needed after that.
+        let changelog = match part.changelog.take() {
+            Some(c) => Some((BatchEncoder::new(compression)?.encode(&c)?, rows_of(&c)?)),
             None => None,
         };
         Ok(Some(Merged { part, changelog }))
@@ -250,7 +251,8 @@ pub(crate) fn write_batch(
 /// microseconds to start, a part of a few thousand rows about as much to merge.
 const PARALLEL_MERGE_ROWS: usize = 4096;
 
-/// One bucket part merged, with its changelog encoded (and its row count).
+/// One bucket part merged (its `changelog` taken out), with the changelog encoded (and its
+/// row count).
 struct Merged {
     part: MergedPart,
     changelog: Option<(EncodedBatch, u32)>,

@@ -7,11 +7,13 @@ import io.strom.flink.client.internal.Json;
 import io.strom.flink.client.internal.StromNative;
 import java.util.ArrayList;
 import java.util.List;
+import org.apache.flink.runtime.testutils.MiniClusterResourceConfiguration;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
 import org.junit.jupiter.api.extension.AfterAllCallback;
 import org.junit.jupiter.api.extension.AfterEachCallback;
 import org.junit.jupiter.api.extension.BeforeAllCallback;
+import org.apache.flink.test.junit5.MiniClusterExtension;
 import org.junit.jupiter.api.extension.ExtensionContext;
 
 /**
@@ -34,6 +36,15 @@ public final class FlinkStromFixture implements BeforeAllCallback, AfterAllCallb
   private final List<TableEnvironment> environments = new ArrayList<>();
   private StromNode node;
   private StromConnection strom;
+
+  /**
+   * A MiniCluster of one TaskManager with {@code slots} slots; a streaming job keeps one slot
+   * while a test's batch jobs run beside it.
+   */
+  public static MiniClusterExtension miniCluster(int slots) {
+    return new MiniClusterExtension(
+        new MiniClusterResourceConfiguration.Builder().setNumberTaskManagers(1).setNumberSlotsPerTaskManager(slots).build());
+  }
 
   public FlinkStromFixture(String database) {
     this.database = database;

@@ -141,6 +141,24 @@ class ClientIT {
     return key + "|" + (key % 3 == 0 ? "null" : "c" + key) + "|" + (key * 1.5) + "|" + (key % 2 == 0);
   }
 
+  /** A new primary-key table `users_N` (2 buckets) upserted with {@code count} {@link #orders} rows, ids from 1. */
+  private String usersTableWithOrders(int count) throws Exception {
+    String table = "users_" + TABLES.incrementAndGet();
+    connection.createTable(
+        TableSpec.of(DB, table)
+            .column("id", "BIGINT", false)
+            .column("customer", "STRING")
+            .column("amount", "DOUBLE")
+            .column("paid", "BOOLEAN")
+            .primaryKey("id")
+            .bucketNum(2));
+    try (StromWriter writer = connection.upsertWriter(DB, table, null);
+        VectorSchemaRoot rows = orders(1, count)) {
+      writer.write(rows);
+    }
+    return table;
+  }
+
   @Test
   void catalogCallsRoundTrip() {
     String table = newLogTable();
@@ -212,19 +230,7 @@ class ClientIT {
 
   @Test
   void lookupsFindRowsSyncAndAsync() throws Exception {
-    String table = "users_" + TABLES.incrementAndGet();
-    connection.createTable(
-        TableSpec.of(DB, table)
-            .column("id", "BIGINT", false)
-            .column("customer", "STRING")
-            .column("amount", "DOUBLE")
-            .column("paid", "BOOLEAN")
-            .primaryKey("id")
-            .bucketNum(2));
-    try (StromWriter writer = connection.upsertWriter(DB, table, null);
-        VectorSchemaRoot rows = orders(1, 50)) {
-      writer.write(rows);
-    }
+    String table = usersTableWithOrders(50);
     Schema keySchema = new Schema(List.of(field("id", new ArrowType.Int(64, true), false)));
     try (StromLookuper lookuper = connection.lookuper(DB, table);
         VectorSchemaRoot keys = VectorSchemaRoot.create(keySchema, connection.allocator())) {
@@ -368,19 +374,7 @@ class ClientIT {
 
   @Test
   void manyThreadsLookingUpAsyncEachGetTheirOwnAnswers() throws Exception {
-    String table = "users_" + TABLES.incrementAndGet();
-    connection.createTable(
-        TableSpec.of(DB, table)
-            .column("id", "BIGINT", false)
-            .column("customer", "STRING")
-            .column("amount", "DOUBLE")
-            .column("paid", "BOOLEAN")
-            .primaryKey("id")
-            .bucketNum(2));
-    try (StromWriter writer = connection.upsertWriter(DB, table, null);
-        VectorSchemaRoot rows = orders(1, 200)) {
-      writer.write(rows);
-    }
+    String table = usersTableWithOrders(200);
     Schema keySchema = new Schema(List.of(field("id", new ArrowType.Int(64, true), false)));
     try (StromLookuper lookuper = connection.lookuper(DB, table)) {
       List<CompletableFuture<Void>> threads = new ArrayList<>();

@@ -14,7 +14,6 @@ import io.strom.flink.client.TableSpec;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.apache.flink.runtime.testutils.MiniClusterResourceConfiguration;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.table.api.TableResult;
@@ -34,12 +33,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
 class StromSourceIT {
   // Four slots: a streaming job keeps one while the test's batch jobs run beside it.
   @RegisterExtension
-  static final MiniClusterExtension FLINK =
-      new MiniClusterExtension(
-          new MiniClusterResourceConfiguration.Builder()
-              .setNumberTaskManagers(1)
-              .setNumberSlotsPerTaskManager(4)
-              .build());
+  static final MiniClusterExtension FLINK = FlinkStromFixture.miniCluster(4);
 
   @RegisterExtension
   static final FlinkStromFixture STROM = new FlinkStromFixture("src");

@@ -22,7 +22,6 @@ import org.apache.arrow.vector.BigIntVector;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.core.execution.SavepointFormatType;
-import org.apache.flink.runtime.testutils.MiniClusterResourceConfiguration;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.test.junit5.MiniClusterExtension;
@@ -40,12 +39,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  */
 class StromSourceRestoreIT {
   @RegisterExtension
-  static final MiniClusterExtension FLINK =
-      new MiniClusterExtension(
-          new MiniClusterResourceConfiguration.Builder()
-              .setNumberTaskManagers(1)
-              .setNumberSlotsPerTaskManager(4)
-              .build());
+  static final MiniClusterExtension FLINK = FlinkStromFixture.miniCluster(4);
 
   @RegisterExtension
   static final FlinkStromFixture STROM = new FlinkStromFixture("restore");
