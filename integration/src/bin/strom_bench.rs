@@ -18,6 +18,8 @@
 //! One line per scenario and side is printed (rows/s, MB/s of Arrow IPC, p50/p99/p999), and a
 //! JSON summary is written with `--json-out`. See `docs/benchmarks.md`.
 
+#[path = "strom_bench/bridge.rs"]
+mod bridge;
 #[path = "strom_bench/data.rs"]
 mod data;
 #[path = "strom_bench/interference.rs"]
@@ -54,7 +56,8 @@ const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 )]
 struct Args {
     /// Scenarios to run: put, scan, follow, pk (= pk-load, pk-point, pk-batch, pk-prefix,
-    /// pk-partial, pk-changelog, pk-dbbench), interference, comma-separated.
+    /// pk-partial, pk-changelog, pk-dbbench), interference, bridge (Java over JNI vs the Rust
+    /// client; needs --java-classpath and --jni-lib), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "put,scan,follow")]
     scenarios: Vec<String>,
     /// Sides to measure: strom, peer (log-table scenarios), rocksdict (pk scenarios); a side is
@@ -246,6 +249,32 @@ struct Args {
     /// (the size flags below still win when given).
     #[arg(long)]
     interference_quick: bool,
+
+    /// Bridge: rows of the 43-column table (written in `--scan-batch-rows` batches).
+    #[arg(long, default_value_t = 1_000_000)]
+    bridge_rows: usize,
+    /// Bridge: measured scans per kind and side in a round (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    bridge_iterations: usize,
+    /// Bridge: rounds, alternating which side goes first.
+    #[arg(long, default_value_t = 3)]
+    bridge_rounds: usize,
+    /// Bridge: rounds of the Flink end-to-end jobs (source and sink vs datagen → blackhole).
+    #[arg(long, default_value_t = 2)]
+    bridge_flink_rounds: usize,
+    /// Bridge: compression of the table.
+    #[arg(long, default_value = "NONE")]
+    bridge_compression: String,
+    /// Bridge: the JVM.
+    #[arg(long, default_value = "java")]
+    java: PathBuf,
+    /// Bridge: classpath of java-connector's test classes and dependencies (`@file` reads it
+    /// from a file, as written by `mvn dependency:build-classpath`).
+    #[arg(long)]
+    java_classpath: Option<String>,
+    /// Bridge: libstrom_jni.so for the Java side (a release build, like the node).
+    #[arg(long)]
+    jni_lib: Option<PathBuf>,
     /// Interference: seconds of each phase's measurement window [default 30; quick 10].
     #[arg(long)]
     interference_seconds: Option<f64>,
@@ -453,6 +482,7 @@ async fn run(mut args: Args) -> Res<()> {
         "pk-changelog",
         "pk-dbbench",
         "interference",
+        "bridge",
     ];
     for s in &args.scenarios {
         if !SCENARIOS.contains(&s.as_str()) {
@@ -461,7 +491,7 @@ async fn run(mut args: Args) -> Res<()> {
     }
     let scenario = |s: &str| args.scenarios.iter().any(|x| x == s);
     let pk_parts = pk::PkParts::from_scenarios(&args.scenarios);
-    let log_scenarios = scenario("put") || scenario("scan") || scenario("follow") || scenario("interference");
+    let log_scenarios = scenario("put") || scenario("scan") || scenario("follow") || scenario("interference") || scenario("bridge");
     let storage = storage_probe(tmp.path())?;
     println!(
         "storage: fresh buffered writes {} MB/s, rewrites of cached pages {} MB/s, 4 KiB write+fdatasync p50 {} p99 {}",
@@ -623,6 +653,28 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             db_bench_dir: tmp.to_path_buf(),
         };
         pk::run_pk(&pk_targets, &cfg, env, rows).await?;
+    }
+    if scenario("bridge") {
+        let classpath = match args.java_classpath.as_deref() {
+            Some(file) if file.starts_with('@') => std::fs::read_to_string(&file[1..])?.trim().to_string(),
+            Some(cp) => cp.to_string(),
+            None => return Err("the bridge scenario needs --java-classpath (see docs/benchmarks.md \"JNI bridge\")".into()),
+        };
+        let cfg = bridge::BridgeConfig {
+            rows: args.bridge_rows,
+            batch_rows: args.scan_batch_rows.max(1),
+            iterations: args.bridge_iterations.max(1),
+            rounds: args.bridge_rounds.max(1),
+            flink_rounds: args.bridge_flink_rounds,
+            buckets: args.buckets,
+            compression: args.bridge_compression.to_uppercase(),
+            java: args.java.clone(),
+            classpath,
+            jni_lib: args.jni_lib.clone().ok_or("the bridge scenario needs --jni-lib (libstrom_jni.so)")?,
+        };
+        for t in targets.iter().filter(|t| t.is_strom()) {
+            bridge::run_bridge(t, &cfg, env, rows).await?;
+        }
     }
     if scenario("interference") {
         let cfg = interference_config(args);

@@ -59,6 +59,11 @@ public final class FlinkStromFixture implements BeforeAllCallback, AfterAllCallb
     return node.endpoint();
   }
 
+  /** The node, for tests that kill and restart it. */
+  public StromNode node() {
+    return node;
+  }
+
   /** The test's own client connection (the one native connection allowed to stay open). */
   public StromConnection strom() {
     return strom;

@@ -34,6 +34,16 @@ public final class StromConnectorOptions {
               "Rows buffered per sink subtask before they are sent as one Arrow batch; every"
                   + " checkpoint also sends what is buffered and waits for the node's ack.");
 
+  public static final ConfigOption<Duration> SINK_BUFFER_FLUSH_INTERVAL =
+      ConfigOptions.key("sink.buffer-flush.interval")
+          .durationType()
+          .defaultValue(Duration.ofMillis(100))
+          .withDescription(
+              "Longest time a row waits in a sink subtask's buffer before it is sent, when"
+                  + " 'sink.buffer-flush.max-rows' is not reached first (a slow stream still"
+                  + " reaches the node, and its readers, within this time); 0 sends only on"
+                  + " full buffers and checkpoints.");
+
   public static final ConfigOption<Boolean> SINK_IGNORE_DELETE =
       ConfigOptions.key("sink.ignore-delete")
           .booleanType()

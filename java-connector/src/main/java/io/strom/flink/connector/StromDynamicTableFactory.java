@@ -62,6 +62,7 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
   public Set<ConfigOption<?>> optionalOptions() {
     return Set.of(
         StromConnectorOptions.SINK_BUFFER_FLUSH_MAX_ROWS,
+        StromConnectorOptions.SINK_BUFFER_FLUSH_INTERVAL,
         StromConnectorOptions.SINK_IGNORE_DELETE,
         StromConnectorOptions.SCAN_STARTUP_MODE,
         StromConnectorOptions.SCAN_STARTUP_TIMESTAMP,
@@ -147,11 +148,18 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
       throw new ValidationException(
           "'" + StromConnectorOptions.SINK_BUFFER_FLUSH_MAX_ROWS.key() + "' must be >= 1, got " + maxRows);
     }
+    Duration flushInterval = options.get(StromConnectorOptions.SINK_BUFFER_FLUSH_INTERVAL);
+    if (flushInterval.isNegative()) {
+      throw new ValidationException(
+          "'" + StromConnectorOptions.SINK_BUFFER_FLUSH_INTERVAL.key() + "' must not be negative, got "
+              + flushInterval);
+    }
     return new StromDynamicTableSink(
         address,
         context.getPhysicalRowDataType(),
         context.getPrimaryKeyIndexes(),
         maxRows,
+        flushInterval.toMillis(),
         options.get(StromConnectorOptions.SINK_IGNORE_DELETE));
   }
 

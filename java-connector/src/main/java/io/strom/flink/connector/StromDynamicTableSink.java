@@ -26,6 +26,7 @@ public final class StromDynamicTableSink implements DynamicTableSink, SupportsPa
   private final DataType physicalRowType;
   private final int[] primaryKey;
   private final int maxBufferedRows;
+  private final long flushIntervalMs;
   private final boolean ignoreDelete;
 
   StromDynamicTableSink(
@@ -33,11 +34,13 @@ public final class StromDynamicTableSink implements DynamicTableSink, SupportsPa
       DataType physicalRowType,
       int[] primaryKey,
       int maxBufferedRows,
+      long flushIntervalMs,
       boolean ignoreDelete) {
     this.address = address;
     this.physicalRowType = physicalRowType;
     this.primaryKey = primaryKey;
     this.maxBufferedRows = maxBufferedRows;
+    this.flushIntervalMs = flushIntervalMs;
     this.ignoreDelete = ignoreDelete;
   }
 
@@ -70,7 +73,8 @@ public final class StromDynamicTableSink implements DynamicTableSink, SupportsPa
     return SinkV2Provider.of(
         new StromSink(
             new StromSink.Plan(
-                address, rowType, writePositions, primaryKey, targetColumns, ignoreDelete, maxBufferedRows)));
+                address, rowType, writePositions, primaryKey, targetColumns, ignoreDelete, maxBufferedRows,
+                flushIntervalMs)));
   }
 
   private int[] topLevel(int[][] paths, RowType rowType) {
@@ -108,7 +112,7 @@ public final class StromDynamicTableSink implements DynamicTableSink, SupportsPa
 
   @Override
   public DynamicTableSink copy() {
-    return new StromDynamicTableSink(address, physicalRowType, primaryKey, maxBufferedRows, ignoreDelete);
+    return new StromDynamicTableSink(address, physicalRowType, primaryKey, maxBufferedRows, flushIntervalMs, ignoreDelete);
   }
 
   @Override

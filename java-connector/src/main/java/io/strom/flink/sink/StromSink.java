@@ -32,6 +32,8 @@ public final class StromSink implements Sink<RowData> {
     final List<String> targetColumns;
     final boolean ignoreDelete;
     final int maxBufferedRows;
+    /** Longest a buffered row waits before it is sent; 0: only full buffers and checkpoints. */
+    final long flushIntervalMs;
 
     public Plan(
         StromTableAddress address,
@@ -40,7 +42,8 @@ public final class StromSink implements Sink<RowData> {
         int[] keyPositions,
         List<String> targetColumns,
         boolean ignoreDelete,
-        int maxBufferedRows) {
+        int maxBufferedRows,
+        long flushIntervalMs) {
       this.address = address;
       this.rowType = rowType;
       this.writePositions = writePositions;
@@ -48,6 +51,7 @@ public final class StromSink implements Sink<RowData> {
       this.targetColumns = targetColumns;
       this.ignoreDelete = ignoreDelete;
       this.maxBufferedRows = maxBufferedRows;
+      this.flushIntervalMs = flushIntervalMs;
     }
 
     boolean hasPrimaryKey() {
@@ -63,6 +67,6 @@ public final class StromSink implements Sink<RowData> {
 
   @Override
   public SinkWriter<RowData> createWriter(WriterInitContext context) {
-    return new StromSinkWriter(plan);
+    return new StromSinkWriter(plan, context.getProcessingTimeService());
   }
 }

@@ -2,6 +2,7 @@ package io.strom.flink.sink;
 
 import io.strom.flink.client.StromConnection;
 import io.strom.flink.client.StromWriter;
+import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.table.data.RowData;
 
@@ -10,7 +11,10 @@ import org.apache.flink.table.data.RowData;
  * {@code writeAsync} when it holds {@code sink.buffer-flush.max-rows} rows; {@link #flush}
  * (before every checkpoint barrier and at the end of input) sends the rest and waits until the
  * node acknowledged every batch. {@code writeAsync} blocks while the client's in-flight window
- * is full, which is the backpressure when the node is slower than the job.
+ * is full, which is the backpressure when the node is slower than the job. A processing-time
+ * timer sends a buffer that has waited {@code sink.buffer-flush.interval} (without waiting for
+ * its ack), so a slow stream reaches the node, and the node's readers, without waiting for a
+ * full buffer or a checkpoint.
  *
  * <p>Upserts and deletes of a primary-key table go through two writers (two DoPut streams). To
  * keep a key's changes in order, switching from one kind to the other first sends and awaits
@@ -18,6 +22,7 @@ import org.apache.flink.table.data.RowData;
  */
 final class StromSinkWriter implements SinkWriter<RowData> {
   private final StromSink.Plan plan;
+  private final ProcessingTimeService timers;
   private final StromConnection connection;
   private final ArrowRowWriter rows;
   private final ArrowRowWriter deletedKeys;
@@ -25,9 +30,13 @@ final class StromSinkWriter implements SinkWriter<RowData> {
   private StromWriter deleteWriter;
   private boolean deletesPending;
   private boolean rowsPending;
+  /** A flush timer is registered and has not fired yet. */
+  private boolean timerPending;
+  private boolean closed;
 
-  StromSinkWriter(StromSink.Plan plan) {
+  StromSinkWriter(StromSink.Plan plan, ProcessingTimeService timers) {
     this.plan = plan;
+    this.timers = timers;
     this.connection = StromConnection.connect(plan.address.endpoint());
     this.rows = new ArrowRowWriter(plan.rowType, plan.writePositions, connection.allocator());
     this.deletedKeys =
@@ -50,6 +59,8 @@ final class StromSinkWriter implements SinkWriter<RowData> {
         rowsPending = true;
         if (rows.rows() >= plan.maxBufferedRows) {
           sendRows();
+        } else {
+          startFlushTimer();
         }
         break;
       case UPDATE_BEFORE:
@@ -71,10 +82,38 @@ final class StromSinkWriter implements SinkWriter<RowData> {
         deletesPending = true;
         if (deletedKeys.rows() >= plan.maxBufferedRows) {
           sendDeletes();
+        } else {
+          startFlushTimer();
         }
         break;
       default:
         throw new IllegalStateException("unknown row kind " + row.getRowKind());
+    }
+  }
+
+  /**
+   * Makes sure a timer will send what is buffered now within the flush interval. One timer at a
+   * time: rows buffered after it was registered wait less than the interval.
+   */
+  private void startFlushTimer() {
+    if (plan.flushIntervalMs == 0 || timerPending) {
+      return;
+    }
+    timerPending = true;
+    // Timers fire on the task's mailbox thread, never concurrently with write() or flush().
+    timers.registerTimer(timers.getCurrentProcessingTime() + plan.flushIntervalMs, time -> onFlushTimer());
+  }
+
+  private void onFlushTimer() {
+    timerPending = false;
+    if (closed) {
+      return; // a timer that was already due when the task ended
+    }
+    // At most one of the two buffers holds rows (write() sends one kind before buffering the
+    // other); the sends do not wait for acks: the next flush() collects them, and any failure.
+    sendRows();
+    if (deletedKeys != null) {
+      sendDeletes();
     }
   }
 
@@ -121,6 +160,7 @@ final class StromSinkWriter implements SinkWriter<RowData> {
 
   @Override
   public void close() {
+    closed = true;
     // Unflushed rows are dropped on purpose: close without flush means the task failed, and
     // the rows will be replayed from the last checkpoint.
     try {

@@ -22,9 +22,9 @@ import java.util.stream.Stream;
 public final class StromNode implements AutoCloseable {
   private static final Pattern LISTENING = Pattern.compile("listening on (grpc://\\S+)");
 
-  private final Process process;
   private final Path dataDir;
   private final String endpoint;
+  private Process process;
 
   private StromNode(Process process, Path dataDir, String endpoint) {
     this.process = process;
@@ -33,17 +33,45 @@ public final class StromNode implements AutoCloseable {
   }
 
   public static StromNode start() throws IOException, InterruptedException {
+    Path dataDir = Files.createTempDirectory("strom-jni-it-");
+    Process process = spawn(dataDir, "127.0.0.1:0");
+    return new StromNode(process, dataDir, awaitListening(process));
+  }
+
+  /** Kills the node as a power cut would kill its process (SIGKILL), keeping its data. */
+  public void kill() throws InterruptedException {
+    process.destroyForcibly();
+    process.waitFor();
+  }
+
+  /**
+   * Starts the node again on the same data directory and port (clients keep their endpoint),
+   * after {@link #kill()}; returns once it listens.
+   */
+  public void restart() throws IOException, InterruptedException {
+    if (process.isAlive()) {
+      throw new IllegalStateException("restart() needs the node stopped first");
+    }
+    String listen = endpoint.substring("grpc://".length());
+    process = spawn(dataDir, listen);
+    String again = awaitListening(process);
+    if (!again.equals(endpoint)) {
+      throw new IllegalStateException("the node came back on " + again + ", not " + endpoint);
+    }
+  }
+
+  private static Process spawn(Path dataDir, String listen) throws IOException {
     String bin = System.getenv("STROM_BIN");
     if (bin == null || bin.isEmpty() || !Files.isExecutable(Path.of(bin))) {
       throw new IllegalStateException(
           "set STROM_BIN to the strom binary (cargo build -p strom-server); got " + bin);
     }
-    Path dataDir = Files.createTempDirectory("strom-jni-it-");
-    Process process =
-        new ProcessBuilder(
-                bin, "serve", "--data-dir", dataDir.toString(), "--listen", "127.0.0.1:0")
-            .redirectErrorStream(true)
-            .start();
+    return new ProcessBuilder(bin, "serve", "--data-dir", dataDir.toString(), "--listen", listen)
+        .redirectErrorStream(true)
+        .start();
+  }
+
+  private static String awaitListening(Process process) {
     CompletableFuture<String> endpoint = new CompletableFuture<>();
     Thread reader =
         new Thread(
@@ -68,7 +96,7 @@ public final class StromNode implements AutoCloseable {
     reader.setDaemon(true);
     reader.start();
     try {
-      return new StromNode(process, dataDir, endpoint.get(60, TimeUnit.SECONDS));
+      return endpoint.get(60, TimeUnit.SECONDS);
     } catch (Exception e) {
       process.destroyForcibly();
       throw new IllegalStateException("the strom node did not start", e);

@@ -142,7 +142,7 @@ class StromSinkIT {
         flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build());
     tEnv.executeSql(
             "CREATE TABLE ticks (id BIGINT) WITH ('bucket.num' = '1',"
-                + " 'sink.buffer-flush.max-rows' = '1000000')")
+                + " 'sink.buffer-flush.max-rows' = '1000000', 'sink.buffer-flush.interval' = '0')")
         .await();
     tEnv.executeSql(
         "CREATE TEMPORARY TABLE gen (id BIGINT) WITH ('connector' = 'datagen',"
@@ -172,6 +172,50 @@ class StromSinkIT {
     for (int i = 0; i < rows.size(); i++) {
       assertEquals((long) i + 1, rows.get(i).get(0), "rows arrive in order, none lost, none twice");
     }
+  }
+
+  @Test
+  void withoutCheckpointsTheFlushIntervalSendsASlowStreamsRows() throws Exception {
+    // No checkpointing and a buffer that never fills: only the flush interval sends rows.
+    TableEnvironment tEnv = flink(EnvironmentSettings.inStreamingMode());
+    tEnv.executeSql(
+            "CREATE TABLE trickle (id BIGINT) WITH ('bucket.num' = '1',"
+                + " 'sink.buffer-flush.max-rows' = '1000000', 'sink.buffer-flush.interval' = '100 ms')")
+        .await();
+    tEnv.executeSql(
+        "CREATE TEMPORARY TABLE slow_gen (id BIGINT) WITH ('connector' = 'datagen',"
+            + " 'rows-per-second' = '20', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',"
+            + " 'fields.id.end' = '100000')");
+    TableResult job = tEnv.executeSql("INSERT INTO trickle SELECT id FROM slow_gen");
+    try {
+      long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+      long stored = 0;
+      while (stored < 10 && System.nanoTime() < deadline) {
+        stored = storedRows("trickle");
+        if (stored < 10) {
+          Thread.sleep(50); // polling the node's offsets; the condition is what we wait for
+        }
+      }
+      assertTrue(stored >= 10, "rows reached the node without a checkpoint: " + stored);
+    } finally {
+      org.apache.flink.core.execution.JobClient client = job.getJobClient().orElseThrow();
+      client.cancel().get();
+      client.getJobExecutionResult().handle((result, error) -> null).get();
+    }
+    List<List<Object>> rows = scan(ScanRequest.log("sink", "trickle"));
+    for (int i = 0; i < rows.size(); i++) {
+      assertEquals((long) i + 1, rows.get(i).get(0), "rows arrive in order, none lost, none twice");
+    }
+
+    String negative =
+        messages(
+            assertThrows(
+                Throwable.class,
+                () ->
+                    tEnv.executeSql(
+                            "INSERT INTO trickle /*+ OPTIONS('sink.buffer-flush.interval' = '-1 s') */ VALUES (1)")
+                        .await()));
+    assertTrue(negative.contains("sink.buffer-flush.interval"), negative);
   }
 
   private static long storedRows(String table) {

@@ -1,0 +1,246 @@
+//! The `bridge` scenario: what a Java program gets through the JNI bridge against what the Rust
+//! client gets alone, on the same table, in the same run (issue 12, item 9a).
+//!
+//! A 43-column table (the `scan` scenario's, `data::wide_table`) of `--bridge-rows` rows is
+//! written in 64K-row batches by the Rust client (`strom_flight_api`), then, round by round
+//! and alternating which side goes first:
+//! - **Rust**: full-width and 13-column log scans through `StromClient::scan_log`, and a write
+//!   of the same batches into a fresh table through an `AppendWriter` (all in flight, then
+//!   `flush`);
+//! - **Java**: `io.strom.flink.bench.BridgeBench` (java-connector's test classes) does the same
+//!   through the connector's client layer — the same Rust client, in-process over JNI, batches
+//!   crossing as Arrow C Data — and prints one JSON line per measurement.
+//!
+//! Both sides count every row; the ratio Java / Rust is the bridge's cost. Nothing runs
+//! between the sides but the node, so the node's share is the same for both.
+
+use crate::data;
+use crate::scenarios::{self, Env, Target, DATABASE};
+use crate::stats::{self, ResultRow};
+use crate::{net, procs::Res};
+use futures::StreamExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use strom_flight_api::{LogScan, StromClient, WriterOptions};
+
+pub struct BridgeConfig {
+    pub rows: usize,
+    pub batch_rows: usize,
+    pub iterations: usize,
+    pub rounds: usize,
+    /// Rounds of the Flink end-to-end jobs (0: none).
+    pub flink_rounds: usize,
+    pub buckets: u32,
+    /// `table.log.arrow.compression.type` of the table.
+    pub compression: String,
+    /// The JVM (`java`), the classpath of java-connector's test classes and dependencies, and
+    /// libstrom_jni.so.
+    pub java: PathBuf,
+    pub classpath: String,
+    pub jni_lib: PathBuf,
+}
+
+const SOURCE: &str = "bridge_src";
+
+/// Median of measured seconds.
+fn median(mut s: Vec<f64>) -> f64 {
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mut Vec<ResultRow>) -> Res<()> {
+    let def = data::wide_table();
+    let ch = net::connect(&target.url, env.windows).await?;
+    let options = [("table.log.arrow.compression.type", cfg.compression.as_str())];
+    scenarios::create_table(&ch, SOURCE, &def, cfg.buckets, &options).await?;
+    let mut batches = Vec::new();
+    let mut first = 0;
+    while first < cfg.rows {
+        let n = cfg.batch_rows.min(cfg.rows - first);
+        batches.push(data::wide_batch(&def, n, first as i64, first as u64));
+        first += n;
+    }
+    // Arrow bytes of the table (buffers as generated): the MB/s of both sides use it.
+    let bytes: u64 = batches.iter().map(|b| b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64).sum::<u64>()).sum();
+    let client = StromClient::connect(&target.url).await?;
+    rust_write(&client, SOURCE, &batches).await?;
+    env.say(format!("  bridge: {} rows, 43 columns, {:.0} MB of Arrow data, {} compression", cfg.rows, bytes as f64 / 1e6, cfg.compression));
+    let projected = data::projected_names();
+
+    let mut medians: Vec<(String, &'static str, f64)> = Vec::new(); // (op, side, rows/s)
+    for round in 0..cfg.rounds {
+        let java_table = format!("bridge_w_java_{round}");
+        let rust_table = format!("bridge_w_rust_{round}");
+        scenarios::create_table(&ch, &java_table, &def, cfg.buckets, &options).await?;
+        scenarios::create_table(&ch, &rust_table, &def, cfg.buckets, &options).await?;
+        let sides: [&str; 2] = if round % 2 == 0 { ["rust", "java"] } else { ["java", "rust"] };
+        for side in sides {
+            let _ = env.settle(&format!("bridge {side} round {}", round + 1)).await;
+            let measured = match side {
+                "rust" => rust_side(&client, cfg, &batches, &rust_table, &projected).await?,
+                _ => java_side(target, cfg, &java_table, &projected).await?,
+            };
+            for (op, rows, seconds) in measured {
+                if rows != cfg.rows as u64 {
+                    return Err(format!("bridge: {side} {op} handled {rows} rows, expected {}", cfg.rows).into());
+                }
+                let m = median(seconds.clone());
+                let h = stats::histogram();
+                let row = ResultRow::new(format!("bridge/{op}"), side, "none", rows, bytes, Duration::from_secs_f64(m), &h)
+                    .with("round", round + 1)
+                    .with("seconds", seconds.clone());
+                env.say(format!("  bridge round {} {side:<4} {op:<15} {:>8.2}M rows/s {:>7.0} MB/s", round + 1, row.rows_per_s / 1e6, row.mb_per_s));
+                medians.push((op.clone(), if side == "rust" { "rust" } else { "java" }, row.rows_per_s));
+                out.push(row);
+            }
+        }
+        scenarios::drop_table(&ch, &java_table).await?;
+        scenarios::drop_table(&ch, &rust_table).await?;
+    }
+    for op in ["scan-full", "scan-projected", "write"] {
+        let rate = |side: &str| -> Vec<f64> { medians.iter().filter(|(o, s, _)| o == op && *s == side).map(|(_, _, r)| *r).collect() };
+        let (java, rust) = (rate("java"), rate("rust"));
+        let ratios: Vec<f64> = java.iter().zip(&rust).map(|(j, r)| (j / r * 100.0).round() / 100.0).collect();
+        env.say(format!("  bridge {op:<15} java / rust per round: {ratios:?}"));
+        let h = stats::histogram();
+        out.push(ResultRow::new(format!("bridge/{op}/ratio"), "java/rust", "none", 0, 0, Duration::ZERO, &h).with("ratios", ratios));
+    }
+    for round in 0..cfg.flink_rounds {
+        flink_side(target, cfg, env, &ch, round, out).await?;
+    }
+    scenarios::drop_table(&ch, SOURCE).await?;
+    Ok(())
+}
+
+/// Flink SQL jobs on an in-process MiniCluster (`io.strom.flink.bench.FlinkBench`): the Strom
+/// source and sink against `datagen → blackhole` on the same schema, rates from Flink's net
+/// runtime of each job.
+async fn flink_side(target: &Target, cfg: &BridgeConfig, env: &Env, ch: &tonic::transport::Channel, round: usize, out: &mut Vec<ResultRow>) -> Res<()> {
+    let def = data::wide_table();
+    let sink = "bridge_flink_sink";
+    scenarios::create_table(ch, sink, &def, cfg.buckets, &[("table.log.arrow.compression.type", cfg.compression.as_str())]).await?;
+    let _ = env.settle(&format!("bridge flink round {}", round + 1)).await;
+    let output = java(cfg)
+        .arg("io.strom.flink.bench.FlinkBench")
+        .args(["--endpoint", &target.url, "--database", DATABASE, "--source", SOURCE, "--sink-table", sink])
+        .args(["--rows", &cfg.rows.to_string(), "--source-rows", &cfg.rows.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(format!("FlinkBench failed ({}): {}", output.status, String::from_utf8_lossy(&output.stdout)).into());
+    }
+    let mut rates = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let op = v["op"].as_str().ok_or("FlinkBench: no op")?.to_string();
+        let rows = v["rows"].as_u64().unwrap_or(0);
+        let net = v["net_seconds"].as_f64().unwrap_or(0.0);
+        let h = stats::histogram();
+        let row = ResultRow::new(format!("bridge/flink/{op}"), "flink", "none", rows, 0, Duration::from_secs_f64(net), &h)
+            .with("round", round + 1)
+            .with("wall_seconds", v["wall_seconds"].clone());
+        env.say(format!("  flink round {} {op:<32} {:>8.0}K rows/s (net runtime {net:.2} s, wall {:.2} s)", round + 1, row.rows_per_s / 1e3, v["wall_seconds"].as_f64().unwrap_or(0.0)));
+        rates.insert(op, row.rows_per_s);
+        out.push(row);
+    }
+    let ratio = |a: &str, b: &str| -> Res<f64> {
+        let (x, y) = (rates.get(a).ok_or(format!("FlinkBench did not report {a}"))?, rates.get(b).ok_or(format!("FlinkBench did not report {b}"))?);
+        Ok((x / y * 100.0).round() / 100.0)
+    };
+    let pairs = [
+        ("strom-projected-to-blackhole", "datagen-projected-to-blackhole"),
+        ("strom-full-to-blackhole", "datagen-full-to-blackhole"),
+        ("datagen-full-to-strom", "datagen-full-to-blackhole"),
+    ];
+    for (a, b) in pairs {
+        let r = ratio(a, b)?;
+        env.say(format!("  flink round {} {a} / {b}: {r}", round + 1));
+        let h = stats::histogram();
+        out.push(ResultRow::new(format!("bridge/flink/{a}/ratio"), b, "none", 0, 0, Duration::ZERO, &h).with("ratio", r).with("round", round + 1));
+    }
+    scenarios::drop_table(ch, sink).await?;
+    Ok(())
+}
+
+/// `java` with the flags every Java half needs, up to the main class.
+fn java(cfg: &BridgeConfig) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&cfg.java);
+    command
+        .arg("--add-opens=java.base/java.nio=ALL-UNNAMED")
+        .arg(format!("-Dstrom.jni.lib={}", cfg.jni_lib.display()))
+        .arg("-cp")
+        .arg(&cfg.classpath);
+    command
+}
+
+/// Writes `batches` into `table` through one idempotent append writer: every batch in
+/// flight, then a flush (every ack durable).
+async fn rust_write(client: &StromClient, table: &str, batches: &[arrow_array::RecordBatch]) -> Res<u64> {
+    let mut writer = client.append_writer(DATABASE, table, WriterOptions::default());
+    let mut rows = 0;
+    for b in batches {
+        let _ack = writer.append_unconfirmed(b.clone()).await?;
+        rows += b.num_rows() as u64;
+    }
+    writer.flush().await?;
+    writer.close().await?;
+    Ok(rows)
+}
+
+async fn rust_scan(client: &StromClient, columns: Option<Vec<String>>) -> Res<u64> {
+    let scan = LogScan { database: DATABASE.into(), table: SOURCE.into(), columns, ..Default::default() };
+    let mut stream = client.scan_log(scan).await?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch?.batch.num_rows() as u64;
+    }
+    Ok(rows)
+}
+
+type Measured = Vec<(String, u64, Vec<f64>)>;
+
+async fn rust_side(client: &StromClient, cfg: &BridgeConfig, batches: &[arrow_array::RecordBatch], table: &str, projected: &[String]) -> Res<Measured> {
+    rust_scan(client, None).await?; // unmeasured, as the Java side's first scan
+    let mut out = Vec::new();
+    for (op, columns) in [("scan-full", None), ("scan-projected", Some(projected.to_vec()))] {
+        let mut seconds = Vec::new();
+        let mut rows = 0;
+        for _ in 0..cfg.iterations {
+            let start = Instant::now();
+            rows = rust_scan(client, columns.clone()).await?;
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+        out.push((op.to_string(), rows, seconds));
+    }
+    let start = Instant::now();
+    let rows = rust_write(client, table, batches).await?;
+    out.push(("write".into(), rows, vec![start.elapsed().as_secs_f64()]));
+    Ok(out)
+}
+
+async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: &[String]) -> Res<Measured> {
+    let output = java(cfg)
+        .arg("io.strom.flink.bench.BridgeBench")
+        .args(["--endpoint", &target.url, "--database", DATABASE, "--source", SOURCE, "--write-table", table])
+        .args(["--iterations", &cfg.iterations.to_string(), "--columns", &projected.join(",")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(format!("BridgeBench failed ({}): {}", output.status, String::from_utf8_lossy(&output.stdout)).into());
+    }
+    let mut out = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let seconds: Vec<f64> = v["seconds"].as_array().ok_or("BridgeBench: no seconds")?.iter().filter_map(|s| s.as_f64()).collect();
+        out.push((v["op"].as_str().ok_or("BridgeBench: no op")?.to_string(), v["rows"].as_u64().unwrap_or(0), seconds));
+    }
+    if out.len() != 3 {
+        return Err(format!("BridgeBench printed {} measurements, expected 3", out.len()).into());
+    }
+    Ok(out)
+}
