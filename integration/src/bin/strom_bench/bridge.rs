@@ -62,10 +62,16 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
         first += n;
     }
     // Arrow bytes of the table (buffers as generated): the MB/s of both sides use it.
-    let bytes: u64 = batches.iter().map(|b| b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64).sum::<u64>()).sum();
+    let bytes: u64 =
+        batches.iter().map(|b| b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64).sum::<u64>()).sum();
     let client = StromClient::connect(&target.url).await?;
     rust_write(&client, SOURCE, &batches).await?;
-    env.say(format!("  bridge: {} rows, 43 columns, {:.0} MB of Arrow data, {} compression", cfg.rows, bytes as f64 / 1e6, cfg.compression));
+    env.say(format!(
+        "  bridge: {} rows, 43 columns, {:.0} MB of Arrow data, {} compression",
+        cfg.rows,
+        bytes as f64 / 1e6,
+        cfg.compression
+    ));
     let projected = data::projected_names();
 
     let mut medians: Vec<(String, &'static str, f64)> = Vec::new(); // (op, side, rows/s)
@@ -90,7 +96,12 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
                 let row = ResultRow::new(format!("bridge/{op}"), side, "none", rows, bytes, Duration::from_secs_f64(m), &h)
                     .with("round", round + 1)
                     .with("seconds", seconds.clone());
-                env.say(format!("  bridge round {} {side:<4} {op:<15} {:>8.2}M rows/s {:>7.0} MB/s", round + 1, row.rows_per_s / 1e6, row.mb_per_s));
+                env.say(format!(
+                    "  bridge round {} {side:<4} {op:<15} {:>8.2}M rows/s {:>7.0} MB/s",
+                    round + 1,
+                    row.rows_per_s / 1e6,
+                    row.mb_per_s
+                ));
                 medians.push((op.clone(), if side == "rust" { "rust" } else { "java" }, row.rows_per_s));
                 out.push(row);
             }
@@ -116,7 +127,14 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
 /// Flink SQL jobs on an in-process MiniCluster (`io.strom.flink.bench.FlinkBench`): the Strom
 /// source and sink against `datagen → blackhole` on the same schema, rates from Flink's net
 /// runtime of each job.
-async fn flink_side(target: &Target, cfg: &BridgeConfig, env: &Env, ch: &tonic::transport::Channel, round: usize, out: &mut Vec<ResultRow>) -> Res<()> {
+async fn flink_side(
+    target: &Target,
+    cfg: &BridgeConfig,
+    env: &Env,
+    ch: &tonic::transport::Channel,
+    round: usize,
+    out: &mut Vec<ResultRow>,
+) -> Res<()> {
     let def = data::wide_table();
     let sink = "bridge_flink_sink";
     scenarios::create_table(ch, sink, &def, cfg.buckets, &[("table.log.arrow.compression.type", cfg.compression.as_str())]).await?;
@@ -142,12 +160,18 @@ async fn flink_side(target: &Target, cfg: &BridgeConfig, env: &Env, ch: &tonic::
         let row = ResultRow::new(format!("bridge/flink/{op}"), "flink", "none", rows, 0, Duration::from_secs_f64(net), &h)
             .with("round", round + 1)
             .with("wall_seconds", v["wall_seconds"].clone());
-        env.say(format!("  flink round {} {op:<32} {:>8.0}K rows/s (net runtime {net:.2} s, wall {:.2} s)", round + 1, row.rows_per_s / 1e3, v["wall_seconds"].as_f64().unwrap_or(0.0)));
+        env.say(format!(
+            "  flink round {} {op:<32} {:>8.0}K rows/s (net runtime {net:.2} s, wall {:.2} s)",
+            round + 1,
+            row.rows_per_s / 1e3,
+            v["wall_seconds"].as_f64().unwrap_or(0.0)
+        ));
         rates.insert(op, row.rows_per_s);
         out.push(row);
     }
     let ratio = |a: &str, b: &str| -> Res<f64> {
-        let (x, y) = (rates.get(a).ok_or(format!("FlinkBench did not report {a}"))?, rates.get(b).ok_or(format!("FlinkBench did not report {b}"))?);
+        let (x, y) =
+            (rates.get(a).ok_or(format!("FlinkBench did not report {a}"))?, rates.get(b).ok_or(format!("FlinkBench did not report {b}"))?);
         Ok((x / y * 100.0).round() / 100.0)
     };
     let pairs = [
@@ -159,7 +183,11 @@ async fn flink_side(target: &Target, cfg: &BridgeConfig, env: &Env, ch: &tonic::
         let r = ratio(a, b)?;
         env.say(format!("  flink round {} {a} / {b}: {r}", round + 1));
         let h = stats::histogram();
-        out.push(ResultRow::new(format!("bridge/flink/{a}/ratio"), b, "none", 0, 0, Duration::ZERO, &h).with("ratio", r).with("round", round + 1));
+        out.push(
+            ResultRow::new(format!("bridge/flink/{a}/ratio"), b, "none", 0, 0, Duration::ZERO, &h)
+                .with("ratio", r)
+                .with("round", round + 1),
+        );
     }
     scenarios::drop_table(ch, sink).await?;
     Ok(())
@@ -202,7 +230,13 @@ async fn rust_scan(client: &StromClient, columns: Option<Vec<String>>) -> Res<u6
 
 type Measured = Vec<(String, u64, Vec<f64>)>;
 
-async fn rust_side(client: &StromClient, cfg: &BridgeConfig, batches: &[arrow_array::RecordBatch], table: &str, projected: &[String]) -> Res<Measured> {
+async fn rust_side(
+    client: &StromClient,
+    cfg: &BridgeConfig,
+    batches: &[arrow_array::RecordBatch],
+    table: &str,
+    projected: &[String],
+) -> Res<Measured> {
     rust_scan(client, None).await?; // unmeasured, as the Java side's first scan
     let mut out = Vec::new();
     for (op, columns) in [("scan-full", None), ("scan-projected", Some(projected.to_vec()))] {
