@@ -2,7 +2,8 @@
 # Runs every test of the project on a fresh Debian machine, installing what it needs:
 #   system packages (apt), a Python venv with the test requirements, then
 #   cargo fmt/clippy, the Rust unit + engine + end-to-end tests, the pyarrow suite, and the
-#   Java connector (JUnit unit tests, the connector jar, integration tests against the node).
+#   Java connector (JUnit unit tests, the connector jar, integration tests against the node) and
+#   the plain Arrow Java Flight example of docs/java.md.
 # Usage: ./scripts/test.sh            (from anywhere; CARGO_TARGET_DIR is honoured)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Surefire/failsafe run quietly under -q; their XML reports give the totals to print.
 java_test_summary() {
-  cat java-connector/target/surefire-reports/TEST-*.xml java-connector/target/failsafe-reports/TEST-*.xml 2>/dev/null |
+  local project=${1:-java-connector}
+  cat "$project"/target/surefire-reports/TEST-*.xml "$project"/target/failsafe-reports/TEST-*.xml 2>/dev/null |
     grep -o '<testsuite [^>]*' |
     awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); gsub(/"/, "", kv[2]);
              if (kv[1] == "tests") t += kv[2]; if (kv[1] == "failures" || kv[1] == "errors") f += kv[2];
@@ -57,6 +59,12 @@ readelf -d "$TARGET_DIR/debug/libstrom_jni.so" | grep -q NODELETE ||
   { echo "error: libstrom_jni.so is not linked with -z nodelete (jni-bridge/build.rs)" >&2; exit 1; }
 mvn -B -q -f java-connector/pom.xml verify -Dstrom.jni.lib="$TARGET_DIR/debug/libstrom_jni.so"
 echo "java-connector: $(java_test_summary)"
+
+# docs/java.md's example: a plain Arrow Java Flight client (no Strom code) that writes, reads back
+# and compares; its test also checks the doc's excerpts and the ZSTD-without-codec error.
+step "Java Flight example (plain Arrow Java 19) against the strom binary"
+mvn -B -q -f integration/java-flight-example/pom.xml test
+echo "java-flight-example: $(java_test_summary integration/java-flight-example)"
 
 echo
 echo "all tests passed"
