@@ -15,12 +15,12 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use jni::objects::{JClass, JObject, JString};
-use jni::sys::{jlong, jstring};
+use jni::sys::{jboolean, jlong, jstring};
 use jni::{Env, EnvUnowned};
 use serde::Deserialize;
 use serde_json::Value;
 use strom_flight_api::blocking::{self, Lookuper, Writer};
-use strom_flight_api::{LogScan, LookupOptions, SnapshotScan, WriteKind, WriterOptions};
+use strom_flight_api::{CountKind, CountRequest, LogScan, LookupOptions, SnapshotScan, WriteKind, WriterOptions};
 
 use crate::cdata::{export_batch, export_schema, import_batch};
 use crate::completion::JavaCompletion;
@@ -168,6 +168,34 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_action<'l
             parse_json::<Option<Value>>(optional_string(env, &body_json)?, "action body")?.unwrap_or(Value::Object(Default::default()));
         let answer: Value = client.do_action_json(&action_type, &body)?;
         java_string(env, &answer.to_string())
+    })
+    .resolve::<ThrowStromException>()
+}
+
+/// The node's count (`{"count": "rows"}` when `rows`, else `{"count": "log"}`) of a table, or
+/// of one partition when `partition` is not null: current rows of a primary-key table, records
+/// of a log table.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_count<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    connection: jlong,
+    database: JString<'local>,
+    table: JString<'local>,
+    partition: JString<'local>,
+    rows: jboolean,
+) -> jlong {
+    env.with_env(|env| -> BridgeResult<jlong> {
+        let client = CONNECTIONS.get(connection)?;
+        let request = CountRequest {
+            kind: if rows { CountKind::Rows } else { CountKind::Log },
+            database: string(env, &database, "database")?,
+            table: string(env, &table, "table")?,
+            partition: optional_string(env, &partition)?,
+            buckets: None,
+        };
+        let count = client.count(request)?;
+        jlong::try_from(count).map_err(|_| BridgeError::Argument(format!("count {count} does not fit a Java long")))
     })
     .resolve::<ThrowStromException>()
 }

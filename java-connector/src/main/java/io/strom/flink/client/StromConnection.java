@@ -210,6 +210,15 @@ public final class StromConnection extends NativeResource {
   // --- writers, scanners, lookupers ------------------------------------------------------
 
   /** An idempotent append writer on a log table. */
+  /**
+   * The node's count ({@code {"count": "rows" | "log"}}): with {@code rows}, the current rows
+   * of a primary-key table (from one snapshot); without, the records stored (log tables: their
+   * rows; primary-key tables: change records). {@code partition} null counts every partition.
+   */
+  public long count(String database, String table, String partition, boolean rows) {
+    return StromNative.count(handle(), database, table, partition, rows);
+  }
+
   public StromWriter appendWriter(String database, String table) {
     return writer(database, table, StromWriter.Options.append());
   }

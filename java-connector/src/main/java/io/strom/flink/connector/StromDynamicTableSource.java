@@ -1,8 +1,6 @@
 package io.strom.flink.connector;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.strom.flink.client.BucketOffset;
-import io.strom.flink.client.OffsetSpec;
 import io.strom.flink.client.StromConnection;
 import io.strom.flink.client.StromException;
 import io.strom.flink.source.SourcePlan;
@@ -35,8 +33,8 @@ import org.apache.flink.types.RowKind;
  * the projected columns (the node sends only those), the partitions left after partition
  * filters, and a LIMIT (each bucket's scan stops there; Flink still applies the limit).
  *
- * <p>In batch mode, {@code SELECT COUNT(*)} of a log table is answered from the node's offsets
- * (high watermark minus log start of every bucket: the node's own record count) without
+ * <p>In batch mode, {@code SELECT COUNT(*)} is answered by the node's count (records of a log
+ * table, current rows of a primary-key table) without
  * reading a row.
  *
  * <p>The changelog mode the planner sees follows the table: insert-only for log tables,
@@ -158,11 +156,9 @@ public final class StromDynamicTableSource
   @Override
   public boolean applyAggregates(
       List<int[]> groupingSets, List<AggregateExpression> aggregates, DataType producedDataType) {
-    // Only a global COUNT(*) of a whole log table read from its start: then the count is the
-    // node's record count. Primary-key tables count rows, which needs the node's count
-    // ticket (not exposed through the bridge yet): Flink counts those itself.
+    // Only a global COUNT(*) of a whole bounded read: a log table read from its start (the
+    // node's record count) or a primary-key table's snapshot (the node's row count).
     if (!bounded
-        || table.primaryKeyTable()
         || limit >= 0
         || !(startupMode == StartupMode.FULL || startupMode == StartupMode.EARLIEST)
         || groupingSets.size() != 1
@@ -183,7 +179,10 @@ public final class StromDynamicTableSource
     return true;
   }
 
-  /** Records in the partitions read: what the node's {@code count} answers for a log table. */
+  /**
+   * The node's count of the partitions read: records of a log table, current rows of a
+   * primary-key table (each partition's from one snapshot of it).
+   */
   private long countRecords() {
     try (StromConnection connection = StromConnection.connect(address.endpoint())) {
       List<String> partitions = new ArrayList<>();
@@ -194,14 +193,7 @@ public final class StromDynamicTableSource
       }
       long count = 0;
       for (String partition : partitions) {
-        for (BucketOffset end :
-            connection.listOffsets(address.database(), address.table(), partition, OffsetSpec.latest())) {
-          count += end.offset();
-        }
-        for (BucketOffset start :
-            connection.listOffsets(address.database(), address.table(), partition, OffsetSpec.earliest())) {
-          count -= start.offset();
-        }
+        count += connection.count(address.database(), address.table(), partition, table.primaryKeyTable());
       }
       return count;
     } catch (StromException e) {

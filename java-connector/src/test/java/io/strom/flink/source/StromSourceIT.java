@@ -104,7 +104,9 @@ class StromSourceIT {
     TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
     assertEquals(
         List.of("+I[1, a]", "+I[2, b2]"), sorted(all(tEnv.executeSql("SELECT * FROM pk_batch").collect())));
-    // Not pushed down for primary-key tables: Flink counts the snapshot's rows (one column read).
+    // COUNT(*) is the node's count of current rows (the changelog holds 6 records: 3 +I, -U/+U, -D).
+    String countPlan = tEnv.explainSql("SELECT COUNT(*) FROM pk_batch");
+    assertTrue(countPlan.contains("aggFunctions=[Count1AggFunction()]"), countPlan);
     assertEquals(List.of("+I[2]"), all(tEnv.executeSql("SELECT COUNT(*) FROM pk_batch").collect()));
     String refused =
         messages(

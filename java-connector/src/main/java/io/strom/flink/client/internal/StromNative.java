@@ -25,6 +25,13 @@ public final class StromNative {
   /** Any DoAction of the contract: JSON body in, JSON answer out. */
   public static native String action(long connection, String actionType, String bodyJson);
 
+  /**
+   * The node's count of a table (or of one partition when {@code partition} is not null):
+   * current rows of a primary-key table when {@code rows}, else stored records.
+   */
+  public static native long count(
+      long connection, String database, String table, String partition, boolean rows);
+
   public static native void tableSchema(
       long connection, String database, String table, long schemaAddress);
 
