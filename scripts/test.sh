@@ -58,5 +58,13 @@ readelf -d "$TARGET_DIR/debug/libstrom_jni.so" | grep -q NODELETE ||
 mvn -B -q -f java-connector/pom.xml verify -Dstrom.jni.lib="$TARGET_DIR/debug/libstrom_jni.so"
 echo "java-connector: $(java_test_summary)"
 
+# ------------------------------------------------------------------------------------------
+# The way users run it: a Flink 2.3 standalone cluster (from PyPI, into .venv-flink) with the
+# connector jar built above in lib/, SQL files run by bin/sql-client.sh -f, the node checked.
+step "Flink standalone cluster: sql-client.sh -f against the connector jar"
+STROM_BIN="$STROM_BIN" STROM_CONNECTOR_JAR="$ROOT/java-connector/target/strom-flink-connector-0.1.0.jar" \
+  ./integration/flink-standalone/run.sh
+# ------------------------------------------------------------------------------------------
+
 echo
 echo "all tests passed"
