@@ -60,7 +60,7 @@ if ! flink_installed; then
     "apache-flink==$FLINK_VERSION" "apache-flink-libraries==$FLINK_VERSION"
 fi
 PYFLINK=$("$FLINK_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/pyflink
-[ -f "$PYFLINK/lib/flink-dist-$FLINK_VERSION.jar" ] && [ -x "$PYFLINK/bin/start-cluster.sh" ] ||
+{ [ -f "$PYFLINK/lib/flink-dist-$FLINK_VERSION.jar" ] && [ -x "$PYFLINK/bin/start-cluster.sh" ]; } ||
   die "$PYFLINK is not a Flink $FLINK_VERSION distribution (remove $FLINK_VENV and run again)"
 
 GATEWAY_JAR=$FLINK_VENV/flink-jars/flink-sql-gateway-$FLINK_VERSION.jar
@@ -112,7 +112,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   [ "$rc" -ne 0 ] && print_logs
-  if [ -d "$FLINK_HOME_DIR/pid" ]; then
+  if compgen -G "$FLINK_HOME_DIR/pid/*.pid" >/dev/null; then
     say "stopping the Flink cluster"
     # stop-cluster.sh kills each daemon of the pid files (SIGKILL after a timeout); wait until
     # they are gone so that nothing of this run outlives it.
@@ -213,15 +213,19 @@ sed "s|\${STROM_ENDPOINT}|$ENDPOINT|" "$HERE/init.sql" >"$WORK/init.sql"
 
 # sql-client.sh stops at the first failing statement but still exits 0 (Flink 2.3.0), so its
 # output is searched for what it prints then: "[ERROR] ..." for a statement of the -f file,
-# "Failed to initialize from sql script" for one of the -i file.
+# "Failed to initialize from sql script" for one of the -i file. A file takes seconds; the
+# timeout only keeps a job that hangs (dml-sync waits for it) from hanging the run.
+SQL_TIMEOUT_S=300
 run_sql() {
   local file=$1 out=$WORK/$1.out
   say "sql-client.sh -i init.sql -f $file"
   local rc=0
-  "$FLINK_HOME_DIR/bin/sql-client.sh" --history "$WORK/sql-history" -i "$WORK/init.sql" -f "$HERE/$file" \
+  timeout --kill-after=10 "$SQL_TIMEOUT_S" \
+    "$FLINK_HOME_DIR/bin/sql-client.sh" --history "$WORK/sql-history" -i "$WORK/init.sql" -f "$HERE/$file" \
     </dev/null >"$out" 2>&1 || rc=$?
   # Strip the terminal colours for the CI log.
   sed 's/\x1b\[[0-9;]*m//g' "$out"
+  [ "$rc" -ne 124 ] || die "sql-client.sh -f $file did not finish within ${SQL_TIMEOUT_S}s"
   [ "$rc" -eq 0 ] || die "sql-client.sh -f $file exited with $rc"
   if grep -Eq '\[ERROR\]|Failed to initialize from sql script' "$out"; then
     die "a statement of $file (or init.sql) failed: see above, and the sql-client log below"
