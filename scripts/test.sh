@@ -66,5 +66,13 @@ step "Java Flight example (plain Arrow Java 19) against the strom binary"
 mvn -B -q -f integration/java-flight-example/pom.xml test
 echo "java-flight-example: $(java_test_summary integration/java-flight-example)"
 
+# ------------------------------------------------------------------------------------------
+# The way users run it: a Flink 2.3 standalone cluster (from PyPI, into .venv-flink) with the
+# connector jar built above in lib/, SQL files run by bin/sql-client.sh -f, the node checked.
+step "Flink standalone cluster: sql-client.sh -f against the connector jar"
+STROM_BIN="$STROM_BIN" STROM_CONNECTOR_JAR="$ROOT/java-connector/target/strom-flink-connector-0.1.0.jar" \
+  ./integration/flink-standalone/run.sh
+# ------------------------------------------------------------------------------------------
+
 echo
 echo "all tests passed"
