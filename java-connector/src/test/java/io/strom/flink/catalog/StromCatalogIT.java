@@ -307,6 +307,37 @@ class StromCatalogIT {
     assertEquals("VARCHAR(20)", strom.getTable("types", "all_types").path("columns").get(9).path("type").asText());
   }
 
+  @Test
+  void theUserStoryTablesOfTheFlinkGuideAreCreatedAsWritten() throws Exception {
+    // The CREATE TABLE statements of docs/flink.md "Examples from the user stories", verbatim.
+    String doc = java.nio.file.Files.readString(java.nio.file.Path.of("..", "docs", "flink.md"));
+    String section = doc.substring(doc.indexOf("## Examples from the user stories"), doc.indexOf("## Not supported yet"));
+    java.util.regex.Matcher blocks = java.util.regex.Pattern.compile("```sql\n(.*?)```", java.util.regex.Pattern.DOTALL).matcher(section);
+    List<String> created = new ArrayList<>();
+    sql("CREATE DATABASE stories");
+    sql("USE stories");
+    try {
+      while (blocks.find()) {
+        for (String statement : blocks.group(1).replaceAll("--[^\n]*", "").split(";")) {
+          String trimmed = statement.strip();
+          if (trimmed.startsWith("CREATE TABLE")) {
+            sql(trimmed);
+            created.add(trimmed.substring("CREATE TABLE ".length()).split("[ (]")[0]);
+          }
+        }
+      }
+    } finally {
+      sql("USE strom");
+    }
+    assertEquals(List.of("shop_stat_wide", "order_dtm", "dpv_versioned_merge", "deal_kv", "ads_uv_agg"), created);
+    assertEquals(created, strom.listTables("stories").stream().sorted(
+        java.util.Comparator.comparingInt(created::indexOf)).toList());
+    JsonNode uv = strom.getTable("stories", "ads_uv_agg").path("options");
+    assertEquals("aggregation", uv.path("table.merge-engine").asText(), uv.toString());
+    assertEquals("rbm32", uv.path("fields.uv_bitmap.agg").asText(), uv.toString());
+    assertEquals("versioned", strom.getTable("stories", "dpv_versioned_merge").path("options").path("table.merge-engine").asText());
+  }
+
   private static void sql(String statement) {
     try {
       tEnv.executeSql(statement).await();
