@@ -93,6 +93,15 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
               + startupMode.name().toLowerCase(Locale.ROOT) + "'); read its changelog in streaming mode");
     }
     Duration discovery = options.get(StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL);
+    if (!bounded && table.partitioned()) {
+      return new StromStreamingPartitionedSource(
+          address,
+          (RowType) context.getPhysicalRowDataType().getLogicalType(),
+          table,
+          startupMode,
+          startupTimestamp,
+          discovery.toMillis());
+    }
     return new StromDynamicTableSource(
         address,
         (RowType) context.getPhysicalRowDataType().getLogicalType(),

@@ -3,11 +3,8 @@ package io.strom.flink.connector;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.strom.flink.client.StromConnection;
 import io.strom.flink.client.StromException;
-import io.strom.flink.source.SourcePlan;
 import io.strom.flink.source.StartupMode;
-import io.strom.flink.source.StromSource;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -15,53 +12,17 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import org.apache.flink.table.api.ValidationException;
-import org.apache.flink.table.connector.ChangelogMode;
 import org.apache.flink.table.connector.source.DynamicTableSource;
-import org.apache.flink.table.connector.source.ScanTableSource;
-import org.apache.flink.table.connector.source.SourceProvider;
-import org.apache.flink.table.connector.source.abilities.SupportsAggregatePushDown;
-import org.apache.flink.table.connector.source.abilities.SupportsLimitPushDown;
 import org.apache.flink.table.connector.source.abilities.SupportsPartitionPushDown;
-import org.apache.flink.table.connector.source.abilities.SupportsProjectionPushDown;
-import org.apache.flink.table.expressions.AggregateExpression;
-import org.apache.flink.table.types.DataType;
 import org.apache.flink.table.types.logical.RowType;
-import org.apache.flink.types.RowKind;
 
 /**
- * SELECT from a Strom table: the {@link StromSource} with what the planner pushed into it —
- * the projected columns (the node sends only those), the partitions left after partition
- * filters, and a LIMIT (each bucket's scan stops there; Flink still applies the limit).
- *
- * <p>In batch mode, {@code SELECT COUNT(*)} is answered by the node's count (records of a log
- * table, current rows of a primary-key table) without
- * reading a row.
- *
- * <p>The changelog mode the planner sees follows the table: insert-only for log tables,
- * {@code first_row} tables and every bounded read (a snapshot is all inserts); for other
- * primary-key tables {@code +I/-U/+U/-D}, without {@code -D} when deletes are ignored or
- * disabled, without {@code -U} when the changelog image is WAL.
+ * SELECT from a Strom table in batch mode, or from a table without partitions: the {@link
+ * StromScanSource} plus partition push-down (the planner prunes the partitions present at
+ * planning time, which is all a bounded read ever reads). Streaming reads of partitioned tables
+ * use {@link StromStreamingPartitionedSource}, which also reads partitions created later.
  */
-public final class StromDynamicTableSource
-    implements ScanTableSource,
-        SupportsProjectionPushDown,
-        SupportsLimitPushDown,
-        SupportsPartitionPushDown,
-        SupportsAggregatePushDown {
-  private final StromTableAddress address;
-  private final RowType physicalType;
-  private final StromTableInfo table;
-  private final boolean bounded;
-  private final StartupMode startupMode;
-  private final long startupTimestampMillis;
-  private final long discoveryIntervalMillis;
-  private int[] projection;
-  private long limit = -1;
-  private Set<String> partitionFilter;
-  private boolean countPushedDown;
-  /** The planner's type of the COUNT(*) row when the count is pushed down. */
-  private RowType countType;
-
+public final class StromDynamicTableSource extends StromScanSource implements SupportsPartitionPushDown {
   StromDynamicTableSource(
       StromTableAddress address,
       RowType physicalType,
@@ -70,135 +31,7 @@ public final class StromDynamicTableSource
       StartupMode startupMode,
       long startupTimestampMillis,
       long discoveryIntervalMillis) {
-    this.address = address;
-    this.physicalType = physicalType;
-    this.table = table;
-    this.bounded = bounded;
-    this.startupMode = startupMode;
-    this.startupTimestampMillis = startupTimestampMillis;
-    this.discoveryIntervalMillis = discoveryIntervalMillis;
-  }
-
-  @Override
-  public ChangelogMode getChangelogMode() {
-    if (bounded || !table.primaryKeyTable() || table.firstRowMergeEngine()) {
-      return ChangelogMode.insertOnly();
-    }
-    ChangelogMode.Builder mode = ChangelogMode.newBuilder().addContainedKind(RowKind.INSERT);
-    if (!table.walChangelogImage()) {
-      mode.addContainedKind(RowKind.UPDATE_BEFORE);
-    }
-    mode.addContainedKind(RowKind.UPDATE_AFTER);
-    if (!table.deletesDropped()) {
-      mode.addContainedKind(RowKind.DELETE);
-    }
-    return mode.build();
-  }
-
-  @Override
-  public ScanRuntimeProvider getScanRuntimeProvider(ScanContext context) {
-    if (countPushedDown) {
-      return SourceProvider.of(
-          new StromSource(
-              new SourcePlan(address, countType, List.of(), false, false, 1, true, startupMode,
-                  startupTimestampMillis, null, 0, -1, countRecords())));
-    }
-    int[] fields = projection != null ? projection : allFields();
-    List<String> names = new ArrayList<>();
-    List<RowType.RowField> produced = new ArrayList<>();
-    for (int field : fields) {
-      RowType.RowField rowField = physicalType.getFields().get(field);
-      names.add(rowField.getName());
-      produced.add(rowField);
-    }
-    // COUNT(*) and friends project nothing; the node still needs a column to send row counts.
-    List<String> requested = names.isEmpty() ? List.of(physicalType.getFieldNames().get(0)) : names;
-    SourcePlan plan =
-        new SourcePlan(
-            address,
-            new RowType(false, produced),
-            requested,
-            table.primaryKeyTable(),
-            table.partitioned(),
-            table.bucketCount(),
-            bounded,
-            startupMode,
-            startupTimestampMillis,
-            partitionFilter,
-            discoveryIntervalMillis,
-            limit,
-            -1);
-    return SourceProvider.of(new StromSource(plan));
-  }
-
-  private int[] allFields() {
-    return java.util.stream.IntStream.range(0, physicalType.getFieldCount()).toArray();
-  }
-
-  @Override
-  public boolean supportsNestedProjection() {
-    return false;
-  }
-
-  @Override
-  public void applyProjection(int[][] projectedFields, DataType producedDataType) {
-    projection = Arrays.stream(projectedFields).mapToInt(path -> path[0]).toArray();
-  }
-
-  @Override
-  public void applyLimit(long limit) {
-    // Only bounded scans take it to the node: a streaming LIMIT must keep reading changes.
-    if (bounded) {
-      this.limit = limit;
-    }
-  }
-
-  @Override
-  public boolean applyAggregates(
-      List<int[]> groupingSets, List<AggregateExpression> aggregates, DataType producedDataType) {
-    // Only a global COUNT(*) of a whole bounded read: a log table read from its start (the
-    // node's record count) or a primary-key table's snapshot (the node's row count).
-    if (!bounded
-        || limit >= 0
-        || !(startupMode == StartupMode.FULL || startupMode == StartupMode.EARLIEST)
-        || groupingSets.size() != 1
-        || groupingSets.get(0).length != 0
-        || aggregates.size() != 1) {
-      return false;
-    }
-    AggregateExpression aggregate = aggregates.get(0);
-    boolean countStar =
-        aggregate.getFunctionDefinition().getClass().getSimpleName().equals("Count1AggFunction")
-            && !aggregate.isDistinct()
-            && aggregate.getFilterExpression().isEmpty();
-    if (!countStar) {
-      return false;
-    }
-    countPushedDown = true;
-    countType = (RowType) producedDataType.getLogicalType();
-    return true;
-  }
-
-  /**
-   * The node's count of the partitions read: records of a log table, current rows of a
-   * primary-key table (each partition's from one snapshot of it).
-   */
-  private long countRecords() {
-    try (StromConnection connection = StromConnection.connect(address.endpoint())) {
-      List<String> partitions = new ArrayList<>();
-      if (partitionFilter != null) {
-        partitions.addAll(partitionFilter);
-      } else {
-        partitions.add(null); // every partition (or the table)
-      }
-      long count = 0;
-      for (String partition : partitions) {
-        count += connection.count(address.database(), address.table(), partition, table.primaryKeyTable());
-      }
-      return count;
-    } catch (StromException e) {
-      throw new ValidationException("Cannot count Strom table " + address + ": " + e.getMessage(), e);
-    }
+    super(address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis);
   }
 
   @Override
@@ -237,19 +70,8 @@ public final class StromDynamicTableSource
 
   @Override
   public DynamicTableSource copy() {
-    StromDynamicTableSource copy =
+    return withStateOf(
         new StromDynamicTableSource(
-            address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis);
-    copy.projection = projection == null ? null : projection.clone();
-    copy.limit = limit;
-    copy.partitionFilter = partitionFilter == null ? null : new LinkedHashSet<>(partitionFilter);
-    copy.countPushedDown = countPushedDown;
-    copy.countType = countType;
-    return copy;
-  }
-
-  @Override
-  public String asSummaryString() {
-    return "Strom(" + address + ")";
+            address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis));
   }
 }

@@ -1,5 +1,6 @@
 package io.strom.flink.source;
 
+import io.strom.flink.connector.PartitionPredicate;
 import io.strom.flink.connector.StromTableAddress;
 import java.io.Serializable;
 import java.util.List;
@@ -23,8 +24,10 @@ import org.apache.flink.table.types.logical.RowType;
  *     are read as their snapshot
  * @param startupMode where an unbounded read starts
  * @param startupTimestampMillis for {@link StartupMode#TIMESTAMP}
- * @param partitionFilter the partitions to read (partition push-down); null: all, including
- *     partitions created while the job runs
+ * @param partitionFilter the partitions to read (partition push-down of a bounded read); null:
+ *     all, including partitions created while the job runs
+ * @param partitionPredicate a streaming read's filter on partition keys, applied to every
+ *     partition found (at start and by discovery); null: none
  * @param discoveryIntervalMillis how often a streaming read of a partitioned table looks for
  *     new and dropped partitions
  * @param limit rows per split (LIMIT push-down; the planner still applies the limit on top);
@@ -42,6 +45,7 @@ public record SourcePlan(
     StartupMode startupMode,
     long startupTimestampMillis,
     Set<String> partitionFilter,
+    PartitionPredicate partitionPredicate,
     long discoveryIntervalMillis,
     long limit,
     long pushedCount)
@@ -50,6 +54,12 @@ public record SourcePlan(
   /** Whether the read is answered by a count resolved at planning (no rows are read). */
   public boolean countOnly() {
     return pushedCount >= 0;
+  }
+
+  /** Whether this read covers the partition of that name (the node's name: values joined by '$'). */
+  public boolean readsPartition(String name) {
+    return (partitionFilter == null || partitionFilter.contains(name))
+        && (partitionPredicate == null || partitionPredicate.testName(name));
   }
 
   /** Whether a split starts with a snapshot of its bucket (then, unbounded, its changelog). */

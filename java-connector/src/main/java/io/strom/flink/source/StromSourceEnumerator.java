@@ -122,7 +122,7 @@ public final class StromSourceEnumerator implements SplitEnumerator<StromSourceS
     for (JsonNode partition :
         connection.listPartitions(plan.address().database(), plan.address().table())) {
       String name = partition.path("name").asText();
-      if (plan.partitionFilter() == null || plan.partitionFilter().contains(name)) {
+      if (plan.readsPartition(name)) {
         names.add(name);
       }
     }
