@@ -163,8 +163,8 @@ struct JavaPrivateData {
 
 /// The `release` callback of Java-exported structs. It may run on any Rust thread (the one
 /// that drops the last reference to the batch, often a tokio worker after the write was sent):
-/// it attaches that thread to the JVM (permanently: attaching is expensive, and the client's
-/// few threads do this again and again) and calls `PrivateData.close()`.
+/// it attaches that thread to the JVM (permanently, as a daemon thread: attaching is
+/// expensive, and the client's few threads do this again and again) and calls `PrivateData.close()`.
 unsafe extern "C" fn release_exported<T: ExportedStruct>(base: *mut T) {
     // No panic may unwind out of an `extern "C"` fn (that aborts): catch everything.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
@@ -191,6 +191,7 @@ unsafe extern "C" fn release_exported<T: ExportedStruct>(base: *mut T) {
 
 fn close_java_private_data(data: JavaPrivateData) {
     let Ok(vm) = JavaVM::singleton() else { return };
+    crate::completion::attach_as_daemon(&vm);
     let outcome = vm.attach_current_thread(|env| -> jni::errors::Result<()> {
         let result = env.call_method(data.private_data.as_obj(), jni_str!("close"), jni_sig!("()V"), &[]);
         if result.is_err() && env.exception_check() {

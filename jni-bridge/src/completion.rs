@@ -2,8 +2,8 @@
 //!
 //! Async writes and lookups hand Rust an `io.strom.flink.client.internal.NativeCompletion`
 //! (a `CompletableFuture<String>`). The result arrives on a `strom-client-N` thread of the
-//! client's runtime, which is attached to the JVM (permanently: the same few threads complete
-//! every future) and calls `succeed(String)` or `fail(String status, String message)` on it.
+//! client's runtime, which is attached to the JVM (permanently and as a daemon thread: the same
+//! few threads complete every future, and they must not keep the JVM from exiting) and calls `succeed(String)` or `fail(String status, String message)` on it.
 //!
 //! The exception is built by Java, not here: on a thread without a native frame, JNI's
 //! `FindClass` searches the system class loader, which does not see the connector's classes
@@ -66,6 +66,7 @@ impl JavaCompletion {
             return;
         };
         let target = self.target;
+        attach_as_daemon(&vm);
         let outcome = vm.attach_current_thread(|env| -> jni::errors::Result<()> {
             let result = body(env, target.as_obj());
             if result.is_err() && env.exception_check() {
@@ -82,4 +83,29 @@ impl JavaCompletion {
             eprintln!("strom_jni: could not complete a Java future: {e}");
         }
     }
+}
+
+/// Attaches the calling thread to the JVM as a **daemon** thread, once per thread, so that
+/// a later `attach_current_thread` finds it attached and reuses that attachment (jni 0.22
+/// checks `GetEnv` first). The JVM waits for its non-daemon threads before it exits, and the
+/// client's runtime threads that complete futures and release exported batches live as long
+/// as a connection: attached the default way (non-daemon), they kept a plain Java `main` that
+/// used the bridge from ever exiting. jni 0.22 has no daemon option, hence the raw call.
+pub(crate) fn attach_as_daemon(vm: &JavaVM) {
+    use std::cell::Cell;
+    thread_local! {
+        static ATTACHED: Cell<bool> = const { Cell::new(false) };
+    }
+    ATTACHED.with(|attached| {
+        if attached.get() {
+            return;
+        }
+        let raw = vm.get_raw();
+        let mut env: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: `raw` is the live JavaVM of this process (JavaVM::singleton); JNI 1.4's
+        // AttachCurrentThreadAsDaemon is part of every JVM this runs in (Java 17). A thread
+        // that is already attached gets its existing JNIEnv back.
+        let status = unsafe { ((*(*raw)).v1_4.AttachCurrentThreadAsDaemon)(raw, &mut env, std::ptr::null_mut()) };
+        attached.set(status == jni::sys::JNI_OK);
+    });
 }

@@ -198,7 +198,7 @@ fn java(cfg: &BridgeConfig) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(&cfg.java);
     command
         .arg("--add-opens=java.base/java.nio=ALL-UNNAMED")
-        .arg(format!("-Dstrom.jni.lib={}", cfg.jni_lib.display()))
+        .arg(format!("-Dstrom.jni.library={}", cfg.jni_lib.display()))
         .arg("-cp")
         .arg(&cfg.classpath);
     command
