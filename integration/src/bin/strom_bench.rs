@@ -224,6 +224,10 @@ struct Args {
     /// PK: seconds per upsert variant of the partial/full comparison.
     #[arg(long, default_value_t = 6.0)]
     pk_partial_seconds: f64,
+    /// Partial: rounds of (full, partial); odd rounds run partial first (ABBA), so neither
+    /// variant always inherits the other's compaction debt.
+    #[arg(long, default_value_t = 1)]
+    pk_partial_rounds: usize,
     /// PK: the db_bench wrapper (default: integration/peer/db_bench.sh).
     #[arg(long)]
     db_bench_script: Option<PathBuf>,
@@ -646,6 +650,7 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             partial_rows: args.pk_partial_rows,
             partial_batch_rows: args.pk_partial_batch_rows.max(1),
             partial_duration: Duration::from_secs_f64(args.pk_partial_seconds),
+            partial_rounds: args.pk_partial_rounds.max(1),
             db_bench_script: args.db_bench_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/db_bench.sh")),
             db_bench_seconds: args.db_bench_seconds.max(1),
             db_bench_threads: args.db_bench_threads.max(1),

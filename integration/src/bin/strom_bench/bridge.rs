@@ -42,6 +42,8 @@ pub struct BridgeConfig {
 }
 
 const SOURCE: &str = "bridge_src";
+/// Writes of the same batches per side and round: one warm-up, then measured ones.
+const WRITE_PASSES: usize = 3;
 
 /// Median of measured seconds.
 fn median(mut s: Vec<f64>) -> f64 {
@@ -87,7 +89,7 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
                 "rust" => rust_side(&client, cfg, &batches, &rust_table, &projected).await?,
                 _ => java_side(target, cfg, &java_table, &projected).await?,
             };
-            for (op, rows, seconds) in measured {
+            for (op, rows, seconds, cpu) in measured {
                 if rows != cfg.rows as u64 {
                     return Err(format!("bridge: {side} {op} handled {rows} rows, expected {}", cfg.rows).into());
                 }
@@ -95,12 +97,16 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
                 let h = stats::histogram();
                 let row = ResultRow::new(format!("bridge/{op}"), side, "none", rows, bytes, Duration::from_secs_f64(m), &h)
                     .with("round", round + 1)
-                    .with("seconds", seconds.clone());
+                    .with("seconds", seconds.clone())
+                    .with("client_cpu_seconds", cpu.clone());
+                // The client's CPU (the Rust bench process, or the whole JVM) per million rows.
+                let cpu_ms_per_mrow = if cpu.is_empty() { 0.0 } else { median(cpu) / rows as f64 * 1e9 };
                 env.say(format!(
-                    "  bridge round {} {side:<4} {op:<15} {:>8.2}M rows/s {:>7.0} MB/s",
+                    "  bridge round {} {side:<4} {op:<15} {:>8.2}M rows/s {:>7.0} MB/s  client CPU {:>6.1} ms per M rows",
                     round + 1,
                     row.rows_per_s / 1e6,
-                    row.mb_per_s
+                    row.mb_per_s,
+                    cpu_ms_per_mrow
                 ));
                 medians.push((op.clone(), if side == "rust" { "rust" } else { "java" }, row.rows_per_s));
                 out.push(row);
@@ -196,6 +202,10 @@ async fn flink_side(
 /// `java` with the flags every Java half needs, up to the main class.
 fn java(cfg: &BridgeConfig) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(&cfg.java);
+    // Extra JVM flags for a look inside (e.g. a JFR recording), whitespace-separated.
+    if let Ok(extra) = std::env::var("STROM_BENCH_JAVA_OPTS") {
+        command.args(extra.split_whitespace());
+    }
     command
         .arg("--add-opens=java.base/java.nio=ALL-UNNAMED")
         .arg(format!("-Dstrom.jni.library={}", cfg.jni_lib.display()))
@@ -228,7 +238,14 @@ async fn rust_scan(client: &StromClient, columns: Option<Vec<String>>) -> Res<u6
     Ok(rows)
 }
 
-type Measured = Vec<(String, u64, Vec<f64>)>;
+/// (op, rows, wall seconds per iteration, client CPU seconds per iteration).
+type Measured = Vec<(String, u64, Vec<f64>, Vec<f64>)>;
+
+/// CPU seconds this process has used (all threads): the Rust client's cost, as the Java
+/// side's `getProcessCpuTime` is the bridge's.
+fn own_cpu_seconds() -> f64 {
+    crate::procs::cpu_seconds(std::process::id()).unwrap_or(0.0)
+}
 
 async fn rust_side(
     client: &StromClient,
@@ -240,18 +257,29 @@ async fn rust_side(
     rust_scan(client, None).await?; // unmeasured, as the Java side's first scan
     let mut out = Vec::new();
     for (op, columns) in [("scan-full", None), ("scan-projected", Some(projected.to_vec()))] {
-        let mut seconds = Vec::new();
+        let (mut seconds, mut cpu) = (Vec::new(), Vec::new());
         let mut rows = 0;
         for _ in 0..cfg.iterations {
-            let start = Instant::now();
+            let (start, cpu_start) = (Instant::now(), own_cpu_seconds());
             rows = rust_scan(client, columns.clone()).await?;
             seconds.push(start.elapsed().as_secs_f64());
+            cpu.push(own_cpu_seconds() - cpu_start);
         }
-        out.push((op.to_string(), rows, seconds));
+        out.push((op.to_string(), rows, seconds, cpu));
     }
-    let start = Instant::now();
-    let rows = rust_write(client, table, batches).await?;
-    out.push(("write".into(), rows, vec![start.elapsed().as_secs_f64()]));
+    // As on the Java side: a warm-up pass, then measured passes of the same rows.
+    let (mut seconds, mut cpu, mut rows) = (Vec::new(), Vec::new(), 0);
+    // STROM_BENCH_WRITE_PASSES: more passes, for a look with a profiler.
+    let passes = std::env::var("STROM_BENCH_WRITE_PASSES").ok().and_then(|p| p.parse().ok()).unwrap_or(WRITE_PASSES);
+    for pass in 0..passes {
+        let (start, cpu_start) = (Instant::now(), own_cpu_seconds());
+        rows = rust_write(client, table, batches).await?;
+        if pass > 0 {
+            seconds.push(start.elapsed().as_secs_f64());
+            cpu.push(own_cpu_seconds() - cpu_start);
+        }
+    }
+    out.push(("write".into(), rows, seconds, cpu));
     Ok(out)
 }
 
@@ -260,6 +288,8 @@ async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: 
         .arg("io.strom.flink.bench.BridgeBench")
         .args(["--endpoint", &target.url, "--database", DATABASE, "--source", SOURCE, "--write-table", table])
         .args(["--iterations", &cfg.iterations.to_string(), "--columns", &projected.join(",")])
+        .args(["--batch-rows", &cfg.batch_rows.to_string()])
+        .args(["--write-passes", &WRITE_PASSES.to_string()])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -270,8 +300,13 @@ async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: 
     let mut out = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value = serde_json::from_str(line)?;
-        let seconds: Vec<f64> = v["seconds"].as_array().ok_or("BridgeBench: no seconds")?.iter().filter_map(|s| s.as_f64()).collect();
-        out.push((v["op"].as_str().ok_or("BridgeBench: no op")?.to_string(), v["rows"].as_u64().unwrap_or(0), seconds));
+        let list = |key: &str| -> Vec<f64> { v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_f64()).collect()).unwrap_or_default() };
+        out.push((
+            v["op"].as_str().ok_or("BridgeBench: no op")?.to_string(),
+            v["rows"].as_u64().unwrap_or(0),
+            list("seconds"),
+            list("cpu_seconds"),
+        ));
     }
     if out.len() != 3 {
         return Err(format!("BridgeBench printed {} measurements, expected 3", out.len()).into());

@@ -87,6 +87,7 @@ pub struct PkConfig {
     pub partial_rows: usize,
     pub partial_batch_rows: usize,
     pub partial_duration: Duration,
+    pub partial_rounds: usize,
     pub db_bench_script: PathBuf,
     pub db_bench_seconds: u32,
     pub db_bench_threads: u32,
@@ -671,7 +672,10 @@ async fn partial_runs(target: &Target, env: &Env, cfg: &PkConfig, out: &mut Vec<
     // The same keys for both: pools of batches of random existing keys.
     let mut picker = KeyPicker::new(n, Dist::Uniform, 0.0, cfg.zipf_theta, 77);
     let id_sets: Vec<Vec<i64>> = (0..16).map(|_| (0..cfg.partial_batch_rows.max(1)).map(|_| picker.next().0).collect()).collect();
-    for partial in [false, true] {
+    let order: Vec<(usize, bool)> = (0..cfg.partial_rounds)
+        .flat_map(|round| if round % 2 == 0 { [(round, false), (round, true)] } else { [(round, true), (round, false)] })
+        .collect();
+    for (round, partial) in order {
         // The pool is sent round and round: its second half writes other values to the keys of
         // the first, so every pass changes the rows it touches. (A pool of one set of values
         // measured no-op upserts from its second pass on: a write equal to the stored row
@@ -705,7 +709,8 @@ async fn partial_runs(target: &Target, env: &Env, cfg: &PkConfig, out: &mut Vec<
         let row = ResultRow::new(&label, target.name, "batch send → PutResult", o.rows, o.bytes, o.elapsed, &o.latency)
             .with("batch_rows", cfg.partial_batch_rows)
             .with("columns_written", if partial { 1 + pk_data::PARTIAL_TARGETS.len() } else { 10 })
-            .with("table_keys", n);
+            .with("table_keys", n)
+            .with("round", round + 1);
         let row = settled.note(env.cpu(row, &probe, 1.0));
         env.say(stats::line(&row));
         out.push(row);

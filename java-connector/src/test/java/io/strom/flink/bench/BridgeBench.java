@@ -11,6 +11,7 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.apache.arrow.vector.VectorSchemaRoot;
 
 /**
  * The Java half of strom-bench's {@code bridge} scenario: what a Java program gets from Strom
@@ -39,24 +40,33 @@ public final class BridgeBench {
     String source = args.get("source");
     int iterations = Integer.parseInt(args.getOrDefault("iterations", "5"));
     List<String> projected = Arrays.asList(args.get("columns").split(","));
+    int batchRows = Integer.parseInt(args.getOrDefault("batch-rows", "65536"));
     try (StromConnection strom = StromConnection.connect(endpoint)) {
-      // One unmeasured scan: JIT, the native library's first calls, the node's page cache.
+      // Unmeasured scans first: JIT compilation (C2 still compiles after one), the native
+      // library's first calls, the node's page cache.
       long rows = scan(strom, ScanRequest.log(database, source));
+      for (int i = 0; i < 3; i++) {
+        scan(strom, ScanRequest.log(database, source).columns(projected));
+        scan(strom, ScanRequest.log(database, source));
+      }
       for (String which : List.of("full", "projected")) {
         double[] seconds = new double[iterations];
+        double[] cpu = new double[iterations];
         for (int i = 0; i < iterations; i++) {
           ScanRequest request = ScanRequest.log(database, source);
           if (which.equals("projected")) {
             request = request.columns(projected);
           }
           long start = System.nanoTime();
+          long cpuStart = cpuNanos();
           long read = scan(strom, request);
           seconds[i] = (System.nanoTime() - start) / 1e9;
+          cpu[i] = (cpuNanos() - cpuStart) / 1e9;
           if (read != rows) {
             throw new IllegalStateException(which + " scan read " + read + " rows, the first read " + rows);
           }
         }
-        print("scan-" + which, rows, seconds);
+        print("scan-" + which, rows, seconds, cpu);
       }
       String writeTable = args.get("write-table");
       if (writeTable != null) {
@@ -69,22 +79,70 @@ public final class BridgeBench {
             }
           }
         }
+        // A scan returns each bucket's part of a written batch: regroup them into batches of
+        // the size the Rust side writes (--batch-rows), before the clock starts.
+        List<VectorSchemaRoot> batches = regroup(held, batchRows, strom);
+        held.forEach(ScanBatch::close);
         try {
-          long start = System.nanoTime();
+          // The first pass is a warm-up (class loading and JIT of the export path happen on
+          // first use); the next ones are measured. Every pass writes the same rows again.
+          int passes = Integer.parseInt(args.getOrDefault("write-passes", "3"));
+          double[] seconds = new double[Math.max(1, passes - 1)];
+          double[] cpu = new double[seconds.length];
           long written = 0;
-          try (StromWriter writer = strom.appendWriter(database, writeTable)) {
-            for (ScanBatch batch : held) {
-              writer.writeAsync(batch.root());
-              written += batch.root().getRowCount();
+          for (int pass = 0; pass < passes; pass++) {
+            long start = System.nanoTime();
+            long cpuStart = cpuNanos();
+            long rowsThisPass = 0;
+            try (StromWriter writer = strom.appendWriter(database, writeTable)) {
+              for (VectorSchemaRoot batch : batches) {
+                writer.writeAsync(batch);
+                rowsThisPass += batch.getRowCount();
+              }
+              writer.flush();
             }
-            writer.flush();
+            if (pass > 0 || passes == 1) {
+              int at = Math.max(0, pass - 1);
+              seconds[at] = (System.nanoTime() - start) / 1e9;
+              cpu[at] = (cpuNanos() - cpuStart) / 1e9;
+              written = rowsThisPass;
+            }
           }
-          print("write", written, new double[] {(System.nanoTime() - start) / 1e9});
+          print("write", written, seconds, cpu);
         } finally {
-          held.forEach(ScanBatch::close);
+          batches.forEach(VectorSchemaRoot::close);
         }
       }
     }
+  }
+
+  /** The rows of {@code parts}, copied into roots of {@code rows} rows (the last one shorter). */
+  private static List<VectorSchemaRoot> regroup(List<ScanBatch> parts, int rows, StromConnection strom) {
+    List<VectorSchemaRoot> out = new ArrayList<>();
+    VectorSchemaRoot current = null;
+    for (ScanBatch part : parts) {
+      VectorSchemaRoot source = part.root();
+      for (int from = 0; from < source.getRowCount(); ) {
+        if (current == null || current.getRowCount() == rows) {
+          current = VectorSchemaRoot.create(source.getSchema(), strom.allocator());
+          current.allocateNew();
+          current.setRowCount(0);
+          out.add(current);
+        }
+        int take = Math.min(rows - current.getRowCount(), source.getRowCount() - from);
+        int at = current.getRowCount();
+        for (int c = 0; c < source.getFieldVectors().size(); c++) {
+          org.apache.arrow.vector.FieldVector to = current.getVector(c);
+          org.apache.arrow.vector.FieldVector in = source.getVector(c);
+          for (int r = 0; r < take; r++) {
+            to.copyFromSafe(from + r, at + r, in);
+          }
+        }
+        current.setRowCount(at + take);
+        from += take;
+      }
+    }
+    return out;
   }
 
   /** Reads a bounded scan to its end; returns the rows read. */
@@ -102,12 +160,16 @@ public final class BridgeBench {
     return rows;
   }
 
-  private static void print(String op, long rows, double[] seconds) {
-    StringBuilder json = new StringBuilder("{\"op\":\"").append(op).append("\",\"rows\":").append(rows).append(",\"seconds\":[");
-    for (int i = 0; i < seconds.length; i++) {
-      json.append(i > 0 ? "," : "").append(seconds[i]);
-    }
-    System.out.println(json.append("]}"));
+  /** CPU time of the whole JVM (every thread, the Rust client's included). */
+  private static long cpuNanos() {
+    return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean())
+        .getProcessCpuTime();
+  }
+
+  private static void print(String op, long rows, double[] seconds, double[] cpu) {
+    StringBuilder json = new StringBuilder("{\"op\":\"").append(op).append("\",\"rows\":").append(rows);
+    json.append(",\"seconds\":").append(Arrays.toString(seconds)).append(",\"cpu_seconds\":").append(Arrays.toString(cpu));
+    System.out.println(json.append("}"));
     System.out.flush();
   }
 

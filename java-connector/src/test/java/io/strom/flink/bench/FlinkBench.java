@@ -61,7 +61,7 @@ public final class FlinkBench {
     tEnv.executeSql("CREATE CATALOG strom WITH ('type' = 'strom', 'endpoint' = '" + endpoint + "', 'default-database' = '" + database + "')");
     for (String kind : List.of("full", "projected")) {
       int[] cols = kind.equals("full") ? all : PROJECTED;
-      StringBuilder gen = new StringBuilder("CREATE TEMPORARY TABLE gen_" + kind + " (" + columns(cols, true) + ") WITH ('connector' = 'datagen', 'number-of-rows' = '" + rows + "'");
+      StringBuilder gen = new StringBuilder("CREATE TEMPORARY TABLE gen_" + kind + " (" + columns(cols, true) + ") WITH ('connector' = 'datagen', 'number-of-rows' = '" + rows + "', 'rows-per-second' = '1000000000'");
       for (int i : cols) {
         if (TYPES[i % TYPES.length].equals("STRING")) {
           gen.append(", 'fields.").append(name(i)).append(".length' = '12'");
