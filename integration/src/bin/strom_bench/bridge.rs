@@ -84,6 +84,13 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
         scenarios::create_table(&ch, &rust_table, &def, cfg.buckets, &options).await?;
         let sides: [&str; 2] = if round % 2 == 0 { ["rust", "java"] } else { ["java", "rust"] };
         for side in sides {
+            // The writes of one side leave ~1 GB of dirty pages whose write-back slowed the
+            // other side's writes down 2-4x (whichever went second was slower): flush them first.
+            tokio::task::spawn_blocking(|| {
+                // SAFETY: sync(2) has no preconditions.
+                unsafe { libc::sync() }
+            })
+            .await?;
             let _ = env.settle(&format!("bridge {side} round {}", round + 1)).await;
             let measured = match side {
                 "rust" => rust_side(&client, cfg, &batches, &rust_table, &projected).await?,
