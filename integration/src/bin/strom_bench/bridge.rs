@@ -93,10 +93,10 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
             .await?;
             let _ = env.settle(&format!("bridge {side} round {}", round + 1)).await;
             let measured = match side {
-                "rust" => rust_side(&client, cfg, &batches, &rust_table, &projected).await?,
+                "rust" => rust_side(&client, cfg, &batches, &rust_table, &projected, target.pid).await?,
                 _ => java_side(target, cfg, &java_table, &projected).await?,
             };
-            for (op, rows, seconds, cpu) in measured {
+            for (op, rows, seconds, cpu, node) in measured {
                 if rows != cfg.rows as u64 {
                     return Err(format!("bridge: {side} {op} handled {rows} rows, expected {}", cfg.rows).into());
                 }
@@ -105,15 +105,17 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
                 let row = ResultRow::new(format!("bridge/{op}"), side, "none", rows, bytes, Duration::from_secs_f64(m), &h)
                     .with("round", round + 1)
                     .with("seconds", seconds.clone())
-                    .with("client_cpu_seconds", cpu.clone());
+                    .with("client_cpu_seconds", cpu.clone())
+                    .with("node_cpu_seconds", node.clone());
                 // The client's CPU (the Rust bench process, or the whole JVM) per million rows.
-                let cpu_ms_per_mrow = if cpu.is_empty() { 0.0 } else { median(cpu) / rows as f64 * 1e9 };
+                let per_mrow = |v: Vec<f64>| if v.is_empty() { 0.0 } else { median(v) / rows as f64 * 1e9 };
                 env.say(format!(
-                    "  bridge round {} {side:<4} {op:<15} {:>8.2}M rows/s {:>7.0} MB/s  client CPU {:>6.1} ms per M rows",
+                    "  bridge round {} {side:<4} {op:<15} {:>8.2}M rows/s {:>7.0} MB/s  CPU per M rows: client {:>4.0} ms, node {:>4.0} ms",
                     round + 1,
                     row.rows_per_s / 1e6,
                     row.mb_per_s,
-                    cpu_ms_per_mrow
+                    per_mrow(cpu),
+                    per_mrow(node)
                 ));
                 medians.push((op.clone(), if side == "rust" { "rust" } else { "java" }, row.rows_per_s));
                 out.push(row);
@@ -245,8 +247,8 @@ async fn rust_scan(client: &StromClient, columns: Option<Vec<String>>) -> Res<u6
     Ok(rows)
 }
 
-/// (op, rows, wall seconds per iteration, client CPU seconds per iteration).
-type Measured = Vec<(String, u64, Vec<f64>, Vec<f64>)>;
+/// (op, rows, wall seconds, client CPU seconds, node CPU seconds; one per measured iteration).
+type Measured = Vec<(String, u64, Vec<f64>, Vec<f64>, Vec<f64>)>;
 
 /// CPU seconds this process has used (all threads): the Rust client's cost, as the Java
 /// side's `getProcessCpuTime` is the bridge's.
@@ -260,33 +262,37 @@ async fn rust_side(
     batches: &[arrow_array::RecordBatch],
     table: &str,
     projected: &[String],
+    node_pid: Option<u32>,
 ) -> Res<Measured> {
     rust_scan(client, None).await?; // unmeasured, as the Java side's first scan
+    let node_cpu = || node_pid.and_then(crate::procs::cpu_seconds).unwrap_or(0.0);
     let mut out = Vec::new();
     for (op, columns) in [("scan-full", None), ("scan-projected", Some(projected.to_vec()))] {
-        let (mut seconds, mut cpu) = (Vec::new(), Vec::new());
+        let (mut seconds, mut cpu, mut node) = (Vec::new(), Vec::new(), Vec::new());
         let mut rows = 0;
         for _ in 0..cfg.iterations {
-            let (start, cpu_start) = (Instant::now(), own_cpu_seconds());
+            let (start, cpu_start, node_start) = (Instant::now(), own_cpu_seconds(), node_cpu());
             rows = rust_scan(client, columns.clone()).await?;
             seconds.push(start.elapsed().as_secs_f64());
             cpu.push(own_cpu_seconds() - cpu_start);
+            node.push(node_cpu() - node_start);
         }
-        out.push((op.to_string(), rows, seconds, cpu));
+        out.push((op.to_string(), rows, seconds, cpu, node));
     }
     // As on the Java side: a warm-up pass, then measured passes of the same rows.
-    let (mut seconds, mut cpu, mut rows) = (Vec::new(), Vec::new(), 0);
+    let (mut seconds, mut cpu, mut node, mut rows) = (Vec::new(), Vec::new(), Vec::new(), 0);
     // STROM_BENCH_WRITE_PASSES: more passes, for a look with a profiler.
     let passes = std::env::var("STROM_BENCH_WRITE_PASSES").ok().and_then(|p| p.parse().ok()).unwrap_or(WRITE_PASSES);
     for pass in 0..passes {
-        let (start, cpu_start) = (Instant::now(), own_cpu_seconds());
+        let (start, cpu_start, node_start) = (Instant::now(), own_cpu_seconds(), node_cpu());
         rows = rust_write(client, table, batches).await?;
         if pass > 0 {
             seconds.push(start.elapsed().as_secs_f64());
             cpu.push(own_cpu_seconds() - cpu_start);
+            node.push(node_cpu() - node_start);
         }
     }
-    out.push(("write".into(), rows, seconds, cpu));
+    out.push(("write".into(), rows, seconds, cpu, node));
     Ok(out)
 }
 
@@ -296,7 +302,8 @@ async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: 
         .args(["--endpoint", &target.url, "--database", DATABASE, "--source", SOURCE, "--write-table", table])
         .args(["--iterations", &cfg.iterations.to_string(), "--columns", &projected.join(",")])
         .args(["--batch-rows", &cfg.batch_rows.to_string()])
-        .args(["--write-passes", &WRITE_PASSES.to_string()])
+        .args(["--node-pid", &target.pid.map(|p| p.to_string()).unwrap_or_else(|| "0".into())])
+        .args(["--write-passes", &std::env::var("STROM_BENCH_WRITE_PASSES").unwrap_or_else(|_| WRITE_PASSES.to_string())])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -307,12 +314,18 @@ async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: 
     let mut out = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value = serde_json::from_str(line)?;
+        if v["op"] == "write-calls" {
+            // Diagnostics of the Java half, printed as they are.
+            eprintln!("  bridge java: {line}");
+            continue;
+        }
         let list = |key: &str| -> Vec<f64> { v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_f64()).collect()).unwrap_or_default() };
         out.push((
             v["op"].as_str().ok_or("BridgeBench: no op")?.to_string(),
             v["rows"].as_u64().unwrap_or(0),
             list("seconds"),
             list("cpu_seconds"),
+            list("node_cpu_seconds"),
         ));
     }
     if out.len() != 3 {

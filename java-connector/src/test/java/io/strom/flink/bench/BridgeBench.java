@@ -41,6 +41,7 @@ public final class BridgeBench {
     int iterations = Integer.parseInt(args.getOrDefault("iterations", "5"));
     List<String> projected = Arrays.asList(args.get("columns").split(","));
     int batchRows = Integer.parseInt(args.getOrDefault("batch-rows", "65536"));
+    long nodePid = Long.parseLong(args.getOrDefault("node-pid", "0"));
     try (StromConnection strom = StromConnection.connect(endpoint)) {
       // Unmeasured scans first: JIT compilation (C2 still compiles after one), the native
       // library's first calls, the node's page cache.
@@ -52,6 +53,7 @@ public final class BridgeBench {
       for (String which : List.of("full", "projected")) {
         double[] seconds = new double[iterations];
         double[] cpu = new double[iterations];
+        double[] node = new double[iterations];
         for (int i = 0; i < iterations; i++) {
           ScanRequest request = ScanRequest.log(database, source);
           if (which.equals("projected")) {
@@ -59,14 +61,16 @@ public final class BridgeBench {
           }
           long start = System.nanoTime();
           long cpuStart = cpuNanos();
+          double nodeStart = nodeCpu(nodePid);
           long read = scan(strom, request);
           seconds[i] = (System.nanoTime() - start) / 1e9;
           cpu[i] = (cpuNanos() - cpuStart) / 1e9;
+          node[i] = nodeCpu(nodePid) - nodeStart;
           if (read != rows) {
             throw new IllegalStateException(which + " scan read " + read + " rows, the first read " + rows);
           }
         }
-        print("scan-" + which, rows, seconds, cpu);
+        print("scan-" + which, rows, seconds, cpu, node);
       }
       String writeTable = args.get("write-table");
       if (writeTable != null) {
@@ -89,26 +93,34 @@ public final class BridgeBench {
           int passes = Integer.parseInt(args.getOrDefault("write-passes", "3"));
           double[] seconds = new double[Math.max(1, passes - 1)];
           double[] cpu = new double[seconds.length];
+          double[] node = new double[seconds.length];
           long written = 0;
+          long callNanos = 0;
           for (int pass = 0; pass < passes; pass++) {
             long start = System.nanoTime();
             long cpuStart = cpuNanos();
+            double nodeStart = nodeCpu(nodePid);
             long rowsThisPass = 0;
             try (StromWriter writer = strom.appendWriter(database, writeTable)) {
+              long callsStart = System.nanoTime();
               for (VectorSchemaRoot batch : batches) {
                 writer.writeAsync(batch);
                 rowsThisPass += batch.getRowCount();
               }
+              callNanos += System.nanoTime() - callsStart;
               writer.flush();
             }
             if (pass > 0 || passes == 1) {
               int at = Math.max(0, pass - 1);
               seconds[at] = (System.nanoTime() - start) / 1e9;
               cpu[at] = (cpuNanos() - cpuStart) / 1e9;
+              node[at] = nodeCpu(nodePid) - nodeStart;
               written = rowsThisPass;
             }
           }
-          print("write", written, seconds, cpu);
+          print("write", written, seconds, cpu, node);
+          // Where a pass's time goes: inside writeAsync (export, JNI, encode, enqueue) or after.
+          System.out.printf("{\"op\":\"write-calls\",\"seconds_in_write_async_per_pass\":%.4f}%n", callNanos / 1e9 / passes);
         } finally {
           batches.forEach(VectorSchemaRoot::close);
         }
@@ -160,15 +172,31 @@ public final class BridgeBench {
     return rows;
   }
 
+  /** The node's CPU seconds from /proc (its pid from --node-pid; 0 when unknown). */
+  private static double nodeCpu(long pid) {
+    if (pid <= 0) {
+      return 0;
+    }
+    try {
+      String stat = java.nio.file.Files.readString(java.nio.file.Path.of("/proc/" + pid + "/stat"));
+      String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+      // utime and stime (fields 14 and 15 of the line), in clock ticks of 1/100 s on Linux.
+      return (Long.parseLong(fields[11]) + Long.parseLong(fields[12])) / 100.0;
+    } catch (java.io.IOException e) {
+      return 0;
+    }
+  }
+
   /** CPU time of the whole JVM (every thread, the Rust client's included). */
   private static long cpuNanos() {
     return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean())
         .getProcessCpuTime();
   }
 
-  private static void print(String op, long rows, double[] seconds, double[] cpu) {
+  private static void print(String op, long rows, double[] seconds, double[] cpu, double[] node) {
     StringBuilder json = new StringBuilder("{\"op\":\"").append(op).append("\",\"rows\":").append(rows);
     json.append(",\"seconds\":").append(Arrays.toString(seconds)).append(",\"cpu_seconds\":").append(Arrays.toString(cpu));
+    json.append(",\"node_cpu_seconds\":").append(Arrays.toString(node));
     System.out.println(json.append("}"));
     System.out.flush();
   }
