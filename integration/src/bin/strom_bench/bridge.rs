@@ -303,6 +303,7 @@ async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: 
         .args(["--iterations", &cfg.iterations.to_string(), "--columns", &projected.join(",")])
         .args(["--batch-rows", &cfg.batch_rows.to_string()])
         .args(["--node-pid", &target.pid.map(|p| p.to_string()).unwrap_or_else(|| "0".into())])
+        .args(if std::env::var("STROM_BENCH_FFI_PROBE").is_ok() { vec!["--ffi-probe", "1"] } else { vec![] })
         .args(["--write-passes", &std::env::var("STROM_BENCH_WRITE_PASSES").unwrap_or_else(|_| WRITE_PASSES.to_string())])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())

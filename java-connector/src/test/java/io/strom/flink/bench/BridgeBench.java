@@ -11,6 +11,8 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import io.strom.flink.client.internal.CData;
+import io.strom.flink.client.internal.StromNative;
 import org.apache.arrow.vector.VectorSchemaRoot;
 
 /**
@@ -87,6 +89,28 @@ public final class BridgeBench {
         // the size the Rust side writes (--batch-rows), before the clock starts.
         List<VectorSchemaRoot> batches = regroup(held, batchRows, strom);
         held.forEach(ScanBatch::close);
+        if (args.containsKey("ffi-probe")) {
+          // The C Data round trip alone (export in Java, import and re-export in Rust, import
+          // in Java), per batch: what crossing JNI costs without the client and the network.
+          for (int pass = 0; pass < 5; pass++) {
+            long t0 = System.nanoTime();
+            long cpu0 = cpuNanos();
+            for (VectorSchemaRoot batch : batches) {
+              try (VectorSchemaRoot back =
+                  CData.importFrom(strom.allocator(), (outArray, outSchema) -> {
+                    CData.exportTo(strom.allocator(), batch, (inArray, inSchema) -> {
+                      StromNative.roundTripForTesting(inArray, inSchema, outArray, outSchema);
+                      return null;
+                    });
+                    return true;
+                  })) {
+                back.getRowCount();
+              }
+            }
+            System.out.printf("{\"op\":\"write-calls\",\"ffi_round_trip_ms_per_batch\":%.3f,\"cpu_ms_per_batch\":%.3f}%n",
+                (System.nanoTime() - t0) / 1e6 / batches.size(), (cpuNanos() - cpu0) / 1e6 / batches.size());
+          }
+        }
         try {
           // The first pass is a warm-up (class loading and JIT of the export path happen on
           // first use); the next ones are measured. Every pass writes the same rows again.
