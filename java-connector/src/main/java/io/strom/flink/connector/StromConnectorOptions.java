@@ -51,6 +51,14 @@ public final class StromConnectorOptions {
           .withDescription(
               "Drop DELETE and UPDATE_BEFORE rows instead of deleting keys of a primary-key table.");
 
+  public static final ConfigOption<Boolean> LOOKUP_ASYNC =
+      ConfigOptions.key("lookup.async")
+          .booleanType()
+          .defaultValue(true)
+          .withDescription(
+              "Lookup joins use the asynchronous lookup function (many keys in flight on one"
+                  + " DoExchange stream per subtask); false: the synchronous one.");
+
   public static final ConfigOption<String> SCAN_STARTUP_MODE =
       ConfigOptions.key("scan.startup.mode")
           .stringType()

@@ -2,8 +2,10 @@ package io.strom.flink.connector;
 
 import io.strom.flink.client.StromConnection;
 import io.strom.flink.client.StromException;
+import io.strom.flink.lookup.LookupSettings;
 import io.strom.flink.source.StartupMode;
 import java.time.Duration;
+import org.apache.flink.table.connector.source.lookup.LookupOptions;
 import java.time.LocalDateTime;
 import java.time.ZoneId;
 import java.time.format.DateTimeFormatter;
@@ -66,7 +68,14 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
         StromConnectorOptions.SINK_IGNORE_DELETE,
         StromConnectorOptions.SCAN_STARTUP_MODE,
         StromConnectorOptions.SCAN_STARTUP_TIMESTAMP,
-        StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL);
+        StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL,
+        StromConnectorOptions.LOOKUP_ASYNC,
+        LookupOptions.CACHE_TYPE,
+        LookupOptions.PARTIAL_CACHE_EXPIRE_AFTER_ACCESS,
+        LookupOptions.PARTIAL_CACHE_EXPIRE_AFTER_WRITE,
+        LookupOptions.PARTIAL_CACHE_CACHE_MISSING_KEY,
+        LookupOptions.PARTIAL_CACHE_MAX_ROWS,
+        LookupOptions.MAX_RETRIES);
   }
 
   @Override
@@ -93,6 +102,7 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
               + startupMode.name().toLowerCase(Locale.ROOT) + "'); read its changelog in streaming mode");
     }
     Duration discovery = options.get(StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL);
+    LookupSettings lookup = LookupSettings.from(options);
     if (!bounded && table.partitioned()) {
       return new StromStreamingPartitionedSource(
           address,
@@ -100,7 +110,8 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
           table,
           startupMode,
           startupTimestamp,
-          discovery.toMillis());
+          discovery.toMillis(),
+          lookup);
     }
     return new StromDynamicTableSource(
         address,
@@ -109,7 +120,8 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
         bounded,
         startupMode,
         startupTimestamp,
-        discovery.toMillis());
+        discovery.toMillis(),
+        lookup);
   }
 
   /** {@code scan.startup.timestamp}: epoch milliseconds, or a local date-time in the session zone. */
@@ -197,9 +209,9 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
     Set<String> known = new HashSet<>();
     optionalOptions().forEach(option -> known.add(option.key()));
     for (String key : options.keySet()) {
-      if ((key.startsWith("sink.") || key.startsWith("scan.")) && !known.contains(key)) {
+      if ((key.startsWith("sink.") || key.startsWith("scan.") || key.startsWith("lookup.")) && !known.contains(key)) {
         throw new ValidationException(
-            "Unsupported option '" + key + "' of a Strom table. Supported source and sink options: " + known);
+            "Unsupported option '" + key + "' of a Strom table. Supported source, sink and lookup options: " + known);
       }
     }
   }

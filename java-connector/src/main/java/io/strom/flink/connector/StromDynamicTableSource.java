@@ -3,6 +3,7 @@ package io.strom.flink.connector;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.strom.flink.client.StromConnection;
 import io.strom.flink.client.StromException;
+import io.strom.flink.lookup.LookupSettings;
 import io.strom.flink.source.StartupMode;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -30,8 +31,9 @@ public final class StromDynamicTableSource extends StromScanSource implements Su
       boolean bounded,
       StartupMode startupMode,
       long startupTimestampMillis,
-      long discoveryIntervalMillis) {
-    super(address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis);
+      long discoveryIntervalMillis,
+      LookupSettings lookupSettings) {
+    super(address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis, lookupSettings);
   }
 
   @Override
@@ -72,6 +74,6 @@ public final class StromDynamicTableSource extends StromScanSource implements Su
   public DynamicTableSource copy() {
     return withStateOf(
         new StromDynamicTableSource(
-            address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis));
+            address, physicalType, table, bounded, startupMode, startupTimestampMillis, discoveryIntervalMillis, lookupSettings));
   }
 }

@@ -3,6 +3,8 @@ package io.strom.flink.connector;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.strom.flink.client.StromConnection;
 import io.strom.flink.client.StromException;
+import io.strom.flink.lookup.LookupPlan;
+import io.strom.flink.lookup.LookupSettings;
 import io.strom.flink.source.SourcePlan;
 import io.strom.flink.source.StartupMode;
 import io.strom.flink.source.StromSource;
@@ -16,6 +18,7 @@ import java.util.Optional;
 import java.util.Set;
 import org.apache.flink.table.api.ValidationException;
 import org.apache.flink.table.connector.ChangelogMode;
+import org.apache.flink.table.connector.source.LookupTableSource;
 import org.apache.flink.table.connector.source.ScanTableSource;
 import org.apache.flink.table.connector.source.SourceProvider;
 import org.apache.flink.table.connector.source.abilities.SupportsAggregatePushDown;
@@ -41,7 +44,11 @@ import org.apache.flink.types.RowKind;
  * disabled, without {@code -U} when the changelog image is WAL.
  */
 abstract class StromScanSource
-    implements ScanTableSource, SupportsProjectionPushDown, SupportsLimitPushDown, SupportsAggregatePushDown {
+    implements ScanTableSource,
+        LookupTableSource,
+        SupportsProjectionPushDown,
+        SupportsLimitPushDown,
+        SupportsAggregatePushDown {
   protected final StromTableAddress address;
   protected final RowType physicalType;
   protected final StromTableInfo table;
@@ -49,6 +56,8 @@ abstract class StromScanSource
   protected final StartupMode startupMode;
   protected final long startupTimestampMillis;
   protected final long discoveryIntervalMillis;
+  /** Lookup-join settings: async, cache, retries (the table's options and hints). */
+  protected final LookupSettings lookupSettings;
   private int[] projection;
   private long limit = -1;
   /** The partitions to read (partition push-down of a bounded read); null: all. */
@@ -66,8 +75,10 @@ abstract class StromScanSource
       boolean bounded,
       StartupMode startupMode,
       long startupTimestampMillis,
-      long discoveryIntervalMillis) {
+      long discoveryIntervalMillis,
+      LookupSettings lookupSettings) {
     this.address = address;
+    this.lookupSettings = lookupSettings;
     this.physicalType = physicalType;
     this.table = table;
     this.bounded = bounded;
@@ -131,6 +142,72 @@ abstract class StromScanSource
 
   private int[] allFields() {
     return java.util.stream.IntStream.range(0, physicalType.getFieldCount()).toArray();
+  }
+
+  /**
+   * A lookup join ({@code JOIN t FOR SYSTEM_TIME AS OF ...}) of a primary-key table: on the
+   * whole primary key (one row per key at most), or on the bucket key when it is a strict
+   * prefix of the primary key (every row of the prefix); the partition keys of a partitioned
+   * table must be among the join keys (each key is looked up in its partition).
+   */
+  @Override
+  public LookupRuntimeProvider getLookupRuntimeProvider(LookupContext context) {
+    if (!table.primaryKeyTable()) {
+      throw new ValidationException(
+          "Table " + address + " is a log table: lookup joins need a primary-key table");
+    }
+    List<String> keyNames = new ArrayList<>();
+    for (int[] path : context.getKeys()) {
+      if (path.length != 1) {
+        throw new ValidationException("Table " + address + ": lookups on nested fields are not supported");
+      }
+      // Key indexes refer to the produced row: after projection push-down, the projected one.
+      int field = projection != null ? projection[path[0]] : path[0];
+      keyNames.add(physicalType.getFieldNames().get(field));
+    }
+    java.util.Set<String> joined = new java.util.HashSet<>(keyNames);
+    java.util.Set<String> partitionKeys = new java.util.HashSet<>(table.partitionKeys());
+    java.util.Set<String> primaryKey = new java.util.HashSet<>(table.primaryKey());
+    java.util.Set<String> bucketKey = new java.util.HashSet<>(table.bucketKey());
+    boolean prefix;
+    if (joined.equals(primaryKey)) {
+      prefix = false;
+    } else {
+      java.util.Set<String> prefixIndex = new java.util.HashSet<>(bucketKey);
+      prefixIndex.addAll(partitionKeys);
+      if (!bucketKey.isEmpty() && !bucketKey.containsAll(primaryKey) && joined.equals(prefixIndex)) {
+        prefix = true;
+      } else {
+        throw new ValidationException(
+            "Table " + address + ": a lookup join must be on the primary key " + table.primaryKey()
+                + " or on the bucket key " + table.bucketKey()
+                + (partitionKeys.isEmpty() ? "" : " plus the partition keys " + table.partitionKeys())
+                + " (a prefix lookup); got " + keyNames);
+      }
+    }
+    if (!joined.containsAll(partitionKeys)) {
+      throw new ValidationException(
+          "Table " + address + ": a lookup join must include the partition keys " + table.partitionKeys() + "; got " + keyNames);
+    }
+    List<RowType.RowField> keyFields = new ArrayList<>();
+    for (String name : keyNames) {
+      keyFields.add(new RowType.RowField(name, physicalType.getTypeAt(physicalType.getFieldIndex(name))));
+    }
+    int[] partitionPositions = table.partitionKeys().stream().mapToInt(keyNames::indexOf).toArray();
+    int[] fields = projection != null ? projection : allFields();
+    List<RowType.RowField> produced = new ArrayList<>();
+    for (int field : fields) {
+      produced.add(physicalType.getFields().get(field));
+    }
+    LookupPlan plan =
+        new LookupPlan(
+            address,
+            new RowType(false, keyFields),
+            new RowType(false, produced),
+            prefix,
+            partitionPositions,
+            lookupSettings.maxRetries());
+    return lookupSettings.provider(plan);
   }
 
   @Override

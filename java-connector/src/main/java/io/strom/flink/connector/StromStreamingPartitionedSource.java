@@ -1,5 +1,6 @@
 package io.strom.flink.connector;
 
+import io.strom.flink.lookup.LookupSettings;
 import io.strom.flink.source.StartupMode;
 import java.util.ArrayList;
 import java.util.List;
@@ -24,8 +25,9 @@ public final class StromStreamingPartitionedSource extends StromScanSource imple
       StromTableInfo table,
       StartupMode startupMode,
       long startupTimestampMillis,
-      long discoveryIntervalMillis) {
-    super(address, physicalType, table, false, startupMode, startupTimestampMillis, discoveryIntervalMillis);
+      long discoveryIntervalMillis,
+      LookupSettings lookupSettings) {
+    super(address, physicalType, table, false, startupMode, startupTimestampMillis, discoveryIntervalMillis, lookupSettings);
   }
 
   @Override
@@ -50,6 +52,6 @@ public final class StromStreamingPartitionedSource extends StromScanSource imple
   public DynamicTableSource copy() {
     return withStateOf(
         new StromStreamingPartitionedSource(
-            address, physicalType, table, startupMode, startupTimestampMillis, discoveryIntervalMillis));
+            address, physicalType, table, startupMode, startupTimestampMillis, discoveryIntervalMillis, lookupSettings));
   }
 }

@@ -12,6 +12,9 @@ import java.util.List;
  * @param deletesDropped {@code table.delete.behavior} is IGNORE or DISABLE: the changelog has no
  *     {@code -D}
  * @param walChangelogImage {@code table.changelog.image} = WAL: updates are only {@code +U}
+ * @param primaryKey the primary-key columns (empty for a log table)
+ * @param bucketKey the bucket-key columns (a strict prefix of the primary key is the
+ *     prefix-lookup index)
  */
 public record StromTableInfo(
     boolean primaryKeyTable,
@@ -19,7 +22,9 @@ public record StromTableInfo(
     int bucketCount,
     boolean firstRowMergeEngine,
     boolean deletesDropped,
-    boolean walChangelogImage)
+    boolean walChangelogImage,
+    List<String> primaryKey,
+    List<String> bucketKey)
     implements Serializable {
 
   public static StromTableInfo fromJson(JsonNode info) {
@@ -33,7 +38,15 @@ public record StromTableInfo(
         info.path("bucket_num").asInt(1),
         "first_row".equalsIgnoreCase(options.path("table.merge-engine").asText("")),
         deletes.equalsIgnoreCase("IGNORE") || deletes.equalsIgnoreCase("DISABLE"),
-        "WAL".equalsIgnoreCase(options.path("table.changelog.image").asText("FULL")));
+        "WAL".equalsIgnoreCase(options.path("table.changelog.image").asText("FULL")),
+        strings(info.path("primary_key")),
+        strings(info.path("bucket_key")));
+  }
+
+  private static List<String> strings(JsonNode array) {
+    List<String> out = new ArrayList<>();
+    array.forEach(value -> out.add(value.asText()));
+    return out;
   }
 
   public boolean partitioned() {

@@ -57,7 +57,7 @@ import org.apache.flink.table.types.logical.TimestampType;
  * maps SQL types (docs/protocol.md, create_table); the node converts compatible types safely
  * when a declared Flink table differs from the stored one.
  */
-final class ArrowRowWriter implements AutoCloseable {
+public final class ArrowRowWriter implements AutoCloseable {
   private final VectorSchemaRoot root;
   private final int[] positions;
   private final RowData.FieldGetter[] getters;
@@ -65,7 +65,7 @@ final class ArrowRowWriter implements AutoCloseable {
   private int rows;
 
   /** Writes the columns at {@code positions} of rows of {@code rowType}. */
-  ArrowRowWriter(RowType rowType, int[] positions, BufferAllocator allocator) {
+  public ArrowRowWriter(RowType rowType, int[] positions, BufferAllocator allocator) {
     List<Field> fields = new ArrayList<>();
     this.positions = positions;
     this.getters = new RowData.FieldGetter[positions.length];
@@ -80,24 +80,24 @@ final class ArrowRowWriter implements AutoCloseable {
     root.allocateNew();
   }
 
-  void write(RowData row) {
+  public void write(RowData row) {
     for (int i = 0; i < positions.length; i++) {
       writeValue(writers[i], root.getVector(i), rows, getters[i].getFieldOrNull(row));
     }
     rows++;
   }
 
-  int rows() {
+  public int rows() {
     return rows;
   }
 
   /** The buffered rows as a batch; valid until {@link #reset()}. */
-  VectorSchemaRoot batch() {
+  public VectorSchemaRoot batch() {
     root.setRowCount(rows);
     return root;
   }
 
-  void reset() {
+  public void reset() {
     root.clear();
     root.allocateNew();
     rows = 0;

@@ -1,0 +1,58 @@
+package io.strom.flink.lookup;
+
+import io.strom.flink.connector.StromConnectorOptions;
+import java.io.Serializable;
+import org.apache.flink.configuration.ReadableConfig;
+import org.apache.flink.table.connector.source.LookupTableSource.LookupRuntimeProvider;
+import org.apache.flink.table.connector.source.lookup.AsyncLookupFunctionProvider;
+import org.apache.flink.table.connector.source.lookup.LookupFunctionProvider;
+import org.apache.flink.table.connector.source.lookup.LookupOptions;
+import org.apache.flink.table.connector.source.lookup.PartialCachingAsyncLookupProvider;
+import org.apache.flink.table.connector.source.lookup.PartialCachingLookupProvider;
+import org.apache.flink.table.connector.source.lookup.cache.DefaultLookupCache;
+
+/**
+ * How a lookup join reads a Strom table, from its options (stored with the table or given as
+ * hints): {@code lookup.async} (default true), Flink's standard cache options ({@code
+ * lookup.cache} = NONE | PARTIAL with {@code lookup.partial-cache.*}) and {@code
+ * lookup.max-retries}.
+ */
+public final class LookupSettings implements Serializable {
+  private static final long serialVersionUID = 1L;
+
+  private final boolean async;
+  private final int maxRetries;
+  /** The cache, when {@code lookup.cache} = PARTIAL (a serializable template, built per task). */
+  private final DefaultLookupCache cache;
+
+  private LookupSettings(boolean async, int maxRetries, DefaultLookupCache cache) {
+    this.async = async;
+    this.maxRetries = maxRetries;
+    this.cache = cache;
+  }
+
+  public static LookupSettings from(ReadableConfig options) {
+    DefaultLookupCache cache = null;
+    if (options.get(LookupOptions.CACHE_TYPE) == LookupOptions.LookupCacheType.PARTIAL) {
+      cache = DefaultLookupCache.fromConfig(options);
+    } else if (options.get(LookupOptions.CACHE_TYPE) == LookupOptions.LookupCacheType.FULL) {
+      throw new org.apache.flink.table.api.ValidationException(
+          "'lookup.cache' = 'FULL' is not supported by Strom tables: use 'PARTIAL' (the node answers lookups directly)");
+    }
+    return new LookupSettings(options.get(StromConnectorOptions.LOOKUP_ASYNC), options.get(LookupOptions.MAX_RETRIES), cache);
+  }
+
+  public int maxRetries() {
+    return maxRetries;
+  }
+
+  /** The runtime provider of a lookup join with this plan. */
+  public LookupRuntimeProvider provider(LookupPlan plan) {
+    if (async) {
+      StromAsyncLookupFunction function = new StromAsyncLookupFunction(plan);
+      return cache == null ? AsyncLookupFunctionProvider.of(function) : PartialCachingAsyncLookupProvider.of(function, cache);
+    }
+    StromLookupFunction function = new StromLookupFunction(plan);
+    return cache == null ? LookupFunctionProvider.of(function) : PartialCachingLookupProvider.of(function, cache);
+  }
+}

@@ -1,0 +1,130 @@
+package io.strom.flink.lookup;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.strom.flink.FlinkStromFixture;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.flink.table.api.EnvironmentSettings;
+import org.apache.flink.table.api.TableEnvironment;
+import org.apache.flink.test.junit5.MiniClusterExtension;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+
+/**
+ * Lookup joins ({@code JOIN t FOR SYSTEM_TIME AS OF o.proc}) against primary-key tables on the
+ * real node: the async function (default) and the sync one, with and without Flink's partial
+ * cache; full-key lookups, prefix lookups on the bucket key returning every row of the prefix,
+ * lookups into the key's partition; projection; keys that are not there.
+ */
+class LookupJoinIT {
+  @RegisterExtension
+  static final MiniClusterExtension FLINK = FlinkStromFixture.miniCluster(2);
+
+  @RegisterExtension
+  static final FlinkStromFixture STROM = new FlinkStromFixture("lookup");
+
+  @BeforeAll
+  static void tables() throws Exception {
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
+    tEnv.executeSql(
+            "CREATE TABLE users (id BIGINT, name STRING, level INT, PRIMARY KEY (id) NOT ENFORCED)"
+                + " WITH ('bucket.num' = '3')")
+        .await();
+    tEnv.executeSql("INSERT INTO users VALUES (1, 'ann', 3), (2, 'bob', 5), (3, 'cy', 1)").await();
+    // Prefix index: the bucket key (user_id) is a strict prefix of the key (user_id, item).
+    tEnv.executeSql(
+            "CREATE TABLE carts (user_id BIGINT, item STRING, qty INT, PRIMARY KEY (user_id, item) NOT ENFORCED)"
+                + " WITH ('bucket.num' = '2', 'bucket.key' = 'user_id')")
+        .await();
+    tEnv.executeSql("INSERT INTO carts VALUES (1, 'apple', 2), (1, 'pear', 1), (2, 'fig', 7)").await();
+    tEnv.executeSql(
+            "CREATE TABLE daily (id BIGINT, ds STRING, v INT, PRIMARY KEY (id, ds) NOT ENFORCED)"
+                + " PARTITIONED BY (ds) WITH ('bucket.num' = '1')")
+        .await();
+    tEnv.executeSql("INSERT INTO daily VALUES (1, 'd1', 10), (1, 'd2', 20), (2, 'd2', 30)").await();
+  }
+
+  /** A streaming environment with the probe side: orders(order_id, user_id, ds, proc). */
+  private static TableEnvironment probe() {
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
+    tEnv.executeSql(
+        "CREATE TEMPORARY VIEW orders AS SELECT order_id, user_id, ds, PROCTIME() AS proc FROM"
+            + " (VALUES (100, 1, 'd1'), (101, 2, 'd2'), (102, 9, 'd1'), (103, 1, 'd2')) AS t(order_id, user_id, ds)");
+    return tEnv;
+  }
+
+  private static List<String> sortedRows(TableEnvironment tEnv, String sql) throws Exception {
+    List<String> rows = new ArrayList<>();
+    try (var it = tEnv.executeSql(sql).collect()) {
+      it.forEachRemaining(row -> rows.add(row.toString()));
+    }
+    rows.sort(null);
+    return rows;
+  }
+
+  @Test
+  void fullKeyLookupsAsyncAndSyncWithAndWithoutCache() throws Exception {
+    TableEnvironment tEnv = probe();
+    List<String> expected = List.of("+I[100, ann]", "+I[101, bob]", "+I[102, null]", "+I[103, ann]");
+    for (String hint :
+        List.of(
+            "",
+            "/*+ OPTIONS('lookup.async' = 'false') */",
+            "/*+ OPTIONS('lookup.cache' = 'PARTIAL', 'lookup.partial-cache.max-rows' = '100') */",
+            "/*+ OPTIONS('lookup.async' = 'false', 'lookup.cache' = 'PARTIAL', 'lookup.partial-cache.max-rows' = '100') */")) {
+      String sql =
+          "SELECT o.order_id, u.name FROM orders AS o LEFT JOIN users " + hint
+              + " FOR SYSTEM_TIME AS OF o.proc AS u ON o.user_id = u.id";
+      assertEquals(expected, sortedRows(tEnv, sql), hint);
+    }
+    // Inner join: the missing key drops its order; projection asks the node for two columns.
+    String plan = tEnv.explainSql(
+        "SELECT o.order_id, u.level FROM orders AS o JOIN users FOR SYSTEM_TIME AS OF o.proc AS u ON o.user_id = u.id");
+    assertTrue(plan.contains("LookupJoin"), plan);
+    assertEquals(
+        List.of("+I[100, 3]", "+I[101, 5]", "+I[103, 3]"),
+        sortedRows(tEnv, "SELECT o.order_id, u.level FROM orders AS o JOIN users FOR SYSTEM_TIME AS OF o.proc AS u ON o.user_id = u.id"));
+  }
+
+  @Test
+  void aJoinOnTheBucketKeyPrefixReturnsEveryRowOfThePrefix() throws Exception {
+    TableEnvironment tEnv = probe();
+    assertEquals(
+        List.of("+I[100, apple, 2]", "+I[100, pear, 1]", "+I[101, fig, 7]", "+I[103, apple, 2]", "+I[103, pear, 1]"),
+        sortedRows(
+            tEnv,
+            "SELECT o.order_id, c.item, c.qty FROM orders AS o JOIN carts FOR SYSTEM_TIME AS OF o.proc AS c"
+                + " ON o.user_id = c.user_id"));
+  }
+
+  @Test
+  void aPartitionedTableIsLookedUpInTheKeysPartition() throws Exception {
+    TableEnvironment tEnv = probe();
+    assertEquals(
+        List.of("+I[100, 10]", "+I[101, 30]", "+I[103, 20]"),
+        sortedRows(
+            tEnv,
+            "SELECT o.order_id, d.v FROM orders AS o JOIN daily FOR SYSTEM_TIME AS OF o.proc AS d"
+                + " ON o.user_id = d.id AND o.ds = d.ds"));
+  }
+
+  @Test
+  void joinsOnOtherColumnsAreRefusedNamingTheKeys() {
+    TableEnvironment tEnv = probe();
+    Throwable error =
+        assertThrows(
+            Throwable.class,
+            () -> tEnv.executeSql(
+                    "SELECT o.order_id FROM orders AS o JOIN users FOR SYSTEM_TIME AS OF o.proc AS u ON o.ds = u.name")
+                .await());
+    StringBuilder messages = new StringBuilder();
+    for (Throwable t = error; t != null; t = t.getCause()) {
+      messages.append(t.getMessage()).append(" | ");
+    }
+    assertTrue(messages.toString().contains("primary key [id]"), messages.toString());
+  }
+}
