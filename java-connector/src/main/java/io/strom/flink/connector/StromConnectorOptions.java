@@ -59,6 +59,15 @@ public final class StromConnectorOptions {
               "Lookup joins use the asynchronous lookup function (many keys in flight on one"
                   + " DoExchange stream per subtask); false: the synchronous one.");
 
+  public static final ConfigOption<Boolean> LOOKUP_INSERT_IF_NOT_EXISTS =
+      ConfigOptions.key("lookup.insert-if-not-exists")
+          .booleanType()
+          .defaultValue(false)
+          .withDescription(
+              "A lookup that finds no row inserts the key (with the next id of the table's"
+                  + " 'auto-increment.fields' column, the other columns null) and returns the new"
+                  + " row, in the same round trip. Full-key lookups only.");
+
   public static final ConfigOption<String> SCAN_STARTUP_MODE =
       ConfigOptions.key("scan.startup.mode")
           .stringType()

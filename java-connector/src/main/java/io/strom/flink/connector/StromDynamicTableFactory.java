@@ -70,6 +70,7 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
         StromConnectorOptions.SCAN_STARTUP_TIMESTAMP,
         StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL,
         StromConnectorOptions.LOOKUP_ASYNC,
+        StromConnectorOptions.LOOKUP_INSERT_IF_NOT_EXISTS,
         LookupOptions.CACHE_TYPE,
         LookupOptions.PARTIAL_CACHE_EXPIRE_AFTER_ACCESS,
         LookupOptions.PARTIAL_CACHE_EXPIRE_AFTER_WRITE,

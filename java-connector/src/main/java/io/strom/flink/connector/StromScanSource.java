@@ -193,6 +193,11 @@ abstract class StromScanSource
     for (String name : keyNames) {
       keyFields.add(new RowType.RowField(name, physicalType.getTypeAt(physicalType.getFieldIndex(name))));
     }
+    if (prefix && lookupSettings.insertIfNotExists()) {
+      throw new ValidationException(
+          "Table " + address + ": 'lookup.insert-if-not-exists' needs a lookup on the whole primary key "
+              + table.primaryKey() + "; got the prefix " + keyNames);
+    }
     int[] partitionPositions = table.partitionKeys().stream().mapToInt(keyNames::indexOf).toArray();
     int[] fields = projection != null ? projection : allFields();
     List<RowType.RowField> produced = new ArrayList<>();
@@ -206,7 +211,8 @@ abstract class StromScanSource
             new RowType(false, produced),
             prefix,
             partitionPositions,
-            lookupSettings.maxRetries());
+            lookupSettings.maxRetries(),
+            lookupSettings.insertIfNotExists());
     return lookupSettings.provider(plan);
   }
 

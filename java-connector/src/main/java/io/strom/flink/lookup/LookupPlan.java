@@ -18,6 +18,8 @@ import org.apache.flink.table.types.logical.RowType;
  *     partition-key order (empty for a table without partitions): a key is looked up in the
  *     partition its values name
  * @param maxRetries attempts after a failed lookup ({@code lookup.max-retries})
+ * @param insertIfNotExists a key not found is inserted and its new row returned ({@code
+ *     lookup.insert-if-not-exists})
  */
 public record LookupPlan(
     StromTableAddress address,
@@ -25,7 +27,8 @@ public record LookupPlan(
     RowType resultType,
     boolean prefix,
     int[] partitionKeyPositions,
-    int maxRetries)
+    int maxRetries,
+    boolean insertIfNotExists)
     implements Serializable {
 
   /** The columns asked from the node, in the order of {@link #resultType()}. */

@@ -14,19 +14,21 @@ import org.apache.flink.table.connector.source.lookup.cache.DefaultLookupCache;
 /**
  * How a lookup join reads a Strom table, from its options (stored with the table or given as
  * hints): {@code lookup.async} (default true), Flink's standard cache options ({@code
- * lookup.cache} = NONE | PARTIAL with {@code lookup.partial-cache.*}) and {@code
- * lookup.max-retries}.
+ * lookup.cache} = NONE | PARTIAL with {@code lookup.partial-cache.*}), {@code
+ * lookup.max-retries} and {@code lookup.insert-if-not-exists}.
  */
 public final class LookupSettings implements Serializable {
   private static final long serialVersionUID = 1L;
 
   private final boolean async;
+  private final boolean insertIfNotExists;
   private final int maxRetries;
   /** The cache, when {@code lookup.cache} = PARTIAL (a serializable template, built per task). */
   private final DefaultLookupCache cache;
 
-  private LookupSettings(boolean async, int maxRetries, DefaultLookupCache cache) {
+  private LookupSettings(boolean async, boolean insertIfNotExists, int maxRetries, DefaultLookupCache cache) {
     this.async = async;
+    this.insertIfNotExists = insertIfNotExists;
     this.maxRetries = maxRetries;
     this.cache = cache;
   }
@@ -39,7 +41,15 @@ public final class LookupSettings implements Serializable {
       throw new org.apache.flink.table.api.ValidationException(
           "'lookup.cache' = 'FULL' is not supported by Strom tables: use 'PARTIAL' (the node answers lookups directly)");
     }
-    return new LookupSettings(options.get(StromConnectorOptions.LOOKUP_ASYNC), options.get(LookupOptions.MAX_RETRIES), cache);
+    return new LookupSettings(
+        options.get(StromConnectorOptions.LOOKUP_ASYNC),
+        options.get(StromConnectorOptions.LOOKUP_INSERT_IF_NOT_EXISTS),
+        options.get(LookupOptions.MAX_RETRIES),
+        cache);
+  }
+
+  public boolean insertIfNotExists() {
+    return insertIfNotExists;
   }
 
   public int maxRetries() {

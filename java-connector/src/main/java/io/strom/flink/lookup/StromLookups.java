@@ -108,6 +108,9 @@ final class StromLookups implements AutoCloseable {
       if (plan.prefix()) {
         options.prefix();
       }
+      if (plan.insertIfNotExists()) {
+        options.insertIfNotExists();
+      }
       if (partition != null) {
         options.partition(partition);
       }

@@ -113,6 +113,39 @@ class LookupJoinIT {
   }
 
   @Test
+  void insertIfNotExistsGivesEveryNewKeyAnIdInTheSameRoundTrip() throws Exception {
+    TableEnvironment batch = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
+    batch.executeSql(
+            "CREATE TABLE user_mapping (user_id BIGINT, uid_int64 BIGINT, PRIMARY KEY (user_id) NOT ENFORCED)"
+                + " WITH ('bucket.num' = '2', 'auto-increment.fields' = 'uid_int64')")
+        .await();
+    TableEnvironment tEnv = probe();
+    List<String> rows =
+        sortedRows(
+            tEnv,
+            "SELECT o.order_id, o.user_id, m.uid_int64 FROM orders AS o JOIN user_mapping"
+                + " /*+ OPTIONS('lookup.insert-if-not-exists' = 'true') */"
+                + " FOR SYSTEM_TIME AS OF o.proc AS m ON o.user_id = m.user_id");
+    // Every order is joined (its user was inserted if new); one user, one id.
+    assertEquals(4, rows.size(), rows.toString());
+    java.util.Map<String, String> idOfUser = new java.util.HashMap<>();
+    for (String row : rows) {
+      String[] fields = row.substring(3, row.length() - 1).split(", ");
+      String previous = idOfUser.put(fields[1], fields[2]);
+      assertTrue(previous == null || previous.equals(fields[2]), "one id per user: " + rows);
+      assertTrue(!fields[2].equals("null"), "an id was assigned: " + rows);
+    }
+    assertEquals(3, new java.util.HashSet<>(idOfUser.values()).size(), "distinct users get distinct ids: " + rows);
+    // The node now holds the three users with those ids.
+    TableEnvironment read = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
+    List<String> stored = sortedRows(read, "SELECT user_id, uid_int64 FROM user_mapping");
+    List<String> expected = new ArrayList<>();
+    idOfUser.forEach((user, id) -> expected.add("+I[" + user + ", " + id + "]"));
+    expected.sort(null);
+    assertEquals(expected, stored);
+  }
+
+  @Test
   void joinsOnOtherColumnsAreRefusedNamingTheKeys() {
     TableEnvironment tEnv = probe();
     Throwable error =
