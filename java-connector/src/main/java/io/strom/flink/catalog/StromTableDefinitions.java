@@ -110,6 +110,24 @@ final class StromTableDefinitions {
     List<String> primaryKey = strings(info.path("primary_key"));
     if (!primaryKey.isEmpty()) {
       schema.primaryKey(primaryKey);
+      // The lookup indexes, declared for Flink's delta join (FLIP-486): the primary key, and
+      // the bucket key plus the partition keys when the bucket key is a strict prefix of the
+      // primary key (a prefix lookup returns every row of such a prefix).
+      schema.index(primaryKey);
+      List<String> bucketKey = strings(info.path("bucket_key"));
+      if (!bucketKey.isEmpty() && !bucketKey.containsAll(primaryKey)) {
+        List<String> prefixIndex = new ArrayList<>(bucketKey);
+        for (String partitionKey : strings(info.path("partition_keys"))) {
+          if (!prefixIndex.contains(partitionKey)) {
+            prefixIndex.add(partitionKey);
+          }
+        }
+        // A partitioned table's default bucket key is the primary key without the partition
+        // keys: with them added back it is the primary key, already an index.
+        if (!new java.util.HashSet<>(prefixIndex).equals(new java.util.HashSet<>(primaryKey))) {
+          schema.index(prefixIndex);
+        }
+      }
     }
     Map<String, String> options = new LinkedHashMap<>();
     info.path("options").fields().forEachRemaining(e -> options.put(e.getKey(), e.getValue().asText()));
