@@ -46,11 +46,26 @@ class DeltaJoinIT {
     tEnv.executeSql(
             "CREATE TABLE users_all (id BIGINT, name STRING, PRIMARY KEY (id) NOT ENFORCED) WITH ('bucket.num' = '1')")
         .await();
+    // The seeds' attribution join: both sides keyed (user, ...) with the user as bucket key.
+    tEnv.executeSql(
+            "CREATE TABLE page_views (user_id BIGINT, page STRING, ts BIGINT, PRIMARY KEY (user_id, page) NOT ENFORCED)"
+                + " WITH ('bucket.num' = '2', 'bucket.key' = 'user_id', 'table.delete.behavior' = 'IGNORE')")
+        .await();
+    tEnv.executeSql(
+            "CREATE TABLE orders (user_id BIGINT, order_id BIGINT, amount INT, PRIMARY KEY (user_id, order_id) NOT ENFORCED)"
+                + " WITH ('bucket.num' = '2', 'bucket.key' = 'user_id', 'table.delete.behavior' = 'IGNORE')")
+        .await();
+    // The join's upsert key is both sides' keys: (user_id, page) and (o_user_id, order_id).
+    tEnv.executeSql(
+            "CREATE TABLE attributed (user_id BIGINT, page STRING, o_user_id BIGINT, order_id BIGINT, amount INT,"
+                + " PRIMARY KEY (user_id, page, o_user_id, order_id) NOT ENFORCED) WITH ('bucket.num' = '1')")
+        .await();
   }
 
   private static TableEnvironment streaming(String strategy) {
     Configuration conf = new Configuration();
     conf.setString("table.optimizer.delta-join.strategy", strategy);
+
     return STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 1);
   }
 
@@ -104,6 +119,16 @@ class DeltaJoinIT {
       Thread.sleep(100); // polling interval of the condition, not a synchronisation
     }
     assertEquals(expected, rows, "the delta join's result");
+  }
+
+  @Test
+  void anInnerJoinOnTheBucketKeyPrefixIsADeltaJoin() {
+    String plan =
+        streaming("FORCE")
+            .explainSql(
+                "INSERT INTO attributed SELECT v.user_id, v.page, o.user_id, o.order_id, o.amount"
+                    + " FROM page_views AS v JOIN orders AS o ON v.user_id = o.user_id");
+    assertTrue(plan.contains("DeltaJoin(joinType=[InnerJoin]"), plan);
   }
 
   @Test
