@@ -32,6 +32,9 @@ final class StromLookups implements AutoCloseable {
   private final LookupPlan plan;
   private final StromConnection connection;
   private final Map<String, StromLookuper> lookupers = new HashMap<>();
+  private final Map<StromLookuper, Batcher> batchers = new HashMap<>();
+  private final RowDataSerializer keyCopier;
+  private boolean closed;
   private final ArrowRowWriter keys;
   private final RowDataSerializer rows;
   private final RowData.FieldGetter[] partitionValues;
@@ -42,6 +45,7 @@ final class StromLookups implements AutoCloseable {
     int[] all = IntStream.range(0, plan.keyType().getFieldCount()).toArray();
     this.keys = new ArrowRowWriter(plan.keyType(), all, connection.allocator());
     this.rows = new RowDataSerializer(plan.resultType());
+    this.keyCopier = new RowDataSerializer(plan.keyType());
     int[] positions = plan.partitionKeyPositions();
     this.partitionValues = new RowData.FieldGetter[positions.length];
     for (int i = 0; i < positions.length; i++) {
@@ -61,19 +65,93 @@ final class StromLookups implements AutoCloseable {
     }
   }
 
-  /** Sends the key and returns at once; the future completes with its rows. */
+  /**
+   * Sends the key and returns at once; the future completes with its rows. Keys are batched
+   * per partition without adding latency: a key goes out at once while fewer than {@link
+   * #REQUESTS_IN_FLIGHT} requests of its lookuper are unanswered; otherwise it waits and
+   * leaves with the other waiting keys, as one request, when an answer arrives. Under load a
+   * subtask thus sends batches of keys (the node's batched lookup path), idle it sends each key
+   * alone.
+   */
   synchronized CompletableFuture<Collection<RowData>> lookupAsync(RowData key) {
     StromLookuper lookuper = lookuperFor(key);
     if (lookuper == null) {
       return CompletableFuture.completedFuture(List.of());
     }
-    // The key batch is exported (its buffers shared with Rust) before lookupAsync returns, so
-    // the writer can be reset for the next key at once.
-    CompletableFuture<VectorSchemaRoot> answer = lookuper.lookupAsync(keyBatch(key));
-    return answer.thenApply(
-        root -> {
-          try (root) {
-            return rowsOf(root);
+    Batcher batcher = batchers.computeIfAbsent(lookuper, Batcher::new);
+    CompletableFuture<Collection<RowData>> rows = new CompletableFuture<>();
+    // Flink may reuse the key row once this returns, and the key may wait: copy it.
+    batcher.keys.add(keyCopier.copy(key));
+    batcher.waiting.add(rows);
+    if (batcher.inFlight < REQUESTS_IN_FLIGHT || batcher.keys.size() >= MAX_KEYS_PER_REQUEST) {
+      send(batcher);
+    }
+    return rows;
+  }
+
+  /** Async requests sent and the keys they carried, in this JVM (tests read the ratio). */
+  static final java.util.concurrent.atomic.AtomicLong REQUESTS_SENT = new java.util.concurrent.atomic.AtomicLong();
+  static final java.util.concurrent.atomic.AtomicLong KEYS_SENT = new java.util.concurrent.atomic.AtomicLong();
+
+  /** Most unanswered requests per lookuper before keys wait to be batched. */
+  static final int REQUESTS_IN_FLIGHT = 2;
+  /** A batch is sent at this size even when the lookuper has requests in flight. */
+  static final int MAX_KEYS_PER_REQUEST = 1024;
+
+  /** The keys of one lookuper waiting for a request, and its requests in flight. */
+  private static final class Batcher {
+    final StromLookuper lookuper;
+    List<RowData> keys = new ArrayList<>();
+    List<CompletableFuture<Collection<RowData>>> waiting = new ArrayList<>();
+    int inFlight;
+
+    Batcher(StromLookuper lookuper) {
+      this.lookuper = lookuper;
+    }
+  }
+
+  /** Sends the batcher's waiting keys as one request (under this object's lock). */
+  private void send(Batcher batcher) {
+    List<CompletableFuture<Collection<RowData>>> waiting = batcher.waiting;
+    keys.reset();
+    batcher.keys.forEach(keys::write);
+    batcher.keys = new ArrayList<>();
+    batcher.waiting = new ArrayList<>();
+    CompletableFuture<VectorSchemaRoot> answer;
+    try {
+      // The key batch is exported (its buffers shared with Rust) before this returns, so the
+      // writer can be reset for the next request at once.
+      answer = batcher.lookuper.lookupAsync(keys.batch());
+    } catch (RuntimeException e) {
+      waiting.forEach(rows -> rows.completeExceptionally(e));
+      return;
+    }
+    batcher.inFlight++;
+    REQUESTS_SENT.incrementAndGet();
+    KEYS_SENT.addAndGet(waiting.size());
+    answer.whenComplete(
+        (root, error) -> {
+          List<List<RowData>> perKey = null;
+          Throwable failure = error;
+          if (failure == null) {
+            try (root) {
+              perKey = rowsPerKey(root, waiting.size());
+            } catch (RuntimeException e) {
+              failure = e;
+            }
+          }
+          synchronized (StromLookups.this) {
+            batcher.inFlight--;
+            if (!batcher.keys.isEmpty() && !closed) {
+              send(batcher);
+            }
+          }
+          for (int i = 0; i < waiting.size(); i++) {
+            if (failure != null) {
+              waiting.get(i).completeExceptionally(failure);
+            } else {
+              waiting.get(i).complete(perKey.get(i));
+            }
           }
         });
   }
@@ -120,17 +198,40 @@ final class StromLookups implements AutoCloseable {
     return lookuper;
   }
 
+  /** The answer's rows (copies) grouped by the key they answer ({@code _key_index}). */
+  private List<List<RowData>> rowsPerKey(VectorSchemaRoot answer, int keyCount) {
+    List<List<RowData>> perKey = new ArrayList<>(keyCount);
+    for (int i = 0; i < keyCount; i++) {
+      perKey.add(new ArrayList<>(1));
+    }
+    int count = answer.getRowCount();
+    if (count == 0) {
+      return perKey;
+    }
+    org.apache.arrow.vector.IntVector keyIndex = (org.apache.arrow.vector.IntVector) answer.getVector("_key_index");
+    ColumnarRowData row = columnar(answer);
+    for (int r = 0; r < count; r++) {
+      row.setRowId(r);
+      perKey.get(keyIndex.get(r)).add(rows.copy(row));
+    }
+    return perKey;
+  }
+
+  private ColumnarRowData columnar(VectorSchemaRoot answer) {
+    List<FieldVector> vectors = new ArrayList<>();
+    for (String column : plan.columns()) {
+      vectors.add(answer.getVector(column));
+    }
+    return new ColumnarRowData(ArrowColumnVectors.batch(vectors));
+  }
+
   /** The answer's rows as copies (the Arrow buffers are released right after). */
   private Collection<RowData> rowsOf(VectorSchemaRoot answer) {
     int count = answer.getRowCount();
     if (count == 0) {
       return List.of();
     }
-    List<FieldVector> vectors = new ArrayList<>();
-    for (String column : plan.columns()) {
-      vectors.add(answer.getVector(column));
-    }
-    ColumnarRowData row = new ColumnarRowData(ArrowColumnVectors.batch(vectors));
+    ColumnarRowData row = columnar(answer);
     List<RowData> out = new ArrayList<>(count);
     for (int r = 0; r < count; r++) {
       row.setRowId(r);
@@ -146,12 +247,15 @@ final class StromLookups implements AutoCloseable {
 
   @Override
   public synchronized void close() {
+    closed = true;
     try {
       for (StromLookuper lookuper : lookupers.values()) {
         lookuper.close();
       }
     } finally {
       lookupers.clear();
+      batchers.values().forEach(b -> b.waiting.forEach(rows -> rows.cancel(false)));
+      batchers.clear();
       keys.close();
       connection.close();
     }

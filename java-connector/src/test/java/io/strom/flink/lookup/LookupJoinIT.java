@@ -91,6 +91,43 @@ class LookupJoinIT {
   }
 
   @Test
+  void thousandsOfKeysInFlightAreBatchedAndEachGetsItsOwnAnswer() throws Exception {
+    TableEnvironment batch = STROM.flink(EnvironmentSettings.inBatchMode(), 1);
+    batch.executeSql("CREATE TABLE big_dim (id BIGINT, v BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ('bucket.num' = '4')")
+        .await();
+    batch.executeSql(
+        "CREATE TEMPORARY TABLE dim_rows (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '2000',"
+            + " 'rows-per-second' = '1000000000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '2000')");
+    batch.executeSql("INSERT INTO big_dim SELECT id, id * 2 FROM dim_rows").await();
+    TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
+    // 3 000 probe keys as fast as Flink makes them (1 000 of them missing), 100 in flight.
+    tEnv.getConfig().set("table.exec.async-lookup.buffer-capacity", "100");
+    tEnv.executeSql(
+        "CREATE TEMPORARY TABLE probe_keys (k BIGINT, proc AS PROCTIME()) WITH ('connector' = 'datagen',"
+            + " 'number-of-rows' = '3000', 'rows-per-second' = '1000000000', 'fields.k.kind' = 'sequence',"
+            + " 'fields.k.start' = '1', 'fields.k.end' = '3000')");
+    int joined = 0;
+    long requestsBefore = StromLookups.REQUESTS_SENT.get();
+    long keysBefore = StromLookups.KEYS_SENT.get();
+    try (var it =
+        tEnv.executeSql("SELECT p.k, d.id, d.v FROM probe_keys AS p JOIN big_dim FOR SYSTEM_TIME AS OF p.proc AS d ON p.k = d.id")
+            .collect()) {
+      while (it.hasNext()) {
+        var row = it.next();
+        long k = (Long) row.getField(0);
+        assertEquals(k, (Long) row.getField(1), "the row of the key asked for");
+        assertEquals(2 * k, (Long) row.getField(2));
+        joined++;
+      }
+    }
+    assertEquals(2000, joined, "every present key joined once");
+    long requests = StromLookups.REQUESTS_SENT.get() - requestsBefore;
+    long keys = StromLookups.KEYS_SENT.get() - keysBefore;
+    assertEquals(3000, keys, "every key was sent once");
+    assertTrue(requests < keys / 2, "keys in flight were batched: " + keys + " keys in " + requests + " requests");
+  }
+
+  @Test
   void aJoinOnTheBucketKeyPrefixReturnsEveryRowOfThePrefix() throws Exception {
     TableEnvironment tEnv = probe();
     assertEquals(
