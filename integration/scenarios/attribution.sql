@@ -42,19 +42,8 @@ CREATE TABLE log_page_ord_detail_ri (
   is_matched STRING,
   PRIMARY KEY (user_id, ds, o_user_id, o_ds, order_id) NOT ENFORCED
 ) WITH ('bucket.num' = '4');
-CREATE TABLE log_page_ord_detail_regular (
-  user_id STRING,
-  ds STRING,
-  o_user_id STRING,
-  o_ds STRING,
-  order_id STRING,
-  first_page_time STRING,
-  order_time STRING,
-  pv BIGINT,
-  pay_amt STRING,
-  is_matched STRING,
-  PRIMARY KEY (user_id, ds, o_user_id, o_ds, order_id) NOT ENFORCED
-) WITH ('bucket.num' = '4');
+-- The reference result of a regular join: the same table.
+CREATE TABLE log_page_ord_detail_regular LIKE log_page_ord_detail_ri;
 
 -- step: load (batch): 100 000 orders of 20 000 users over 2 days, one visit row per user and day
 CREATE TEMPORARY TABLE seq_orders (i BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '100000',

@@ -1,6 +1,7 @@
 package io.strom.flink.source;
 
 import static io.strom.flink.source.SourceTestSupport.append;
+import static io.strom.flink.source.SourceTestSupport.idNameRows;
 import static io.strom.flink.source.SourceTestSupport.await;
 import static io.strom.flink.source.SourceTestSupport.storedRecords;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -49,14 +50,6 @@ class NodeFailoverIT {
   private static final String DB = STROM.database();
   private static final List<String> ID_NAME = List.of("id", "name");
 
-  private static Object[][] rows(long from, long to) {
-    Object[][] rows = new Object[(int) (to - from)][];
-    for (long id = from; id < to; id++) {
-      rows[(int) (id - from)] = new Object[] {id, "n" + id};
-    }
-    return rows;
-  }
-
   @Test
   void aJobWhoseNodeIsKilledResumesFromItsCheckpointWithEveryKeyOnce(@InjectMiniCluster MiniCluster flink) throws Exception {
     STROM.strom().createTable(TableSpec.of(DB, "events").column("id", "BIGINT").column("name", "STRING").bucketNum(2));
@@ -67,7 +60,7 @@ class NodeFailoverIT {
             .primaryKey("id")
             .bucketNum(2));
     for (long id = 0; id < 1000; id += 250) {
-      append(STROM.strom(), DB, "events", ID_NAME, rows(id, id + 250));
+      append(STROM.strom(), DB, "events", ID_NAME, idNameRows(id, id + 250));
     }
     Configuration conf = new Configuration();
     conf.setString("execution.checkpointing.interval", "200 ms");
@@ -84,11 +77,11 @@ class NodeFailoverIT {
     try {
       await("the job copied the first rows", Duration.ofSeconds(60), () -> storedRecords(STROM.strom(), DB, "latest") >= 1000);
       // More rows, and the node dies while the job reads and writes them.
-      append(STROM.strom(), DB, "events", ID_NAME, rows(1000, 2000));
+      append(STROM.strom(), DB, "events", ID_NAME, idNameRows(1000, 2000));
       STROM.node().kill();
       STROM.node().restart();
       // Rows written after the restart are read by the restarted job too.
-      append(STROM.strom(), DB, "events", ID_NAME, rows(2000, 3000));
+      append(STROM.strom(), DB, "events", ID_NAME, idNameRows(2000, 3000));
       await("the restarted job copied every row", Duration.ofSeconds(120),
           () -> storedRecords(STROM.strom(), DB, "latest") >= 3000);
       assertEquals(JobStatus.RUNNING, job.getJobStatus().get(), "the job is running again, not failed");

@@ -61,6 +61,15 @@ final class SourceTestSupport {
     }
   }
 
+  /** Rows {@code {id, "n" + id}} for ids from {@code from} (inclusive) to {@code to}. */
+  static Object[][] idNameRows(long from, long to) {
+    Object[][] rows = new Object[(int) (to - from)][];
+    for (long id = from; id < to; id++) {
+      rows[(int) (id - from)] = new Object[] {id, "n" + id};
+    }
+    return rows;
+  }
+
   static void append(StromConnection strom, String db, String table, List<String> columns, Object[]... rows) {
     try (StromWriter writer = strom.appendWriter(db, table)) {
       write(strom, writer, columns, rows);

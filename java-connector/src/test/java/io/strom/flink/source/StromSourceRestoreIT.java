@@ -2,6 +2,7 @@ package io.strom.flink.source;
 
 import static io.strom.flink.source.SourceTestSupport.all;
 import static io.strom.flink.source.SourceTestSupport.append;
+import static io.strom.flink.source.SourceTestSupport.idNameRows;
 import static io.strom.flink.source.SourceTestSupport.await;
 import static io.strom.flink.source.SourceTestSupport.storedRecords;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -47,33 +48,25 @@ class StromSourceRestoreIT {
   private static final String DB = STROM.database();
   private static final List<String> ID_NAME = List.of("id", "name");
 
-  private static Object[][] rows(long from, long to) {
-    Object[][] rows = new Object[(int) (to - from)][];
-    for (long id = from; id < to; id++) {
-      rows[(int) (id - from)] = new Object[] {id, "n" + id};
-    }
-    return rows;
-  }
-
   @Test
   void aJobRestoredFromASavepointReadsEveryRowExactlyOnce(@org.junit.jupiter.api.io.TempDir Path savepoints)
       throws Exception {
     STROM.strom().createTable(TableSpec.of(DB, "events").column("id", "BIGINT").column("name", "STRING").bucketNum(3));
     STROM.strom().createTable(TableSpec.of(DB, "copied").column("id", "BIGINT").column("name", "STRING").bucketNum(1));
     for (long id = 0; id < 300; id += 50) {
-      append(STROM.strom(), DB, "events", ID_NAME, rows(id, id + 50));
+      append(STROM.strom(), DB, "events", ID_NAME, idNameRows(id, id + 50));
     }
     Configuration conf = new Configuration();
     conf.setString("execution.checkpointing.interval", "300 ms");
     TableEnvironment first = STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 2);
     JobClient job = first.executeSql("INSERT INTO copied SELECT * FROM events").getJobClient().orElseThrow();
     await("the first job copied the first rows", Duration.ofSeconds(60), () -> storedRecords(STROM.strom(), DB, "copied") >= 300);
-    append(STROM.strom(), DB, "events", ID_NAME, rows(300, 400));
+    append(STROM.strom(), DB, "events", ID_NAME, idNameRows(300, 400));
     String savepoint = job.stopWithSavepoint(false, savepoints.toUri().toString(), SavepointFormatType.CANONICAL).get();
     long copiedByFirstJob = storedRecords(STROM.strom(), DB, "copied");
 
     // Rows that arrive while no job runs are read by the restored one.
-    append(STROM.strom(), DB, "events", ID_NAME, rows(400, 500));
+    append(STROM.strom(), DB, "events", ID_NAME, idNameRows(400, 500));
     Configuration restore = new Configuration();
     restore.setString("execution.checkpointing.interval", "300 ms");
     restore.setString("execution.state-recovery.path", savepoint);
@@ -81,7 +74,7 @@ class StromSourceRestoreIT {
         STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(restore).build(), 2);
     JobClient resumed = second.executeSql("INSERT INTO copied SELECT * FROM events").getJobClient().orElseThrow();
     try {
-      append(STROM.strom(), DB, "events", ID_NAME, rows(500, 600));
+      append(STROM.strom(), DB, "events", ID_NAME, idNameRows(500, 600));
       await("the restored job copied the rest", Duration.ofSeconds(60), () -> storedRecords(STROM.strom(), DB, "copied") >= 600);
     } finally {
       resumed.cancel().get();
@@ -131,18 +124,18 @@ class StromSourceRestoreIT {
             .bucketNum(2)
             .option("table.merge-engine", "first_row"));
     STROM.strom().createTable(TableSpec.of(DB, "firsts_copy").column("id", "BIGINT").column("name", "STRING").bucketNum(1));
-    SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, rows(0, 300));
+    SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, idNameRows(0, 300));
     Configuration conf = new Configuration();
     conf.setString("execution.checkpointing.interval", "300 ms");
     TableEnvironment first = STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 2);
     JobClient job = first.executeSql("INSERT INTO firsts_copy SELECT * FROM firsts").getJobClient().orElseThrow();
     // The snapshot phase, then changes read from the changelog.
     await("the first job copied the snapshot", Duration.ofSeconds(60), () -> storedRecords(STROM.strom(), DB, "firsts_copy") >= 300);
-    SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, rows(300, 400));
+    SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, idNameRows(300, 400));
     String savepoint = job.stopWithSavepoint(false, savepoints.toUri().toString(), SavepointFormatType.CANONICAL).get();
 
     // While no job runs: new keys, and rows for existing keys (first_row keeps the first).
-    SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, rows(400, 500));
+    SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, idNameRows(400, 500));
     SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, new Object[] {0L, "late"}, new Object[] {350L, "late"});
     Configuration restore = new Configuration();
     restore.setString("execution.checkpointing.interval", "300 ms");
@@ -151,7 +144,7 @@ class StromSourceRestoreIT {
         STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(restore).build(), 2);
     JobClient resumed = second.executeSql("INSERT INTO firsts_copy SELECT * FROM firsts").getJobClient().orElseThrow();
     try {
-      SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, rows(500, 600));
+      SourceTestSupport.upsert(STROM.strom(), DB, "firsts", ID_NAME, idNameRows(500, 600));
       await("the restored job copied the rest", Duration.ofSeconds(60), () -> storedRecords(STROM.strom(), DB, "firsts_copy") >= 600);
     } finally {
       resumed.cancel().get();
