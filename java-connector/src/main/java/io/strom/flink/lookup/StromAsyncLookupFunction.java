@@ -35,9 +35,9 @@ public final class StromAsyncLookupFunction extends AsyncLookupFunction {
 
   @Override
   public CompletableFuture<Collection<RowData>> asyncLookup(RowData keyRow) {
-    // Flink may reuse the key row once this returns; a retry needs its own copy.
-    RowData key = plan.maxRetries() > 0 ? keyCopier.copy(keyRow) : keyRow;
-    return attempt(key, 0);
+    // Flink may reuse the key row once this returns, while the key may wait to be batched or
+    // be sent again by a retry: one copy serves both.
+    return attempt(keyCopier.copy(keyRow), 0);
   }
 
   private CompletableFuture<Collection<RowData>> attempt(RowData key, int attempt) {

@@ -33,7 +33,6 @@ final class StromLookups implements AutoCloseable {
   private final StromConnection connection;
   private final Map<String, StromLookuper> lookupers = new HashMap<>();
   private final Map<StromLookuper, Batcher> batchers = new HashMap<>();
-  private final RowDataSerializer keyCopier;
   private boolean closed;
   private final ArrowRowWriter keys;
   private final RowDataSerializer rows;
@@ -45,7 +44,6 @@ final class StromLookups implements AutoCloseable {
     int[] all = IntStream.range(0, plan.keyType().getFieldCount()).toArray();
     this.keys = new ArrowRowWriter(plan.keyType(), all, connection.allocator());
     this.rows = new RowDataSerializer(plan.resultType());
-    this.keyCopier = new RowDataSerializer(plan.keyType());
     int[] positions = plan.partitionKeyPositions();
     this.partitionValues = new RowData.FieldGetter[positions.length];
     for (int i = 0; i < positions.length; i++) {
@@ -61,12 +59,13 @@ final class StromLookups implements AutoCloseable {
     }
     VectorSchemaRoot batch = keyBatch(key);
     try (VectorSchemaRoot answer = lookuper.lookup(batch)) {
-      return rowsOf(answer);
+      return rowsPerKey(answer, 1).get(0);
     }
   }
 
   /**
-   * Sends the key and returns at once; the future completes with its rows. Keys are batched
+   * Sends the key and returns at once; the future completes with its rows. The key row must
+   * not change after this call (it may be sent later, batched with others). Keys are batched
    * per partition without adding latency: a key goes out at once while fewer than {@link
    * #REQUESTS_IN_FLIGHT} requests of its lookuper are unanswered; otherwise it waits and
    * leaves with the other waiting keys, as one request, when an answer arrives. Under load a
@@ -80,8 +79,9 @@ final class StromLookups implements AutoCloseable {
     }
     Batcher batcher = batchers.computeIfAbsent(lookuper, Batcher::new);
     CompletableFuture<Collection<RowData>> rows = new CompletableFuture<>();
-    // Flink may reuse the key row once this returns, and the key may wait: copy it.
-    batcher.keys.add(keyCopier.copy(key));
+    // The key may wait for a later request: the caller hands over a row nobody changes
+    // afterwards (the async function's own copy, which its retries reuse).
+    batcher.keys.add(key);
     batcher.waiting.add(rows);
     if (batcher.inFlight < REQUESTS_IN_FLIGHT || batcher.keys.size() >= MAX_KEYS_PER_REQUEST) {
       send(batcher);
@@ -223,21 +223,6 @@ final class StromLookups implements AutoCloseable {
       vectors.add(answer.getVector(column));
     }
     return new ColumnarRowData(ArrowColumnVectors.batch(vectors));
-  }
-
-  /** The answer's rows as copies (the Arrow buffers are released right after). */
-  private Collection<RowData> rowsOf(VectorSchemaRoot answer) {
-    int count = answer.getRowCount();
-    if (count == 0) {
-      return List.of();
-    }
-    ColumnarRowData row = columnar(answer);
-    List<RowData> out = new ArrayList<>(count);
-    for (int r = 0; r < count; r++) {
-      row.setRowId(r);
-      out.add(rows.copy(row));
-    }
-    return out;
   }
 
   /** A lookup that failed on the node or the connection (retried by the functions). */

@@ -16,7 +16,6 @@ import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
-import org.apache.flink.table.api.TableResult;
 import org.apache.flink.test.junit5.MiniClusterExtension;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -37,15 +36,8 @@ class AttributionScenarioIT {
   void theDeltaJoinWritesWhatARegularJoinWrites() throws Exception {
     ScenarioScript script = ScenarioScript.load("attribution.sql");
     TableEnvironment batch = STROM.flink(EnvironmentSettings.inBatchMode(), 2);
-    for (String step : List.of("tables", "load", "regular")) {
-      for (String sql : script.step(step)) {
-        TableResult result = batch.executeSql(sql);
-        if (result.getJobClient().isPresent()) {
-          result.await();
-        }
-      }
-    }
-    long expected = count(batch, "log_page_ord_detail_regular");
+    script.run(batch, "tables", "load", "regular");
+    long expected = count("log_page_ord_detail_regular");
     assertEquals(100_000, expected, "every order has a visit of its user that day");
 
     Configuration conf = new Configuration();
@@ -60,7 +52,7 @@ class AttributionScenarioIT {
       long deadline = System.nanoTime() + Duration.ofSeconds(300).toNanos();
       long joined = 0;
       while (joined < expected && System.nanoTime() < deadline) {
-        joined = count(batch, "log_page_ord_detail_ri");
+        joined = count("log_page_ord_detail_ri");
         if (joined < expected) {
           Thread.sleep(500); // polling the node's row count; the count is what we wait for
         }
@@ -74,7 +66,7 @@ class AttributionScenarioIT {
   }
 
   /** The node's count of the table's current rows (no Flink job: the streaming job holds slots). */
-  private static long count(TableEnvironment unused, String table) {
+  private static long count(String table) {
     return STROM.strom().count(STROM.database(), table, null, true);
   }
 

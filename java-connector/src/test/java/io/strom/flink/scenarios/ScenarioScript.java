@@ -47,6 +47,18 @@ final class ScenarioScript {
     return script;
   }
 
+  /** Runs the statements of these steps in order, waiting for each job (batch mode). */
+  void run(org.apache.flink.table.api.TableEnvironment tEnv, String... steps) throws Exception {
+    for (String step : steps) {
+      for (String sql : step(step)) {
+        org.apache.flink.table.api.TableResult result = tEnv.executeSql(sql);
+        if (result.getJobClient().isPresent()) {
+          result.await();
+        }
+      }
+    }
+  }
+
   List<String> step(String name) {
     List<String> statements = steps.get(name);
     if (statements == null) {

@@ -16,7 +16,6 @@ import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
-import org.apache.flink.table.api.TableResult;
 import org.apache.flink.test.junit5.MiniClusterExtension;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -38,14 +37,7 @@ class WideTableScenarioIT {
   void twoJobsBuildOneRowPerKeyWithBothMetrics() throws Exception {
     ScenarioScript script = ScenarioScript.load("wide_table.sql");
     TableEnvironment batch = STROM.flink(EnvironmentSettings.inBatchMode(), 2);
-    for (String step : List.of("tables", "load")) {
-      for (String sql : script.step(step)) {
-        TableResult result = batch.executeSql(sql);
-        if (result.getJobClient().isPresent()) {
-          result.await();
-        }
-      }
-    }
+    script.run(batch, "tables", "load");
     // The expected table, from the generator formulas of the SQL file.
     Map<String, long[]> expected = new TreeMap<>();
     for (long i = 0; i < 100_000; i++) {
