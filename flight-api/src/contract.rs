@@ -39,6 +39,7 @@ pub mod actions {
     pub const LIST_PARTITIONS: &str = "list_partitions";
     pub const LIST_OFFSETS: &str = "list_offsets";
     pub const HEALTH: &str = "health";
+    pub const TABLE_STATS: &str = "table_stats";
 
     /// Every action with a one-line description, as returned by `ListActions`.
     pub const ALL: &[(&str, &str)] = &[
@@ -55,6 +56,7 @@ pub mod actions {
         (LIST_PARTITIONS, "{database, table} -> [{name, partition_id, values, created_at_ms}]"),
         (LIST_OFFSETS, "{database, table, partition?, buckets?, spec} -> [{bucket, offset}]"),
         (HEALTH, "{} -> {status, version, uptime_ms}"),
+        (TABLE_STATS, "{database, table} -> {log_scans, snapshot_scans, messages_sent, rows_sent, bytes_sent}"),
     ];
 }
 
@@ -657,6 +659,25 @@ pub struct SnapshotMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
     pub log_offset: u64,
+}
+
+/// The answer of `table_stats`: what this node's DoGet scans of one table sent since the node
+/// started (or since the table was created, if later). Counted at the front door as messages
+/// leave for the client, so a projected scan shows the bytes column pruning saved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableStats {
+    pub database: String,
+    pub table: String,
+    /// Log scans (log tables, changelogs) started.
+    pub log_scans: u64,
+    /// Snapshot scans of primary-key tables started.
+    pub snapshot_scans: u64,
+    /// Record-batch messages sent by those scans (the schema message not counted).
+    pub messages_sent: u64,
+    pub rows_sent: u64,
+    /// Arrow IPC bytes sent: each message's header, body and app metadata (gRPC and protobuf
+    /// framing not counted).
+    pub bytes_sent: u64,
 }
 
 /// The answer of `health`.

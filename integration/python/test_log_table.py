@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from flight_helpers import (action1, assert_dense_offsets, append_cmd, call_options, check_ack, count, decode_ack,
-                            path, put, scan)
+                            path, put, raises_grpc, scan)
 
 ROWS = 200_000
 BUCKETS = 4
@@ -254,3 +254,31 @@ def test_given_list_databases_and_health_should_answer(client, wide):
     assert {a.type for a in client.list_actions()} >= {"create_table", "list_offsets", "health"}
     flights = {tuple(p.decode() for p in f.descriptor.path) for f in client.list_flights()}
     assert (wide.database, wide.table) in flights
+
+
+def test_given_full_and_projected_scans_when_table_stats_asked_should_count_what_was_sent(client, wide):
+    def stats():
+        return action1(client, "table_stats", {"database": wide.database, "table": wide.table})
+
+    before = stats()
+    full = scan(client, wide.database, wide.table)
+    after_full = stats()
+    columns = [c["name"] for c in wide_columns()[:5]]
+    projected = scan(client, wide.database, wide.table, columns=columns)
+    after_projected = stats()
+
+    assert after_full["log_scans"] == before["log_scans"] + 1
+    assert after_full["rows_sent"] - before["rows_sent"] == full.num_rows == ROWS
+    full_bytes = after_full["bytes_sent"] - before["bytes_sent"]
+    projected_bytes = after_projected["bytes_sent"] - after_full["bytes_sent"]
+    # A full scan sends the stored (compressed) batches as they are: about what the table stores.
+    stored = client.get_flight_info(path(wide.database, wide.table)).total_bytes
+    assert 0.9 * stored <= full_bytes <= 1.1 * stored, (full_bytes, stored)
+    # 5 of 43 columns: the node sent a fraction of the full scan's bytes, not all of it.
+    assert projected_bytes < full_bytes * 0.25, (projected_bytes, full_bytes)
+    assert after_projected["messages_sent"] > after_full["messages_sent"]
+
+
+def test_given_unknown_table_when_table_stats_asked_should_be_not_found(client, database):
+    with raises_grpc("NOT_FOUND", "no_such_table"):
+        action1(client, "table_stats", {"database": database, "table": "no_such_table"})

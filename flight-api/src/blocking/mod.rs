@@ -48,7 +48,7 @@ use self::runtime::ClientRuntime;
 use crate::client::{ClientOptions, LookupOptions, Snapshot, WriterOptions};
 use crate::contract::{
     AlterTable, BucketOffset, CountRequest, CreateDatabase, CreatePartition, CreateTable, DropDatabase, DropPartition, DropTable, Health,
-    ListOffsets, LogScan, LookupRequest, PartitionInfo, SnapshotScan, TableInfo, WriteKind,
+    ListOffsets, LogScan, LookupRequest, PartitionInfo, SnapshotScan, TableInfo, TableRef, TableStats, WriteKind,
 };
 use crate::error::Result;
 
@@ -131,6 +131,12 @@ impl StromClient {
     /// `health`: liveness and version of the node.
     pub fn health(&self) -> Result<Health> {
         self.run(|c| async move { c.health().await })
+    }
+
+    /// `table_stats`: what the node's scans of one table sent since it started.
+    pub fn table_stats(&self, database: &str, table: &str) -> Result<TableStats> {
+        let table = TableRef { database: database.into(), table: table.into() };
+        self.run(|c| async move { c.table_stats(table).await })
     }
 
     /// `create_database`; whether it was created (false: it existed and `if_not_exists`).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::StromClient;
 use crate::contract::{
     actions, AlterTable, BucketOffset, CreateDatabase, CreatePartition, CreateTable, DropDatabase, DropPartition, DropTable, Health,
-    ListOffsets, ListTables, PartitionInfo, TableInfo, TableRef,
+    ListOffsets, ListTables, PartitionInfo, TableInfo, TableRef, TableStats,
 };
 use crate::error::{from_status, Error, Result};
 
@@ -57,6 +57,11 @@ impl StromClient {
     /// `health`: liveness and version of the node.
     pub async fn health(&self) -> Result<Health> {
         self.do_action_json(actions::HEALTH, &Empty {}).await
+    }
+
+    /// `table_stats`: what the node's scans of one table sent since it started.
+    pub async fn table_stats(&self, table: TableRef) -> Result<TableStats> {
+        self.do_action_json(actions::TABLE_STATS, &table).await
     }
 
     /// `create_database`; returns whether it was created (false: it existed and

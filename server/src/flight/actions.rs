@@ -2,6 +2,7 @@
 
 use crate::engine::StorageEngine;
 use crate::error::{Error, Result};
+use crate::flight::served::ServedStats;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,6 +27,7 @@ pub enum ActionCommand {
     ListPartitions(TableRef),
     ListOffsets(ListOffsets),
     Health,
+    TableStats(TableRef),
 }
 
 /// An empty body or `{}` for actions without arguments.
@@ -60,6 +62,7 @@ impl ActionCommand {
                 body::<Empty>(action_type, bytes)?;
                 Self::Health
             }
+            actions::TABLE_STATS => Self::TableStats(body(action_type, bytes)?),
             other => {
                 let known: Vec<&str> = actions::ALL.iter().map(|(n, _)| *n).collect();
                 return Err(Error::invalid(format!("unknown action {other:?}; known actions: {}", known.join(", "))));
@@ -67,14 +70,24 @@ impl ActionCommand {
         })
     }
 
-    /// Runs the command; the result is the JSON body of the single Result message.
-    pub fn run(self, engine: &dyn StorageEngine) -> Result<serde_json::Value> {
+    /// Runs the command; the result is the JSON body of the single Result message. `served`
+    /// holds the scan counters `table_stats` reports (reset when their table is dropped, so a
+    /// table created again under the name starts from zero).
+    pub fn run(self, engine: &dyn StorageEngine, served: &ServedStats) -> Result<serde_json::Value> {
         Ok(match self {
             Self::CreateDatabase(req) => json!({ "created": engine.create_database(&req)? }),
-            Self::DropDatabase(req) => json!({ "dropped": engine.drop_database(&req)? }),
+            Self::DropDatabase(req) => {
+                let dropped = engine.drop_database(&req)?;
+                served.forget_database(&req.name);
+                json!({ "dropped": dropped })
+            }
             Self::ListDatabases => json!(engine.list_databases()),
             Self::CreateTable(req) => to_json(&engine.create_table(&req)?),
-            Self::DropTable(req) => json!({ "dropped": engine.drop_table(&req)? }),
+            Self::DropTable(req) => {
+                let dropped = engine.drop_table(&req)?;
+                served.forget_table(&req.database, &req.table);
+                json!({ "dropped": dropped })
+            }
             Self::GetTable(req) => to_json(&engine.get_table(&req.database, &req.table)?),
             Self::ListTables(req) => json!(engine.list_tables(&req.database)?),
             Self::AlterTable(req) => to_json(&engine.alter_table(&req)?),
@@ -83,6 +96,10 @@ impl ActionCommand {
             Self::ListPartitions(req) => to_json(&engine.list_partitions(&req.database, &req.table)?),
             Self::ListOffsets(req) => to_json(&engine.list_offsets(&req)?),
             Self::Health => to_json(&engine.health()),
+            Self::TableStats(req) => {
+                engine.get_table(&req.database, &req.table)?; // NOT_FOUND for a table that does not exist
+                to_json(&served.snapshot(&req.database, &req.table))
+            }
         })
     }
 }

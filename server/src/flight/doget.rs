@@ -3,6 +3,7 @@
 
 use crate::engine::{IpcMessage, StorageEngine};
 use crate::error::{Error, Result};
+use crate::flight::served::ServedStats;
 use arrow_array::{Int64Array, RecordBatch};
 use arrow_flight::{flight_descriptor::DescriptorType, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, SchemaAsIpc, Ticket};
 use arrow_ipc::writer::IpcWriteOptions;
@@ -15,12 +16,14 @@ use tonic::Status;
 
 pub type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
 
-pub async fn do_get(engine: &dyn StorageEngine, ticket: &Ticket) -> Result<FlightDataStream> {
+pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &Ticket) -> Result<FlightDataStream> {
     let request = TicketRequest::parse(&ticket.ticket).map_err(Error::invalid)?;
     match request {
         TicketRequest::LogScan(scan) => {
             let stream = engine.scan(&scan)?;
-            let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
+            let counters = served.table(&scan.database, &scan.table);
+            counters.log_scan_started();
+            let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(move |chunk| {
                 let chunk = chunk?;
                 let metadata = BatchMetadata {
                     bucket: chunk.bucket,
@@ -28,16 +31,22 @@ pub async fn do_get(engine: &dyn StorageEngine, ticket: &Ticket) -> Result<Fligh
                     base_offset: chunk.base_offset,
                     high_watermark: chunk.high_watermark,
                 };
-                Ok(message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes")))
+                let data = message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes"));
+                counters.sent(chunk.rows, &data);
+                Ok(data)
             });
             Ok(with_schema(&stream.schema, chunks))
         }
         TicketRequest::SnapshotScan(scan) => {
             let stream = engine.snapshot_scan(&scan)?;
-            let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(|chunk| {
+            let counters = served.table(&scan.database, &scan.table);
+            counters.snapshot_scan_started();
+            let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(move |chunk| {
                 let chunk = chunk?;
                 let metadata = SnapshotMetadata { bucket: chunk.bucket, partition: chunk.partition, log_offset: chunk.log_offset };
-                Ok(message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes")))
+                let data = message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes"));
+                counters.sent(chunk.rows, &data);
+                Ok(data)
             });
             Ok(with_schema(&stream.schema, chunks))
         }

@@ -8,6 +8,7 @@ mod decode;
 pub mod doexchange;
 pub mod doget;
 pub mod doput;
+pub mod served;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -31,12 +32,13 @@ pub struct StromFlightService {
     engine: Arc<dyn StorageEngine>,
     write_permits: Arc<Semaphore>,
     max_message_bytes: usize,
+    served: Arc<served::ServedStats>,
 }
 
 impl StromFlightService {
     pub fn new(engine: Arc<dyn StorageEngine>, max_inflight_write_bytes: usize, max_message_bytes: usize) -> Self {
         let permits = max_inflight_write_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
-        Self { engine, write_permits: Arc::new(Semaphore::new(permits)), max_message_bytes }
+        Self { engine, write_permits: Arc::new(Semaphore::new(permits)), max_message_bytes, served: Arc::default() }
     }
 }
 
@@ -101,7 +103,7 @@ impl FlightService for StromFlightService {
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        Ok(Response::new(doget::do_get(self.engine.as_ref(), request.get_ref()).await?))
+        Ok(Response::new(doget::do_get(self.engine.as_ref(), &self.served, request.get_ref()).await?))
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
@@ -123,8 +125,9 @@ impl FlightService for StromFlightService {
         let action = request.into_inner();
         let command = ActionCommand::parse(&action.r#type, &action.body)?;
         let engine = self.engine.clone();
+        let served = self.served.clone();
         // Catalog changes fsync files: keep them off the async workers.
-        let value = tokio::task::spawn_blocking(move || command.run(engine.as_ref())).await.map_err(status::task_failed)??;
+        let value = tokio::task::spawn_blocking(move || command.run(engine.as_ref(), &served)).await.map_err(status::task_failed)??;
         let body = serde_json::to_vec(&value).expect("JSON value serializes");
         let result = arrow_flight::Result { body: body.into() };
         Ok(Response::new(futures::stream::once(async { Ok(result) }).boxed()))

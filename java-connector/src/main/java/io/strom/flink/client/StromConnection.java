@@ -145,6 +145,15 @@ public final class StromConnection extends NativeResource {
   }
 
   /**
+   * {@code table_stats}: what the node's scans of the table sent since it started
+   * ({@code log_scans}, {@code snapshot_scans}, {@code messages_sent}, {@code rows_sent},
+   * {@code bytes_sent}) — how a job's column pruning is checked at the node.
+   */
+  public JsonNode tableStats(String database, String table) {
+    return action("table_stats", tableRef(database, table));
+  }
+
+  /**
    * {@code alter_table}: adds nullable columns (online, appended; name to SQL type) and sets
    * options; the table info after the change.
    */
@@ -209,7 +218,6 @@ public final class StromConnection extends NativeResource {
 
   // --- writers, scanners, lookupers ------------------------------------------------------
 
-  /** An idempotent append writer on a log table. */
   /**
    * The node's count ({@code {"count": "rows" | "log"}}): with {@code rows}, the current rows
    * of a primary-key table (from one snapshot); without, the records stored (log tables: their
@@ -219,6 +227,7 @@ public final class StromConnection extends NativeResource {
     return StromNative.count(handle(), database, table, partition, rows);
   }
 
+  /** An idempotent append writer on a log table. */
   public StromWriter appendWriter(String database, String table) {
     return writer(database, table, StromWriter.Options.append());
   }

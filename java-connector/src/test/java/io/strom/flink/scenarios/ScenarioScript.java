@@ -7,6 +7,11 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.flink.core.execution.JobClient;
+import org.apache.flink.table.api.TableEnvironment;
+import org.apache.flink.table.api.TableResult;
 
 /**
  * A scenario's SQL file under integration/scenarios/: the statements a user types, grouped
@@ -48,15 +53,43 @@ final class ScenarioScript {
   }
 
   /** Runs the statements of these steps in order, waiting for each job (batch mode). */
-  void run(org.apache.flink.table.api.TableEnvironment tEnv, String... steps) throws Exception {
+  void run(TableEnvironment tEnv, String... steps) throws Exception {
     for (String step : steps) {
       for (String sql : step(step)) {
-        org.apache.flink.table.api.TableResult result = tEnv.executeSql(sql);
-        if (result.getJobClient().isPresent()) {
+        TableResult result = execute(tEnv, sql);
+        if (result != null && result.getJobClient().isPresent()) {
           result.await();
         }
       }
     }
+  }
+
+  /** {@code SET 'key' = 'value'}: what the SQL client does with it (TableEnvironment does not parse it). */
+  private static final Pattern SET = Pattern.compile("(?is)SET\\s+'([^']+)'\\s*=\\s*'([^']*)'");
+
+  /** Executes one statement; a SET changes the environment's configuration and returns null. */
+  private static TableResult execute(TableEnvironment tEnv, String sql) {
+    Matcher set = SET.matcher(sql.strip());
+    if (set.matches()) {
+      tEnv.getConfig().getConfiguration().setString(set.group(1), set.group(2));
+      return null;
+    }
+    return tEnv.executeSql(sql);
+  }
+
+  /**
+   * Submits the statements of a streaming step (temporary tables, views, then one INSERT) and
+   * returns the job the last one started, without waiting for it.
+   */
+  JobClient start(TableEnvironment tEnv, String step) {
+    TableResult last = null;
+    for (String sql : step(step)) {
+      last = execute(tEnv, sql);
+    }
+    if (last == null || last.getJobClient().isEmpty()) {
+      throw new IllegalStateException("step '" + step + "' does not end with a statement that starts a job");
+    }
+    return last.getJobClient().get();
   }
 
   List<String> step(String name) {

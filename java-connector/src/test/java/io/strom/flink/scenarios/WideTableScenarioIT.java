@@ -3,16 +3,12 @@ package io.strom.flink.scenarios;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.strom.flink.FlinkStromFixture;
-import io.strom.flink.client.ScanBatch;
 import io.strom.flink.client.ScanRequest;
-import io.strom.flink.client.StromScanner;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import org.apache.arrow.vector.FieldVector;
-import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
@@ -50,22 +46,13 @@ class WideTableScenarioIT {
     List<JobClient> jobs = new ArrayList<>();
     try {
       for (String step : List.of("exposure", "pages")) {
-        TableEnvironment streaming = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
-        jobs.add(streaming.executeSql(script.step(step).get(0)).getJobClient().orElseThrow());
+        jobs.add(script.start(STROM.flink(EnvironmentSettings.inStreamingMode(), 1), step));
       }
-      long deadline = System.nanoTime() + Duration.ofSeconds(180).toNanos();
-      List<String> got = rows();
-      while (!got.equals(want) && System.nanoTime() < deadline) {
-        Thread.sleep(500); // polling the node's snapshot; equality is what we wait for
-        got = rows();
-      }
+      List<String> got = NodeTables.await(WideTableScenarioIT::rows, want, Duration.ofSeconds(180));
       assertEquals(want.size(), got.size(), "one row per key of either stream");
       assertEquals(want, got);
     } finally {
-      for (JobClient job : jobs) {
-        job.cancel().get();
-        job.getJobExecutionResult().handle((r, e) -> null).get();
-      }
+      NodeTables.cancel(jobs);
     }
   }
 
@@ -75,23 +62,7 @@ class WideTableScenarioIT {
 
   /** The wide table's rows (client snapshot scan) as "shop|date|hour|exp|page", sorted. */
   private static List<String> rows() {
-    List<String> rows = new ArrayList<>();
-    try (StromScanner scanner = STROM.strom().scan(ScanRequest.snapshot(STROM.database(), "shop_stat_wide"))) {
-      while (!scanner.isFinished()) {
-        try (ScanBatch batch = scanner.poll(Duration.ofSeconds(30))) {
-          if (batch == null) {
-            continue;
-          }
-          VectorSchemaRoot root = batch.root();
-          List<FieldVector> v = root.getFieldVectors();
-          for (int r = 0; r < root.getRowCount(); r++) {
-            rows.add(key((Long) v.get(0).getObject(r), Long.parseLong(v.get(2).getObject(r).toString()))
-                + "|" + v.get(3).getObject(r) + "|" + v.get(4).getObject(r));
-          }
-        }
-      }
-    }
-    rows.sort(null);
-    return rows;
+    return NodeTables.rows(STROM, ScanRequest.snapshot(STROM.database(), "shop_stat_wide"),
+        v -> key(Long.parseLong(v.get(0)), Long.parseLong(v.get(2))) + "|" + v.get(3) + "|" + v.get(4));
   }
 }
