@@ -169,34 +169,36 @@ abstract class StromScanSource
     java.util.Set<String> partitionKeys = new java.util.HashSet<>(table.partitionKeys());
     java.util.Set<String> primaryKey = new java.util.HashSet<>(table.primaryKey());
     java.util.Set<String> bucketKey = new java.util.HashSet<>(table.bucketKey());
+    java.util.Set<String> prefixIndex = new java.util.HashSet<>(bucketKey);
+    prefixIndex.addAll(partitionKeys);
+    // The node looks rows up by an index the join keys cover: the primary key (at most one
+    // row), else the bucket-key prefix plus partition keys (every row of the prefix). Join keys
+    // beyond the index are compared on the rows the node returns.
+    java.util.Set<String> index;
     boolean prefix;
-    if (joined.equals(primaryKey)) {
+    if (joined.containsAll(primaryKey)) {
+      index = primaryKey;
       prefix = false;
+    } else if (!bucketKey.isEmpty() && !bucketKey.containsAll(primaryKey) && joined.containsAll(prefixIndex)) {
+      index = prefixIndex;
+      prefix = true;
     } else {
-      java.util.Set<String> prefixIndex = new java.util.HashSet<>(bucketKey);
-      prefixIndex.addAll(partitionKeys);
-      if (!bucketKey.isEmpty() && !bucketKey.containsAll(primaryKey) && joined.equals(prefixIndex)) {
-        prefix = true;
-      } else {
-        throw new ValidationException(
-            "Table " + address + ": a lookup join must be on the primary key " + table.primaryKey()
-                + " or on the bucket key " + table.bucketKey()
-                + (partitionKeys.isEmpty() ? "" : " plus the partition keys " + table.partitionKeys())
-                + " (a prefix lookup); got " + keyNames);
-      }
-    }
-    if (!joined.containsAll(partitionKeys)) {
       throw new ValidationException(
-          "Table " + address + ": a lookup join must include the partition keys " + table.partitionKeys() + "; got " + keyNames);
+          "Table " + address + ": a lookup join must be on the primary key " + table.primaryKey()
+              + " or on the bucket key " + table.bucketKey()
+              + (partitionKeys.isEmpty() ? "" : " plus the partition keys " + table.partitionKeys())
+              + " (a prefix lookup), possibly with more columns; got " + keyNames);
     }
     List<RowType.RowField> keyFields = new ArrayList<>();
     for (String name : keyNames) {
       keyFields.add(new RowType.RowField(name, physicalType.getTypeAt(physicalType.getFieldIndex(name))));
     }
-    if (prefix && lookupSettings.insertIfNotExists()) {
+    int[] indexKeys = java.util.stream.IntStream.range(0, keyNames.size()).filter(i -> index.contains(keyNames.get(i))).toArray();
+    int[] extraKeys = java.util.stream.IntStream.range(0, keyNames.size()).filter(i -> !index.contains(keyNames.get(i))).toArray();
+    if (lookupSettings.insertIfNotExists() && (prefix || extraKeys.length > 0)) {
       throw new ValidationException(
-          "Table " + address + ": 'lookup.insert-if-not-exists' needs a lookup on the whole primary key "
-              + table.primaryKey() + "; got the prefix " + keyNames);
+          "Table " + address + ": 'lookup.insert-if-not-exists' needs a lookup on exactly the primary key "
+              + table.primaryKey() + "; got " + keyNames);
     }
     int[] partitionPositions = table.partitionKeys().stream().mapToInt(keyNames::indexOf).toArray();
     int[] fields = projection != null ? projection : allFields();
@@ -204,11 +206,29 @@ abstract class StromScanSource
     for (int field : fields) {
       produced.add(physicalType.getFields().get(field));
     }
+    // The extra key columns are asked from the node too; those the join does not read are
+    // appended after the produced ones (and dropped before the rows reach Flink).
+    List<RowType.RowField> requested = new ArrayList<>(produced);
+    List<String> producedNames = produced.stream().map(RowType.RowField::getName).toList();
+    int[] extraColumns = new int[extraKeys.length];
+    for (int i = 0; i < extraKeys.length; i++) {
+      String name = keyNames.get(extraKeys[i]);
+      int at = producedNames.indexOf(name);
+      if (at < 0) {
+        at = requested.size();
+        requested.add(physicalType.getFields().get(physicalType.getFieldIndex(name)));
+      }
+      extraColumns[i] = at;
+    }
     LookupPlan plan =
         new LookupPlan(
             address,
             new RowType(false, keyFields),
+            indexKeys,
             new RowType(false, produced),
+            new RowType(false, requested),
+            extraKeys,
+            extraColumns,
             prefix,
             partitionPositions,
             lookupSettings.maxRetries(),

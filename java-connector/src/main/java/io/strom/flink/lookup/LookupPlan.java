@@ -11,7 +11,14 @@ import org.apache.flink.table.types.logical.RowType;
  * @param address the table on its node
  * @param keyType the lookup key row Flink hands the function: the join's key columns, named
  *     as the table's columns
+ * @param indexKeys positions in the key row of the columns sent to the node: the index the
+ *     lookup uses (the primary key, or the bucket key plus partition keys)
  * @param resultType the rows the join receives (the table's columns after projection)
+ * @param requestType the columns asked from the node: {@code resultType}'s, then the extra
+ *     key columns the join does not read
+ * @param extraKeys positions in the key row of join keys beyond the index, compared on the
+ *     rows the node returns
+ * @param extraColumns for each of {@code extraKeys}, its position in {@code requestType}
  * @param prefix the keys are the bucket key (a strict prefix of the primary key): every row
  *     of the prefix is returned; otherwise the keys are the whole primary key
  * @param partitionKeyPositions positions in the key row of the table's partition keys, in
@@ -24,15 +31,19 @@ import org.apache.flink.table.types.logical.RowType;
 public record LookupPlan(
     StromTableAddress address,
     RowType keyType,
+    int[] indexKeys,
     RowType resultType,
+    RowType requestType,
+    int[] extraKeys,
+    int[] extraColumns,
     boolean prefix,
     int[] partitionKeyPositions,
     int maxRetries,
     boolean insertIfNotExists)
     implements Serializable {
 
-  /** The columns asked from the node, in the order of {@link #resultType()}. */
+  /** The columns asked from the node, in the order of {@link #requestType()}. */
   public List<String> columns() {
-    return resultType.getFieldNames();
+    return requestType.getFieldNames();
   }
 }

@@ -11,7 +11,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.stream.IntStream;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.flink.table.data.RowData;
@@ -37,13 +36,17 @@ final class StromLookups implements AutoCloseable {
   private final ArrowRowWriter keys;
   private final RowDataSerializer rows;
   private final RowData.FieldGetter[] partitionValues;
+  /** Join keys beyond the index: their values in the key row and in the node's rows. */
+  private final RowData.FieldGetter[] extraKeyValues;
+  private final RowData.FieldGetter[] extraRowValues;
 
   StromLookups(LookupPlan plan) {
     this.plan = plan;
     this.connection = StromConnection.connect(plan.address().endpoint());
-    int[] all = IntStream.range(0, plan.keyType().getFieldCount()).toArray();
-    this.keys = new ArrowRowWriter(plan.keyType(), all, connection.allocator());
+    this.keys = new ArrowRowWriter(plan.keyType(), plan.indexKeys(), connection.allocator());
     this.rows = new RowDataSerializer(plan.resultType());
+    this.extraKeyValues = getters(plan.keyType(), plan.extraKeys());
+    this.extraRowValues = getters(plan.requestType(), plan.extraColumns());
     int[] positions = plan.partitionKeyPositions();
     this.partitionValues = new RowData.FieldGetter[positions.length];
     for (int i = 0; i < positions.length; i++) {
@@ -59,7 +62,7 @@ final class StromLookups implements AutoCloseable {
     }
     VectorSchemaRoot batch = keyBatch(key);
     try (VectorSchemaRoot answer = lookuper.lookup(batch)) {
-      return rowsPerKey(answer, 1).get(0);
+      return rowsPerKey(answer, List.of(key)).get(0);
     }
   }
 
@@ -113,8 +116,9 @@ final class StromLookups implements AutoCloseable {
   /** Sends the batcher's waiting keys as one request (under this object's lock). */
   private void send(Batcher batcher) {
     List<CompletableFuture<Collection<RowData>>> waiting = batcher.waiting;
+    List<RowData> sentKeys = batcher.keys;
     keys.reset();
-    batcher.keys.forEach(keys::write);
+    sentKeys.forEach(keys::write);
     batcher.keys = new ArrayList<>();
     batcher.waiting = new ArrayList<>();
     CompletableFuture<VectorSchemaRoot> answer;
@@ -135,7 +139,7 @@ final class StromLookups implements AutoCloseable {
           Throwable failure = error;
           if (failure == null) {
             try (root) {
-              perKey = rowsPerKey(root, waiting.size());
+              perKey = rowsPerKey(root, sentKeys);
             } catch (RuntimeException e) {
               failure = e;
             }
@@ -198,10 +202,13 @@ final class StromLookups implements AutoCloseable {
     return lookuper;
   }
 
-  /** The answer's rows (copies) grouped by the key they answer ({@code _key_index}). */
-  private List<List<RowData>> rowsPerKey(VectorSchemaRoot answer, int keyCount) {
-    List<List<RowData>> perKey = new ArrayList<>(keyCount);
-    for (int i = 0; i < keyCount; i++) {
+  /**
+   * The answer's rows (copies of the result columns) grouped by the key they answer ({@code
+   * _key_index}), keeping only rows whose extra join keys equal the key's.
+   */
+  private List<List<RowData>> rowsPerKey(VectorSchemaRoot answer, List<RowData> sentKeys) {
+    List<List<RowData>> perKey = new ArrayList<>(sentKeys.size());
+    for (int i = 0; i < sentKeys.size(); i++) {
       perKey.add(new ArrayList<>(1));
     }
     int count = answer.getRowCount();
@@ -209,17 +216,49 @@ final class StromLookups implements AutoCloseable {
       return perKey;
     }
     org.apache.arrow.vector.IntVector keyIndex = (org.apache.arrow.vector.IntVector) answer.getVector("_key_index");
-    ColumnarRowData row = columnar(answer);
+    ColumnarRowData row = columnar(answer, plan.resultType().getFieldNames());
+    ColumnarRowData requested = extraRowValues.length == 0 ? null : columnar(answer, plan.columns());
     for (int r = 0; r < count; r++) {
+      int key = keyIndex.get(r);
+      if (requested != null) {
+        requested.setRowId(r);
+        if (!extraKeysMatch(sentKeys.get(key), requested)) {
+          continue;
+        }
+      }
       row.setRowId(r);
-      perKey.get(keyIndex.get(r)).add(rows.copy(row));
+      perKey.get(key).add(rows.copy(row));
     }
     return perKey;
   }
 
-  private ColumnarRowData columnar(VectorSchemaRoot answer) {
+  /** SQL equality of every extra join key (a null never matches). */
+  private boolean extraKeysMatch(RowData key, RowData row) {
+    for (int i = 0; i < extraKeyValues.length; i++) {
+      Object want = extraKeyValues[i].getFieldOrNull(key);
+      Object got = extraRowValues[i].getFieldOrNull(row);
+      if (want == null || got == null) {
+        return false;
+      }
+      boolean equal = want instanceof byte[] w && got instanceof byte[] g ? java.util.Arrays.equals(w, g) : want.equals(got);
+      if (!equal) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static RowData.FieldGetter[] getters(org.apache.flink.table.types.logical.RowType type, int[] positions) {
+    RowData.FieldGetter[] getters = new RowData.FieldGetter[positions.length];
+    for (int i = 0; i < positions.length; i++) {
+      getters[i] = RowData.createFieldGetter(type.getTypeAt(positions[i]), positions[i]);
+    }
+    return getters;
+  }
+
+  private static ColumnarRowData columnar(VectorSchemaRoot answer, List<String> columns) {
     List<FieldVector> vectors = new ArrayList<>();
-    for (String column : plan.columns()) {
+    for (String column : columns) {
       vectors.add(answer.getVector(column));
     }
     return new ColumnarRowData(ArrowColumnVectors.batch(vectors));
