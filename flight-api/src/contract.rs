@@ -379,6 +379,13 @@ pub struct LogScan {
     pub limit: Option<u64>,
     #[serde(default)]
     pub metadata_columns: bool,
+    /// Primary-key tables only, one bucket (and one partition), bounded by `to`: only the
+    /// change records whose primary key (these values, in primary-key order) comes at or
+    /// before this key in the node's key order. With a snapshot scan resumed by `after_key`
+    /// it replays the changes of the keys the interrupted snapshot had already delivered.
+    /// Batches carry `end_offset` (records are filtered out of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_upto: Option<Vec<serde_json::Value>>,
 }
 
 /// What a count ticket counts.
@@ -457,6 +464,11 @@ pub struct SnapshotScan {
     pub filter: Option<Vec<Predicate>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// One bucket (and one partition) only: the rows whose primary key (these values, in
+    /// primary-key order) comes after this key in the node's key order — a snapshot scan
+    /// resumed after the last row an earlier one delivered (rows come in key order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_key: Option<Vec<serde_json::Value>>,
 }
 
 /// How a lookup matches its keys.
@@ -649,6 +661,10 @@ pub struct BatchMetadata {
     pub partition: Option<String>,
     pub base_offset: u64,
     pub high_watermark: u64,
+    /// The offset after the stored batch this message was cut from, when records of it were
+    /// left out (`keys_upto`); otherwise the batch ends at `base_offset` + its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_offset: Option<u64>,
 }
 
 /// The app_metadata of each record-batch FlightData of a snapshot scan: the snapshot holds

@@ -129,6 +129,9 @@ pub struct ScanChunk {
     pub high_watermark: u64,
     pub rows: u64,
     pub message: IpcMessage,
+    /// The offset after the stored batch, when some of its records were left out of the
+    /// message (`keys_upto`).
+    pub end_offset: Option<u64>,
 }
 
 /// A running log scan: batches arrive as the bucket readers produce them (bounded, so a slow

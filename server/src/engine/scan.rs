@@ -11,6 +11,7 @@ use super::table::{stored_schema, TableRuntime};
 use crate::catalog::TableMeta;
 use crate::error::{Error, Result};
 use crate::log::{BucketLog, ReadProjection};
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -32,6 +33,65 @@ struct ScanSpec {
     metadata_columns: bool,
     read_bytes: usize,
     limit: Option<Arc<Limit>>,
+    /// `keys_upto`: only change records of keys at or before this one.
+    key_bound: Option<Arc<KeyBound>>,
+}
+
+/// `keys_upto` resolved: the bound as the node orders keys, and where the key columns are in
+/// what the log holds.
+struct KeyBound {
+    /// The key's column encodings in storage order (no bucket prefix).
+    upto: Vec<u8>,
+    /// Positions of the key columns (storage order) in the stored changelog schema.
+    key_columns: Vec<usize>,
+}
+
+impl KeyBound {
+    fn resolve(meta: &TableMeta, stored: &SchemaRef, req: &LogScan, values: &[serde_json::Value]) -> Result<Self> {
+        let path = meta.path();
+        let Some(shape) = crate::engine::pk::read::PkShape::of(meta)? else {
+            return Err(Error::invalid(format!("\"keys_upto\" applies to primary-key tables; {path} is a log table")));
+        };
+        let one_bucket = req.buckets.as_ref().is_some_and(|b| b.len() == 1);
+        if !one_bucket || (!meta.partition_keys.is_empty() && req.partition.is_none()) {
+            return Err(Error::invalid(format!(
+                "\"keys_upto\" reads the changelog of one bucket: name exactly one bucket{} of {path}",
+                if meta.partition_keys.is_empty() { "" } else { " and the partition" }
+            )));
+        }
+        if req.to.is_none() || req.follow || req.limit.is_some() || req.metadata_columns {
+            return Err(Error::invalid(
+                "\"keys_upto\" needs a bounded scan (\"to\") without \"follow\", \"limit\" or \"metadata_columns\"",
+            ));
+        }
+        let upto = crate::engine::pk::read::encode_key_suffix(&shape, &path, "\"keys_upto\"", values)?;
+        let key_columns = shape
+            .spec
+            .key
+            .iter()
+            .map(|&c| stored.index_of(shape.row_schema.field(c).name()).expect("key columns are in the changelog"))
+            .collect();
+        Ok(Self { upto, key_columns })
+    }
+
+    /// The rows of `batch` (read with every stored column) whose key is at or before the bound,
+    /// with the `columns` asked for (None: all).
+    fn filter(&self, batch: &RecordBatch, columns: &Option<Vec<usize>>) -> Result<RecordBatch> {
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut key = Vec::new();
+        for row in 0..batch.num_rows() {
+            key.clear();
+            for &c in &self.key_columns {
+                crate::kv::keys::encode_array_key_value(batch.column(c).as_ref(), row, &mut key)?;
+            }
+            keep.push(key.as_slice() <= self.upto.as_slice());
+        }
+        let kept = arrow_select::filter::filter_record_batch(batch, &arrow_array::BooleanArray::from(keep))?;
+        Ok(match columns {
+            Some(c) => kept.project(c)?,
+            None => kept,
+        })
+    }
 }
 
 /// Rows still allowed by `limit`, shared by every bucket reader of one scan (of every
@@ -76,6 +136,10 @@ pub(crate) fn start(handle: TableHandle, req: &LogScan, read_bytes: usize) -> Re
         metadata_columns: req.metadata_columns,
         read_bytes,
         limit: req.limit.map(Limit::new),
+        key_bound: match &req.keys_upto {
+            Some(values) => Some(Arc::new(KeyBound::resolve(&meta, &stored, req, values)?)),
+            None => None,
+        },
     };
     match handle {
         TableHandle::Plain(table) => {
@@ -122,9 +186,20 @@ fn scan_columns(schema: &SchemaRef, meta: &TableMeta, columns: &Option<Vec<Strin
 fn start_table(table: Arc<TableRuntime>, spec: &ScanSpec) -> Result<ScanStream> {
     let (meta, stored, _) = table.shape();
     let changelog = !meta.primary_key.is_empty();
-    let projection =
-        Arc::new(ReadProjection::new(stored, meta.schema_id, &meta.schema_columns, changelog, spec.columns.clone(), spec.metadata_columns));
+    let projection = Arc::new(ReadProjection::new(
+        stored.clone(),
+        meta.schema_id,
+        &meta.schema_columns,
+        changelog,
+        spec.columns.clone(),
+        spec.metadata_columns,
+    ));
     let schema = projection.output_schema().clone();
+    // A key-bounded scan reads every column (the key decides), then keeps the asked ones.
+    let projection = match &spec.key_bound {
+        Some(_) => Arc::new(ReadProjection::new(stored, meta.schema_id, &meta.schema_columns, changelog, None, false)),
+        None => projection,
+    };
     // Resolve every bucket's range before streaming so bad requests fail the call itself.
     let mut ranges = Vec::new();
     for b in table.requested_buckets(&spec.requested_buckets)? {
@@ -142,6 +217,7 @@ fn start_table(table: Arc<TableRuntime>, spec: &ScanSpec) -> Result<ScanStream> 
             follow: spec.follow,
             read_bytes: spec.read_bytes,
             limit: spec.limit.clone(),
+            key_bound: spec.key_bound.clone().map(|bound| (bound, spec.columns.clone())),
         };
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -187,6 +263,8 @@ struct BucketReader {
     follow: bool,
     read_bytes: usize,
     limit: Option<Arc<Limit>>,
+    /// `keys_upto` and the columns to keep after filtering (the reader reads them all).
+    key_bound: Option<(Arc<KeyBound>, Option<Vec<usize>>)>,
 }
 
 impl BucketReader {
@@ -219,14 +297,25 @@ impl BucketReader {
             .await
             .map_err(|e| Error::Internal(format!("read task failed: {e}")))??;
             for batch in outcome.batches {
-                let chunk = ScanChunk {
+                let mut chunk = ScanChunk {
                     bucket: self.log.bucket,
                     partition: self.partition.clone(),
                     base_offset: batch.base_offset,
                     high_watermark: hw,
                     rows: batch.rows,
                     message: IpcMessage { header: batch.meta, body: batch.body },
+                    end_offset: None,
                 };
+                if let Some((bound, columns)) = &self.key_bound {
+                    let all = chunk.message.decode(self.projection.output_schema())?;
+                    let kept = bound.filter(&all, columns)?;
+                    if kept.num_rows() == 0 {
+                        continue; // nothing of this batch; a resumed read finds nothing again
+                    }
+                    chunk.end_offset = Some(chunk.base_offset + chunk.rows);
+                    chunk.rows = kept.num_rows() as u64;
+                    chunk.message = IpcMessage::encode(&kept)?;
+                }
                 if tx.send(Ok(chunk)).await.is_err() {
                     return Ok(()); // the client went away
                 }

@@ -23,6 +23,18 @@ pub(crate) fn start(registry: &Registry, req: &SnapshotScan) -> Result<SnapshotS
     })?;
     let projection = shape.projection(&path, &req.columns, false)?;
     let filters = shape.compile_filter(&path, req.filter.as_deref().unwrap_or_default())?;
+    let after_key = match &req.after_key {
+        None => None,
+        Some(values) => {
+            if req.buckets.as_ref().is_none_or(|b| b.len() != 1) || (!meta.partition_keys.is_empty() && req.partition.is_none()) {
+                return Err(Error::invalid(format!(
+                    "\"after_key\" resumes the snapshot of one bucket: name exactly one bucket{} of {path}",
+                    if meta.partition_keys.is_empty() { "" } else { " and the partition" }
+                )));
+            }
+            Some(super::pk::read::encode_key_suffix(&shape, &path, "\"after_key\"", values)?)
+        }
+    };
     let mut plans = Vec::new();
     for table in registry.targets(&req.database, &req.table, &req.partition)? {
         let plan = SnapshotPlan {
@@ -32,6 +44,7 @@ pub(crate) fn start(registry: &Registry, req: &SnapshotScan) -> Result<SnapshotS
             filters: filters.clone(),
             limit: req.limit,
             batch_rows: registry.config.kv.snapshot_batch_rows,
+            after_key: after_key.clone(),
         };
         plans.push((table, plan));
     }

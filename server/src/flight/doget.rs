@@ -30,6 +30,7 @@ pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &T
                     partition: chunk.partition,
                     base_offset: chunk.base_offset,
                     high_watermark: chunk.high_watermark,
+                    end_offset: chunk.end_offset,
                 };
                 let data = message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes"));
                 counters.sent(chunk.rows, &data);

@@ -267,6 +267,7 @@ async fn given_scan_that_fails_midway_when_read_should_deliver_the_batches_befor
             high_watermark: 99,
             rows: values.len() as u64,
             message: IpcMessage::encode(&ids(values)).unwrap(),
+            end_offset: None,
         })
     };
     let engine = FakeEngine {

@@ -249,7 +249,17 @@ impl KvSnapshot<'_> {
     }
 
     /// Calls `f` with every key/value pair under `prefix`, in key order, until it returns false.
-    pub fn for_each_prefix(&self, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+    pub fn for_each_prefix(&self, prefix: &[u8], f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        self.for_each_prefix_after(prefix, None, f)
+    }
+
+    /// Like `for_each_prefix`, starting after the key `after` (which need not exist) when given.
+    pub fn for_each_prefix_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         if prefix.len() < BUCKET_PREFIX_LEN {
             return Err(Error::Internal("a scan must stay inside one table bucket".into()));
         }
@@ -259,9 +269,13 @@ impl KvSnapshot<'_> {
             read.set_iterate_upper_bound(end);
         }
         let mut it = self.snapshot.raw_iterator_opt(read);
-        it.seek(prefix);
+        it.seek(after.unwrap_or(prefix));
         while it.valid() {
             let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            if after == Some(k) {
+                it.next();
+                continue;
+            }
             if !f(k, v)? {
                 return Ok(());
             }

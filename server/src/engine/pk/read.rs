@@ -195,6 +195,33 @@ pub trait PkLayout {
     }
 }
 
+/// A primary key given as JSON values in the order the key declares its columns (`after_key`,
+/// `keys_upto`), encoded as the node orders keys: the key columns' encodings in storage order,
+/// without the bucket prefix. `what` names the request field in errors.
+pub fn encode_key_suffix(layout: &dyn PkLayout, path: &str, what: &str, values: &[serde_json::Value]) -> Result<Vec<u8>> {
+    let spec = layout.spec();
+    if values.len() != spec.declared_key.len() {
+        let names: Vec<&str> = spec.declared_key.iter().map(|&c| layout.row_schema().field(c).name().as_str()).collect();
+        return Err(Error::invalid(format!(
+            "{what} has {} values; the primary key of {path} has {} ({})",
+            values.len(),
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    // Columns of the key batch follow the declared order; storage order puts partition keys first.
+    let keys = layout.keys_from_json(path, LookupKind::PrimaryKey, &[values.to_vec()]).map_err(|e| match e {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("{what}: {m}")),
+        other => other,
+    })?;
+    let mut suffix = Vec::new();
+    for stored in &spec.key {
+        let declared = spec.declared_key.iter().position(|d| d == stored).expect("the same key columns");
+        encode_array_key_value(keys.column(declared).as_ref(), 0, &mut suffix)?;
+    }
+    Ok(suffix)
+}
+
 /// The shape of a primary-key table without its storage.
 pub struct PkShape {
     pub spec: PkSpec,
@@ -319,6 +346,8 @@ pub struct SnapshotPlan {
     pub filters: Vec<Filter>,
     pub limit: Option<u64>,
     pub batch_rows: usize,
+    /// Start after this key (its encoded columns, without the bucket prefix): `after_key`.
+    pub after_key: Option<Vec<u8>>,
 }
 
 /// Runs a snapshot scan (blocking) on `snapshot`, sending batches until done, the limit, or
@@ -344,7 +373,9 @@ pub fn snapshot_scan(
         let log_offset = snapshot.applied_offset(pk.table_id, bucket)?.unwrap_or(0);
         let mut sent = false;
         let mut closed = false;
-        snapshot.for_each_prefix(&bucket_prefix(pk.table_id, bucket), |_, v| {
+        let prefix = bucket_prefix(pk.table_id, bucket);
+        let after = plan.after_key.as_ref().map(|suffix| [&prefix[..], suffix].concat());
+        snapshot.for_each_prefix_after(&prefix, after.as_deref(), |_, v| {
             if remaining == 0 {
                 return Ok(false);
             }
