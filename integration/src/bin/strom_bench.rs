@@ -13,7 +13,9 @@
 //!   bulk upsert load, point lookups (DoExchange / DoGet ticket, uniform / Zipf, 10 % misses),
 //!   batched DoExchange lookups, prefix lookups, partial vs full upserts, changelog scans;
 //! * `interference` (Strom only): single-key lookup and follow latency on an idle node, then
-//!   while another client bulk-upserts, appends 64K-row batches, or drops large partitions.
+//!   while another client bulk-upserts, appends 64K-row batches, or drops large partitions;
+//! * `bridge`, `joins` (Strom only, with java-connector's test classes): Java over JNI vs the Rust
+//!   client; lookup-join throughput vs the node's batched lookups, delta vs regular join state.
 //!
 //! One line per scenario and side is printed (rows/s, MB/s of Arrow IPC, p50/p99/p999), and a
 //! JSON summary is written with `--json-out`. See `docs/benchmarks.md`.
@@ -26,6 +28,8 @@ mod data;
 mod interference;
 #[path = "strom_bench/interference_load.rs"]
 mod interference_load;
+#[path = "strom_bench/joins.rs"]
+mod joins;
 #[path = "strom_bench/net.rs"]
 mod net;
 #[path = "strom_bench/pk.rs"]
@@ -57,7 +61,8 @@ const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 struct Args {
     /// Scenarios to run: put, scan, follow, pk (= pk-load, pk-point, pk-batch, pk-prefix,
     /// pk-partial, pk-changelog, pk-dbbench), interference, bridge (Java over JNI vs the Rust
-    /// client; needs --java-classpath and --jni-lib), comma-separated.
+    /// client), joins (Flink lookup and delta joins); bridge and joins need --java-classpath
+    /// and --jni-lib. Comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "put,scan,follow")]
     scenarios: Vec<String>,
     /// Sides to measure: strom, peer (log-table scenarios), rocksdict (pk scenarios); a side is
@@ -308,6 +313,9 @@ struct Args {
     #[arg(long, default_value = "sync")]
     interference_durability: String,
 
+    #[command(flatten)]
+    joins: joins::JoinsArgs,
+
     /// Worker threads of the bench client's tokio runtime (0 = one per core).
     #[arg(long, default_value_t = 0)]
     client_threads: usize,
@@ -406,67 +414,13 @@ fn start_peer(args: &Args, data_root: &std::path::Path) -> Res<Server> {
     Server::spawn("peer", &python, &peer_args, &[], "peer: listening on", data_root.join("peer.log"), Duration::from_secs(60))
 }
 
-fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())));
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())));
-    let load = std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.trim().to_string());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|l| l.trim().to_string());
-    serde_json::json!({
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu": cpu, "mem_total": mem, "kernel": kernel, "loadavg_at_start": load,
-    })
-}
-
-/// What the machine's storage path gives, for reading the append figures: buffered writes of a
-/// fresh file (page-cache growth), rewrites of cached pages, and 4 KiB write + fdatasync.
-fn storage_probe(dir: &std::path::Path) -> Res<serde_json::Value> {
-    use std::os::unix::fs::FileExt;
-    let path = dir.join("storage-probe");
-    let file = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path)?;
-    let chunk = vec![0x5au8; 8 << 20];
-    let total: u64 = 512 << 20;
-    let write_all = || -> Res<f64> {
-        let t = Instant::now();
-        let mut pos = 0;
-        while pos < total {
-            file.write_all_at(&chunk, pos)?;
-            pos += chunk.len() as u64;
-        }
-        Ok(total as f64 / t.elapsed().as_secs_f64() / 1e6)
-    };
-    let fresh = write_all()?;
-    let rewrite = write_all()?;
-    file.set_len(0)?;
-    file.sync_all()?;
-    let mut h = stats::histogram();
-    let small = vec![1u8; 4096];
-    for i in 0..100u64 {
-        let t = Instant::now();
-        file.write_all_at(&small, i * 4096)?;
-        file.sync_data()?;
-        stats::record(&mut h, t.elapsed());
-    }
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(serde_json::json!({
-        "fresh_write_mb_s": fresh.round(),
-        "rewrite_mb_s": rewrite.round(),
-        "write_4k_fdatasync_p50_us": h.value_at_quantile(0.5),
-        "write_4k_fdatasync_p99_us": h.value_at_quantile(0.99),
-    }))
-}
-
 async fn run(mut args: Args) -> Res<()> {
     let started = Instant::now();
     let tmp = match &args.data_dir {
         Some(p) => tempfile::Builder::new().prefix("strom-bench-").tempdir_in(p)?,
         None => tempfile::Builder::new().prefix("strom-bench-").tempdir()?,
     };
-    let machine = machine();
+    let machine = procs::machine();
     let want = |t: &str| args.targets.iter().any(|x| x == t);
     for t in &args.targets {
         if !["strom", "peer", "rocksdict"].contains(&t.as_str()) {
@@ -487,6 +441,7 @@ async fn run(mut args: Args) -> Res<()> {
         "pk-dbbench",
         "interference",
         "bridge",
+        "joins",
     ];
     for s in &args.scenarios {
         if !SCENARIOS.contains(&s.as_str()) {
@@ -495,8 +450,9 @@ async fn run(mut args: Args) -> Res<()> {
     }
     let scenario = |s: &str| args.scenarios.iter().any(|x| x == s);
     let pk_parts = pk::PkParts::from_scenarios(&args.scenarios);
-    let log_scenarios = scenario("put") || scenario("scan") || scenario("follow") || scenario("interference") || scenario("bridge");
-    let storage = storage_probe(tmp.path())?;
+    let log_scenarios =
+        scenario("put") || scenario("scan") || scenario("follow") || scenario("interference") || scenario("bridge") || scenario("joins");
+    let storage = procs::storage_probe(tmp.path())?;
     println!(
         "storage: fresh buffered writes {} MB/s, rewrites of cached pages {} MB/s, 4 KiB write+fdatasync p50 {} p99 {}",
         storage["fresh_write_mb_s"],
@@ -628,43 +584,11 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
     if parts.any_flight() || parts.db_bench {
         let pk_targets: Vec<Target> =
             targets.iter().filter(|t| t.name != "peer").map(|t| Target { name: t.name, url: t.url.clone(), pid: t.pid }).collect();
-        let cfg = pk::PkConfig {
-            parts,
-            keys: args.pk_keys.clone(),
-            buckets: args.pk_buckets,
-            durability: args.pk_durability.clone(),
-            compression: args.pk_compression.to_uppercase(),
-            load_batch_rows: args.pk_load_batch_rows.max(1),
-            inflight: args.pk_inflight.max(1),
-            point_duration: Duration::from_secs_f64(args.pk_point_seconds),
-            latency_client: args.pk_latency_client,
-            batch_keys: args.pk_batch_keys.max(1),
-            streams: args.pk_streams.max(1),
-            batch_inflight: args.pk_batch_inflight.max(1),
-            batch_duration: Duration::from_secs_f64(args.pk_batch_seconds),
-            miss_ratio: args.pk_miss_ratio,
-            zipf_theta: args.pk_zipf_theta,
-            prefix_rows: args.pk_prefix_rows.clone(),
-            prefix_table_rows: args.pk_prefix_table_rows,
-            prefix_batch: args.pk_prefix_batch.max(1),
-            partial_rows: args.pk_partial_rows,
-            partial_batch_rows: args.pk_partial_batch_rows.max(1),
-            partial_duration: Duration::from_secs_f64(args.pk_partial_seconds),
-            partial_rounds: args.pk_partial_rounds.max(1),
-            db_bench_script: args.db_bench_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/db_bench.sh")),
-            db_bench_seconds: args.db_bench_seconds.max(1),
-            db_bench_threads: args.db_bench_threads.max(1),
-            db_bench_cache_bytes: args.kv_cache_bytes.unwrap_or(PEER_DEFAULT_CACHE_BYTES),
-            db_bench_dir: tmp.to_path_buf(),
-        };
+        let cfg = pk_config(args, parts, tmp);
         pk::run_pk(&pk_targets, &cfg, env, rows).await?;
     }
     if scenario("bridge") {
-        let classpath = match args.java_classpath.as_deref() {
-            Some(file) if file.starts_with('@') => std::fs::read_to_string(&file[1..])?.trim().to_string(),
-            Some(cp) => cp.to_string(),
-            None => return Err("the bridge scenario needs --java-classpath (see docs/benchmarks.md \"JNI bridge\")".into()),
-        };
+        let classpath = java_classpath(args, "bridge")?;
         let cfg = bridge::BridgeConfig {
             rows: args.bridge_rows,
             batch_rows: args.scan_batch_rows.max(1),
@@ -681,6 +605,20 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             bridge::run_bridge(t, &cfg, env, rows).await?;
         }
     }
+    if scenario("joins") {
+        let cfg = joins::JoinsConfig {
+            args: &args.joins,
+            java: args.java.clone(),
+            classpath: java_classpath(args, "joins")?,
+            jni_lib: args.jni_lib.clone().ok_or("the joins scenario needs --jni-lib (libstrom_jni.so)")?,
+            script: PathBuf::from(WORKSPACE).join("integration/scenarios/attribution.sql"),
+            tmp: tmp.to_path_buf(),
+        };
+        let pk_cfg = pk_config(args, pk::PkParts::default(), tmp);
+        for t in targets.iter().filter(|t| t.is_strom()) {
+            joins::run_joins(t, &cfg, &pk_cfg, env, rows).await?;
+        }
+    }
     if scenario("interference") {
         let cfg = interference_config(args);
         for t in targets.iter().filter(|t| t.is_strom()) {
@@ -689,6 +627,47 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
     }
 
     Ok(())
+}
+
+fn pk_config(args: &Args, parts: pk::PkParts, tmp: &std::path::Path) -> pk::PkConfig {
+    pk::PkConfig {
+        parts,
+        keys: args.pk_keys.clone(),
+        buckets: args.pk_buckets,
+        durability: args.pk_durability.clone(),
+        compression: args.pk_compression.to_uppercase(),
+        load_batch_rows: args.pk_load_batch_rows.max(1),
+        inflight: args.pk_inflight.max(1),
+        point_duration: Duration::from_secs_f64(args.pk_point_seconds),
+        latency_client: args.pk_latency_client,
+        batch_keys: args.pk_batch_keys.max(1),
+        streams: args.pk_streams.max(1),
+        batch_inflight: args.pk_batch_inflight.max(1),
+        batch_duration: Duration::from_secs_f64(args.pk_batch_seconds),
+        miss_ratio: args.pk_miss_ratio,
+        zipf_theta: args.pk_zipf_theta,
+        prefix_rows: args.pk_prefix_rows.clone(),
+        prefix_table_rows: args.pk_prefix_table_rows,
+        prefix_batch: args.pk_prefix_batch.max(1),
+        partial_rows: args.pk_partial_rows,
+        partial_batch_rows: args.pk_partial_batch_rows.max(1),
+        partial_duration: Duration::from_secs_f64(args.pk_partial_seconds),
+        partial_rounds: args.pk_partial_rounds.max(1),
+        db_bench_script: args.db_bench_script.clone().unwrap_or_else(|| PathBuf::from(WORKSPACE).join("integration/peer/db_bench.sh")),
+        db_bench_seconds: args.db_bench_seconds.max(1),
+        db_bench_threads: args.db_bench_threads.max(1),
+        db_bench_cache_bytes: args.kv_cache_bytes.unwrap_or(PEER_DEFAULT_CACHE_BYTES),
+        db_bench_dir: tmp.to_path_buf(),
+    }
+}
+
+/// The classpath of java-connector's test classes and dependencies (`@file`: read from a file).
+fn java_classpath(args: &Args, scenario: &str) -> Res<String> {
+    Ok(match args.java_classpath.as_deref() {
+        Some(file) if file.starts_with('@') => std::fs::read_to_string(&file[1..])?.trim().to_string(),
+        Some(cp) => cp.to_string(),
+        None => return Err(format!("the {scenario} scenario needs --java-classpath (see docs/benchmarks.md \"JNI bridge\")").into()),
+    })
 }
 
 fn interference_config(args: &Args) -> interference::InterferenceConfig {
@@ -769,5 +748,6 @@ fn verdicts(rows: &[ResultRow]) -> Vec<Verdict> {
         });
     }
     out.extend(pk::verdicts(rows));
+    out.extend(joins::verdicts(rows));
     out
 }

@@ -208,18 +208,22 @@ async fn flink_side(
     Ok(())
 }
 
-/// `java` with the flags every Java half needs, up to the main class.
 fn java(cfg: &BridgeConfig) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(&cfg.java);
+    java_command(&cfg.java, &cfg.classpath, &cfg.jni_lib)
+}
+
+/// `java` with the flags every Java half needs, up to the main class.
+pub fn java_command(java: &std::path::Path, classpath: &str, jni_lib: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(java);
     // Extra JVM flags for a look inside (e.g. a JFR recording), whitespace-separated.
     if let Ok(extra) = std::env::var("STROM_BENCH_JAVA_OPTS") {
         command.args(extra.split_whitespace());
     }
     command
         .arg("--add-opens=java.base/java.nio=ALL-UNNAMED")
-        .arg(format!("-Dstrom.jni.library={}", cfg.jni_lib.display()))
+        .arg(format!("-Dstrom.jni.library={}", jni_lib.display()))
         .arg("-cp")
-        .arg(&cfg.classpath);
+        .arg(classpath);
     command
 }
 

@@ -139,7 +139,7 @@ where
 }
 
 /// Pre-encoded batches of one table load.
-struct Load {
+pub struct Load {
     schema_message: FlightData,
     pool: Arc<Vec<(FlightData, u64)>>,
     rows: u64,
@@ -160,7 +160,7 @@ pub fn upsert_descriptor(table: &str, targets: Option<&[&str]>) -> Res<FlightDes
     Ok(FlightDescriptor::new_cmd(serde_json::to_vec(&cmd)?))
 }
 
-async fn create_pk_table(
+pub async fn create_pk_table(
     ch: &Channel,
     target: &Target,
     cfg: &PkConfig,
@@ -212,7 +212,7 @@ fn rows_bar(env: &Env, label: &str, total: u64, done: Arc<AtomicU64>) -> (Progre
 }
 
 /// Loads every batch once through one pipelined DoPut upsert stream; one result row.
-async fn load(target: &Target, env: &Env, cfg: &PkConfig, table: &str, data: &Load, label: &str) -> Res<ResultRow> {
+pub async fn load(target: &Target, env: &Env, cfg: &PkConfig, table: &str, data: &Load, label: &str) -> Res<ResultRow> {
     let done = Arc::new(AtomicU64::new(0));
     let settled = env.settle(&format!("{label} {}", target.name)).await;
     let (pb, ticker) = rows_bar(env, &format!("{label} {}", target.name), data.rows, done.clone());
@@ -242,7 +242,7 @@ async fn load(target: &Target, env: &Env, cfg: &PkConfig, table: &str, data: &Lo
 }
 
 /// Checks the loaded row count on Strom (`{"count": "rows"}`); the peer would iterate.
-async fn check_count(target: &Target, env: &Env, table: &str, expected: u64) -> Res<()> {
+pub async fn check_count(target: &Target, env: &Env, table: &str, expected: u64) -> Res<()> {
     if !target.is_strom() {
         return Ok(());
     }
@@ -368,7 +368,7 @@ async fn point_lookups(target: &Target, env: &Env, cfg: &PkConfig, table: &str, 
 }
 
 /// One pre-encoded request of a batched lookup: the message, its keys and the expected rows.
-struct Request {
+pub struct Request {
     message: FlightData,
     keys: u64,
     expected_rows: u64,
@@ -430,7 +430,7 @@ async fn lookup_stream(
 /// Runs `streams` concurrent lookup streams over request pools; one result row (rows = keys
 /// sent), not printed yet, and the rows returned.
 #[allow(clippy::too_many_arguments)]
-async fn lookup_streams(
+pub async fn lookup_streams(
     target: &Target,
     env: &Env,
     label: &str,
@@ -482,7 +482,7 @@ async fn lookup_streams(
 }
 
 /// Pools of pre-encoded key batches (one pool per stream) for point or prefix lookups.
-fn request_pools(
+pub fn request_pools(
     n: u64,
     dist: Dist,
     cfg: &PkConfig,
@@ -588,7 +588,7 @@ async fn users_runs(target: &Target, env: &Env, cfg: &PkConfig, n: u64, data: &L
     Ok(())
 }
 
-fn users_load(cfg: &PkConfig, n: u64) -> Res<(Load, usize)> {
+pub fn users_load(cfg: &PkConfig, n: u64) -> Res<(Load, usize)> {
     let def = pk_data::users_table();
     let step = cfg.load_batch_rows.max(1) as u64;
     let mut batches = Vec::new();

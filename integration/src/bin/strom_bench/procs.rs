@@ -231,6 +231,60 @@ impl CpuProbe {
     }
 }
 
+pub fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())));
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())));
+    let load = std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.trim().to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|l| l.trim().to_string());
+    serde_json::json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu, "mem_total": mem, "kernel": kernel, "loadavg_at_start": load,
+    })
+}
+
+/// What the machine's storage path gives, for reading the append figures: buffered writes of a
+/// fresh file (page-cache growth), rewrites of cached pages, and 4 KiB write + fdatasync.
+pub fn storage_probe(dir: &std::path::Path) -> Res<serde_json::Value> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("storage-probe");
+    let file = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path)?;
+    let chunk = vec![0x5au8; 8 << 20];
+    let total: u64 = 512 << 20;
+    let write_all = || -> Res<f64> {
+        let t = Instant::now();
+        let mut pos = 0;
+        while pos < total {
+            file.write_all_at(&chunk, pos)?;
+            pos += chunk.len() as u64;
+        }
+        Ok(total as f64 / t.elapsed().as_secs_f64() / 1e6)
+    };
+    let fresh = write_all()?;
+    let rewrite = write_all()?;
+    file.set_len(0)?;
+    file.sync_all()?;
+    let mut h = crate::stats::histogram();
+    let small = vec![1u8; 4096];
+    for i in 0..100u64 {
+        let t = Instant::now();
+        file.write_all_at(&small, i * 4096)?;
+        file.sync_data()?;
+        crate::stats::record(&mut h, t.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(serde_json::json!({
+        "fresh_write_mb_s": fresh.round(),
+        "rewrite_mb_s": rewrite.round(),
+        "write_4k_fdatasync_p50_us": h.value_at_quantile(0.5),
+        "write_4k_fdatasync_p99_us": h.value_at_quantile(0.99),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

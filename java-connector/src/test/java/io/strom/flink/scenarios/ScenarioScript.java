@@ -18,14 +18,18 @@ import org.apache.flink.table.api.TableResult;
  * into steps by {@code -- step: name} lines. A statement ends with {@code ;} at the end of a
  * line; other comment lines are dropped.
  */
-final class ScenarioScript {
+public final class ScenarioScript {
   private final Map<String, List<String>> steps = new LinkedHashMap<>();
 
   private ScenarioScript() {}
 
   static ScenarioScript load(String name) throws IOException {
     // Failsafe runs in java-connector/; the scenarios live next to the other integration tests.
-    Path file = Path.of("..", "integration", "scenarios", name);
+    return load(Path.of("..", "integration", "scenarios", name));
+  }
+
+  /** A scenario file given by its path (the benches get it from strom-bench). */
+  public static ScenarioScript load(Path file) throws IOException {
     ScenarioScript script = new ScenarioScript();
     List<String> current = null;
     StringBuilder statement = new StringBuilder();
@@ -53,7 +57,7 @@ final class ScenarioScript {
   }
 
   /** Runs the statements of these steps in order, waiting for each job (batch mode). */
-  void run(TableEnvironment tEnv, String... steps) throws Exception {
+  public void run(TableEnvironment tEnv, String... steps) throws Exception {
     for (String step : steps) {
       for (String sql : step(step)) {
         TableResult result = execute(tEnv, sql);
@@ -92,7 +96,7 @@ final class ScenarioScript {
     return last.getJobClient().get();
   }
 
-  List<String> step(String name) {
+  public List<String> step(String name) {
     List<String> statements = steps.get(name);
     if (statements == null) {
       throw new IllegalArgumentException("no step '" + name + "' (steps: " + steps.keySet() + ")");

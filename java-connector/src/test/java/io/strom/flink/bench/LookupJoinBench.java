@@ -1,0 +1,89 @@
+package io.strom.flink.bench;
+
+import io.strom.flink.lookup.LookupCounters;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.flink.api.common.JobExecutionResult;
+import org.apache.flink.table.api.TableEnvironment;
+
+/**
+ * Async lookup join throughput, the Java half of strom-bench's {@code joins} scenario: a
+ * stream of probe rows ({@code datagen}, ids drawn uniformly from a range {@code
+ * 1/(1-miss-ratio)} times the table's key count, so that share of them misses) joined with
+ * {@code FOR SYSTEM_TIME AS OF proc_time} to the primary-key table strom-bench loaded (the
+ * {@code pk} scenarios' users table: ids 0..n), through the async lookup function with default
+ * options (no cache), into a blackhole. One JSON line per job with its rows and Flink's net
+ * runtime, per parallelism; a {@code datagen → blackhole} job of the same probe rows first,
+ * the ceiling of the generator. strom-bench compares the join's rows/s with the node's own
+ * batched lookup rate on the same table.
+ *
+ * <pre>
+ * java --add-opens=java.base/java.nio=ALL-UNNAMED -Dstrom.jni.library=.../libstrom_jni.so -cp ... \
+ *   io.strom.flink.bench.LookupJoinBench --endpoint grpc://127.0.0.1:9123 --database bench \
+ *   --table pk_users_1m --keys 1000000 --probe-rows 2000000 --parallelism 1,2
+ * </pre>
+ */
+public final class LookupJoinBench {
+  private LookupJoinBench() {}
+
+  public static void main(String[] argv) throws Exception {
+    Map<String, String> args = BenchCluster.arguments(argv, "endpoint", "database", "table", "keys");
+    String table = args.get("table");
+    long keys = Long.parseLong(args.get("keys"));
+    long probeRows = Long.parseLong(args.getOrDefault("probe-rows", "2000000"));
+    double missRatio = Double.parseDouble(args.getOrDefault("miss-ratio", "0.1"));
+    List<Integer> parallelisms = Arrays.stream(args.getOrDefault("parallelism", "1,2").split(",")).map(Integer::valueOf).toList();
+    int most = parallelisms.stream().max(Integer::compare).orElse(1);
+    long idRange = Math.round(keys / (1 - missRatio));
+
+    try (BenchCluster flink = BenchCluster.start(2 * most, most, args.get("endpoint"), args.get("database"))) {
+      for (int parallelism : parallelisms) {
+        TableEnvironment tEnv = flink.tableEnvironment(true, parallelism, Map.of());
+        tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.probe (id BIGINT, proc_time AS PROCTIME())"
+            + " WITH ('connector' = 'datagen', 'rows-per-second' = '1000000000', 'number-of-rows' = '" + probeRows + "',"
+            + " 'fields.id.kind' = 'random', 'fields.id.min' = '0', 'fields.id.max' = '" + (idRange - 1) + "')");
+        tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.probe_sink (id BIGINT)"
+            + " WITH ('connector' = 'blackhole')");
+        tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.joined_sink"
+            + " (id BIGINT, name STRING, city STRING, balance DOUBLE) WITH ('connector' = 'blackhole')");
+        String probe = "default_catalog.default_database.probe";
+        String join = "INSERT INTO default_catalog.default_database.joined_sink"
+            + " SELECT p.id, u.name, u.city, u.balance FROM " + probe + " %s AS p"
+            + " JOIN " + table + " FOR SYSTEM_TIME AS OF p.proc_time AS u ON p.id = u.id";
+        if (parallelism == parallelisms.get(0)) {
+          // Unmeasured: class loading, JIT, the native library's first calls, the node's caches.
+          run(tEnv, "warmup", parallelism, String.format(join, "/*+ OPTIONS('number-of-rows' = '200000') */"), 200_000);
+        }
+        run(tEnv, "datagen-to-blackhole", parallelism,
+            "INSERT INTO default_catalog.default_database.probe_sink SELECT id FROM " + probe, probeRows);
+        run(tEnv, "lookup-join", parallelism, String.format(join, ""), probeRows);
+      }
+    }
+  }
+
+  private static void run(TableEnvironment tEnv, String op, int parallelism, String sql, long rows) throws Exception {
+    long requestsBefore = LookupCounters.requests();
+    long keysBefore = LookupCounters.keys();
+    long start = System.nanoTime();
+    JobExecutionResult done = tEnv.executeSql(sql).getJobClient().orElseThrow().getJobExecutionResult().get();
+    double wall = (System.nanoTime() - start) / 1e9;
+    if (op.equals("warmup")) {
+      return;
+    }
+    Map<String, Object> line = new LinkedHashMap<>();
+    line.put("op", op);
+    line.put("parallelism", parallelism);
+    line.put("rows", rows);
+    line.put("wall_seconds", wall);
+    line.put("net_seconds", done.getNetRuntime() / 1e3);
+    line.put("rows_per_s", rows / (done.getNetRuntime() / 1e3));
+    long requests = LookupCounters.requests() - requestsBefore;
+    if (requests > 0) {
+      line.put("lookup_requests", requests);
+      line.put("keys_per_request", (double) (LookupCounters.keys() - keysBefore) / requests);
+    }
+    BenchCluster.print(line);
+  }
+}
