@@ -1,12 +1,10 @@
 package io.strom.flink.scenarios;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.strom.flink.FlinkStromFixture;
 import java.time.Duration;
 import java.util.List;
-import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
@@ -34,13 +32,8 @@ class AttributionScenarioIT {
     long expected = count("log_page_ord_detail_regular");
     assertEquals(100_000, expected, "every order has a visit of its user that day");
 
-    Configuration conf = new Configuration();
-    conf.setString("table.optimizer.delta-join.strategy", "FORCE");
-    TableEnvironment streaming =
-        STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 2);
     String delta = script.step("delta").get(0);
-    String plan = streaming.explainSql(delta);
-    assertTrue(plan.contains("DeltaJoin(joinType=[InnerJoin]"), plan);
+    TableEnvironment streaming = ScenarioScript.deltaJoinEnvironment(STROM, 2, delta);
     JobClient job = streaming.executeSql(delta).getJobClient().orElseThrow();
     try {
       long joined = NodeTables.await(() -> count("log_page_ord_detail_ri"), expected, Duration.ofSeconds(300));

@@ -1,7 +1,6 @@
 package io.strom.flink.scenarios;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.strom.flink.FlinkStromFixture;
 import java.math.BigDecimal;
@@ -9,7 +8,6 @@ import java.time.Duration;
 import java.time.LocalDateTime;
 import java.util.ArrayList;
 import java.util.List;
-import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
@@ -38,12 +36,8 @@ class FirstTouchScenarioIT {
     ScenarioScript script = ScenarioScript.load("first_touch.sql");
     script.run(STROM.flink(EnvironmentSettings.inBatchMode(), 2), "tables", "load");
 
-    Configuration conf = new Configuration();
-    conf.setString("table.optimizer.delta-join.strategy", "FORCE");
-    TableEnvironment deltaEnv = STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 1);
     String join = script.step("join").get(0);
-    String plan = deltaEnv.explainSql(join);
-    assertTrue(plan.contains("DeltaJoin(joinType=[InnerJoin]"), plan);
+    TableEnvironment deltaEnv = ScenarioScript.deltaJoinEnvironment(STROM, 1, join);
 
     Duration timeout = Duration.ofSeconds(180);
     List<JobClient> jobs = new ArrayList<>();

@@ -1,7 +1,6 @@
 package io.strom.flink.scenarios;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.strom.flink.FlinkStromFixture;
 import java.time.Duration;
@@ -9,7 +8,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
@@ -39,12 +37,8 @@ class MergeEnginesScenarioIT {
     ScenarioScript script = ScenarioScript.load("merge_engines.sql");
     script.run(STROM.flink(EnvironmentSettings.inBatchMode(), 1), "tables");
 
-    Configuration conf = new Configuration();
-    conf.setString("table.optimizer.delta-join.strategy", "FORCE");
-    TableEnvironment deltaEnv = STROM.flink(EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), 1);
     String join = script.step("join").get(0);
-    String plan = deltaEnv.explainSql(join);
-    assertTrue(plan.contains("DeltaJoin(joinType=[InnerJoin]"), plan);
+    TableEnvironment deltaEnv = ScenarioScript.deltaJoinEnvironment(STROM, 1, join);
 
     List<JobClient> jobs = new ArrayList<>();
     try {

@@ -96,6 +96,22 @@ public final class ScenarioScript {
     return last.getJobClient().get();
   }
 
+  /**
+   * A streaming environment with {@code table.optimizer.delta-join.strategy = FORCE}, after
+   * checking that the plan of {@code join} (an INSERT of this script) is a delta join.
+   */
+  static TableEnvironment deltaJoinEnvironment(io.strom.flink.FlinkStromFixture strom, int parallelism, String join) {
+    org.apache.flink.configuration.Configuration conf = new org.apache.flink.configuration.Configuration();
+    conf.setString("table.optimizer.delta-join.strategy", "FORCE");
+    TableEnvironment tEnv = strom.flink(
+        org.apache.flink.table.api.EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build(), parallelism);
+    String plan = tEnv.explainSql(join);
+    if (!plan.contains("DeltaJoin(joinType=[InnerJoin]")) {
+      throw new AssertionError("not a delta join:\n" + plan);
+    }
+    return tEnv;
+  }
+
   public List<String> step(String name) {
     List<String> statements = steps.get(name);
     if (statements == null) {
