@@ -14,6 +14,8 @@ import org.apache.arrow.vector.VectorSchemaRoot;
  * @param highWatermark log scans: the bucket's high watermark when the batch was sent; else -1
  * @param logOffset snapshot scans: the changelog offset the snapshot of this bucket stands at
  *     (a changelog scan from there continues it exactly once); log scans: -1
+ * @param endOffset log scans: the offset after the stored batch this one was cut from — {@code
+ *     baseOffset} + rows unless rows were left out of it ({@code keys_upto}); snapshot scans: -1
  */
 public record ScanBatch(
     VectorSchemaRoot root,
@@ -21,18 +23,21 @@ public record ScanBatch(
     String partition,
     long baseOffset,
     long highWatermark,
-    long logOffset)
+    long logOffset,
+    long endOffset)
     implements AutoCloseable {
 
   static ScanBatch of(VectorSchemaRoot root, JsonNode metadata) {
     JsonNode partition = metadata.get("partition");
+    long base = metadata.path("base_offset").asLong(-1);
     return new ScanBatch(
         root,
         metadata.path("bucket").asInt(),
         partition == null || partition.isNull() ? null : partition.asText(),
-        metadata.path("base_offset").asLong(-1),
+        base,
         metadata.path("high_watermark").asLong(-1),
-        metadata.path("log_offset").asLong(-1));
+        metadata.path("log_offset").asLong(-1),
+        metadata.path("end_offset").asLong(base < 0 ? -1 : base + root.getRowCount()));
   }
 
   @Override

@@ -70,6 +70,32 @@ public final class ScanRequest {
     return this;
   }
 
+  /**
+   * A snapshot scan of one bucket resumed after the primary key {@code keyJson} (a JSON array of
+   * the key's values in declared key order): only rows whose key comes after it.
+   */
+  public ScanRequest afterKey(String keyJson) {
+    ticket.set("after_key", keyArray(keyJson));
+    return this;
+  }
+
+  /**
+   * A bounded changelog scan of one bucket keeping only changes of keys at or before {@code
+   * keyJson}: what happened to the rows an interrupted snapshot read had delivered.
+   */
+  public ScanRequest keysUpto(String keyJson) {
+    ticket.set("keys_upto", keyArray(keyJson));
+    return this;
+  }
+
+  private static com.fasterxml.jackson.databind.JsonNode keyArray(String keyJson) {
+    com.fasterxml.jackson.databind.JsonNode key = Json.parse(keyJson);
+    if (!key.isArray()) {
+      throw new IllegalArgumentException("a primary key is a JSON array of values, not " + keyJson);
+    }
+    return key;
+  }
+
   /** Adds {@code _bucket}, {@code _offset} and {@code _timestamp} to a log scan. */
   public ScanRequest metadataColumns() {
     ticket.put("metadata_columns", true);

@@ -109,7 +109,7 @@ abstract class StromScanSource
       return SourceProvider.of(
           new StromSource(
               new SourcePlan(address, countType, List.of(), false, false, 1, true, startupMode,
-                  startupTimestampMillis, null, null, 0, -1, countRecords())));
+                  startupTimestampMillis, null, null, 0, -1, countRecords(), List.of())));
     }
     int[] fields = projection != null ? projection : allFields();
     List<String> names = new ArrayList<>();
@@ -136,7 +136,8 @@ abstract class StromScanSource
             partitionPredicate,
             discoveryIntervalMillis,
             limit,
-            -1);
+            -1,
+            table.primaryKey());
     return SourceProvider.of(new StromSource(plan));
   }
 

@@ -1,6 +1,8 @@
 package io.strom.flink.source;
 
 import io.strom.flink.client.ScanBatch;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Set;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VarCharVector;
@@ -11,11 +13,16 @@ import org.apache.flink.types.RowKind;
 
 /**
  * One fetch's worth of a split: the rows of one Arrow batch as a {@link ColumnarRowData}
- * moved over the imported vectors (no row is materialized here), optionally followed by the
- * end of the split's snapshot; or only the ids of splits that finished. The Arrow batch is
- * released in {@link #recycle()}, once Flink emitted every row of it.
+ * moved over the imported vectors (no row is materialized here), or the end of a phase of the
+ * split (its snapshot, a resumed snapshot's catch-up); or only the ids of splits that
+ * finished. The Arrow batch is released in {@link #recycle()}, once Flink emitted every row of
+ * it.
+ *
+ * <p>Snapshot rows name their primary key to the split state through {@link #keyJson()}: the
+ * key of the last row handed out, read from the vectors only when a checkpoint asks for it, and
+ * kept as JSON when the batch is released (a checkpoint may come after that).
  */
-final class ScanRecords implements RecordsWithSplitIds<StromRecord> {
+final class ScanRecords implements RecordsWithSplitIds<StromRecord>, StromSplitState.KeySource {
   private final String splitId;
   private final ScanBatch batch;
   private final StromRecord.Kind rowKind;
@@ -23,7 +30,12 @@ final class ScanRecords implements RecordsWithSplitIds<StromRecord> {
   private final VarCharVector changeTypes;
   private final int rowCount;
   private int position;
-  private long snapshotEndOffset = -1;
+  /** The primary-key vectors of a snapshot batch (null otherwise). */
+  private List<FieldVector> keyVectors;
+  private int lastReturned = -1;
+  private String releasedKey;
+  private StromRecord.Kind endKind;
+  private long endOffset = -1;
   private org.apache.flink.table.data.RowData singleRow;
   private final Set<String> finished;
   private final StromRecord record = new StromRecord();
@@ -36,7 +48,7 @@ final class ScanRecords implements RecordsWithSplitIds<StromRecord> {
     this.rowKind = rowKind;
     this.finished = finished;
     if (batch != null) {
-      java.util.List<FieldVector> vectors = batch.root().getFieldVectors();
+      List<FieldVector> vectors = batch.root().getFieldVectors();
       VectorizedColumnBatch columns = io.strom.flink.source.arrow.ArrowColumnVectors.batch(vectors.subList(0, producedFields));
       this.row = new ColumnarRowData(columns);
       FieldVector last = vectors.isEmpty() ? null : vectors.get(vectors.size() - 1);
@@ -51,15 +63,38 @@ final class ScanRecords implements RecordsWithSplitIds<StromRecord> {
     }
   }
 
-  /** Rows of one batch of {@code splitId}, the first {@code skip} left out (already emitted). */
-  static ScanRecords rows(String splitId, ScanBatch batch, StromRecord.Kind kind, int producedFields, int skip) {
-    return new ScanRecords(splitId, batch, kind, producedFields, skip, Set.of());
+  /** Log (changelog) rows of one batch of {@code splitId}, the first {@code skip} left out (already emitted). */
+  static ScanRecords logRows(String splitId, ScanBatch batch, int producedFields, int skip) {
+    return new ScanRecords(splitId, batch, StromRecord.Kind.LOG_ROW, producedFields, skip, Set.of());
   }
 
-  /** Only the end of a split's snapshot. */
-  static ScanRecords snapshotEnd(String splitId, long logOffset) {
+  /**
+   * Snapshot rows of one batch, the first {@code skip} left out; {@code keyColumns} are the
+   * primary-key columns (in declared key order) among the batch's columns.
+   */
+  static ScanRecords snapshotRows(String splitId, ScanBatch batch, int producedFields, int skip, List<String> keyColumns) {
+    ScanRecords records = new ScanRecords(splitId, batch, StromRecord.Kind.SNAPSHOT_ROW, producedFields, skip, Set.of());
+    records.keyVectors = new ArrayList<>(keyColumns.size());
+    for (String column : keyColumns) {
+      FieldVector vector = batch.root().getVector(column);
+      if (vector == null) {
+        throw new IllegalStateException("the snapshot batch lacks primary-key column " + column);
+      }
+      records.keyVectors.add(vector);
+    }
+    return records;
+  }
+
+  /** A resumed snapshot's catch-up: changelog rows of one (filtered) message, the first {@code skip} left out. */
+  static ScanRecords catchUpRows(String splitId, ScanBatch batch, int producedFields, int skip) {
+    return new ScanRecords(splitId, batch, StromRecord.Kind.CATCH_UP_ROW, producedFields, skip, Set.of());
+  }
+
+  /** Only the end of a phase: {@link StromRecord.Kind#SNAPSHOT_END} or {@link StromRecord.Kind#CATCH_UP_END}. */
+  static ScanRecords end(String splitId, StromRecord.Kind kind, long offset) {
     ScanRecords records = new ScanRecords(splitId, null, null, 0, 0, Set.of());
-    records.snapshotEndOffset = logOffset;
+    records.endKind = kind;
+    records.endOffset = offset;
     return records;
   }
 
@@ -99,7 +134,19 @@ final class ScanRecords implements RecordsWithSplitIds<StromRecord> {
       row.setRowKind(changeTypes == null ? RowKind.INSERT : kindAt(rowId));
       record.kind = rowKind;
       record.row = row;
-      record.offset = batch.baseOffset() + rowId;
+      switch (rowKind) {
+        case SNAPSHOT_ROW -> {
+          lastReturned = rowId;
+          record.offset = batch.logOffset();
+          record.key = this;
+        }
+        case CATCH_UP_ROW -> {
+          record.offset = batch.baseOffset();
+          record.endOffset = batch.endOffset();
+          record.lastOfMessage = position == rowCount;
+        }
+        default -> record.offset = batch.baseOffset() + rowId;
+      }
       return record;
     }
     if (singleRow != null) {
@@ -109,11 +156,11 @@ final class ScanRecords implements RecordsWithSplitIds<StromRecord> {
       singleRow = null;
       return record;
     }
-    if (snapshotEndOffset >= 0) {
-      record.kind = StromRecord.Kind.SNAPSHOT_END;
+    if (endKind != null) {
+      record.kind = endKind;
       record.row = null;
-      record.offset = snapshotEndOffset;
-      snapshotEndOffset = -1;
+      record.offset = endOffset;
+      endKind = null;
       return record;
     }
     return null;
@@ -138,8 +185,20 @@ final class ScanRecords implements RecordsWithSplitIds<StromRecord> {
   }
 
   @Override
+  public String keyJson() {
+    if (releasedKey != null) {
+      return releasedKey;
+    }
+    return PrimaryKeyJson.of(keyVectors, lastReturned);
+  }
+
+  @Override
   public void recycle() {
     if (batch != null) {
+      if (keyVectors != null && lastReturned >= 0) {
+        releasedKey = PrimaryKeyJson.of(keyVectors, lastReturned); // the state may still ask
+        keyVectors = null;
+      }
       batch.close();
     }
   }

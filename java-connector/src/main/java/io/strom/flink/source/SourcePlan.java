@@ -33,6 +33,7 @@ import org.apache.flink.table.types.logical.RowType;
  * @param limit rows per split (LIMIT push-down; the planner still applies the limit on top);
  *     -1: none
  * @param pushedCount COUNT(*) push-down: the one row to produce instead of reading, or -1
+ * @param primaryKey the primary-key columns in declared order (empty for a log table)
  */
 public record SourcePlan(
     StromTableAddress address,
@@ -48,8 +49,24 @@ public record SourcePlan(
     PartitionPredicate partitionPredicate,
     long discoveryIntervalMillis,
     long limit,
-    long pushedCount)
+    long pushedCount,
+    List<String> primaryKey)
     implements Serializable {
+
+  /**
+   * The columns of a snapshot scan: the requested ones, then the primary-key columns the query
+   * does not read (the split state records the last key emitted; the row Flink sees ends before
+   * them).
+   */
+  public List<String> snapshotColumns() {
+    List<String> columns = new java.util.ArrayList<>(requestedColumns);
+    for (String key : primaryKey) {
+      if (!columns.contains(key)) {
+        columns.add(key);
+      }
+    }
+    return columns;
+  }
 
   /** Whether the read is answered by a count resolved at planning (no rows are read). */
   public boolean countOnly() {

@@ -28,7 +28,8 @@ public record StromEnumeratorState(
   /** Version 1. */
   public static final class Serializer implements SimpleVersionedSerializer<StromEnumeratorState> {
     public static final Serializer INSTANCE = new Serializer();
-    private static final int VERSION = 1;
+    /** 2: splits in {@link StromSplitSerializer}'s version 2; version 1 is still read. */
+    private static final int VERSION = 2;
 
     @Override
     public int getVersion() {
@@ -50,7 +51,7 @@ public record StromEnumeratorState(
 
     @Override
     public StromEnumeratorState deserialize(int version, byte[] serialized) throws IOException {
-      if (version != VERSION) {
+      if (version != 1 && version != VERSION) {
         throw new IOException("unknown Strom enumerator state version " + version);
       }
       DataInputDeserializer in = new DataInputDeserializer(serialized);
@@ -58,7 +59,7 @@ public record StromEnumeratorState(
       int count = in.readInt();
       List<StromSourceSplit> unassigned = new ArrayList<>(count);
       for (int i = 0; i < count; i++) {
-        unassigned.add(StromSplitSerializer.read(in));
+        unassigned.add(StromSplitSerializer.read(in, version));
       }
       Set<String> assigned = readStrings(in);
       Set<String> partitions = readStrings(in);

@@ -18,8 +18,13 @@ final class StromRecordEmitter implements RecordEmitter<StromRecord, RowData, St
       }
       case SNAPSHOT_ROW -> {
         output.collect(record.row);
-        state.snapshotRowEmitted();
+        state.snapshotRowEmitted(record.key, record.offset);
       }
+      case CATCH_UP_ROW -> {
+        output.collect(record.row);
+        state.catchUpRowEmitted(record.offset, record.endOffset, record.lastOfMessage);
+      }
+      case CATCH_UP_END -> state.catchUpFinished(record.offset);
       case SNAPSHOT_END -> state.snapshotFinished(record.offset);
     }
   }

@@ -54,17 +54,44 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
     this.connection = StromConnection.connect(plan.address().endpoint());
   }
 
+  /** What a split's scan is reading now. */
+  private enum Stage {
+    /** A resumed snapshot: waiting for its first batch, which names the offset it stands at. */
+    RESUMING,
+    /** A resumed snapshot's catch-up: changes of the keys already delivered, up to that offset. */
+    CATCH_UP,
+    SNAPSHOT,
+    LOG
+  }
+
   /** A split being read: its current scan and what the scan is. */
   private static final class ActiveScan {
     final StromSourceSplit split;
+    Stage stage;
+    /** The scan rows come from now (the catch-up's while it runs). */
     StromScanner scanner;
-    boolean readingSnapshot;
+    /** A resumed snapshot's scan, held open (its first batch waiting) while the catch-up runs. */
+    StromScanner heldSnapshot;
+    ScanBatch heldBatch;
+    /** Snapshot rows to leave out (a version-1 checkpoint counted them). */
     long snapshotRowsToSkip;
+    /** Rows of the catch-up message at the split's offset already emitted before the restore. */
+    long catchUpRowsToSkip;
     /** The changelog offset the snapshot stands at (from its batches' metadata). */
     long snapshotLogOffset = -1;
 
     ActiveScan(StromSourceSplit split) {
       this.split = split;
+    }
+
+    void close() {
+      scanner.close();
+      if (heldSnapshot != null) {
+        heldSnapshot.close();
+      }
+      if (heldBatch != null) {
+        heldBatch.close();
+      }
     }
   }
 
@@ -80,30 +107,50 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
       }
       ActiveScan scan = new ActiveScan(split);
       if (split.phase() == StromSourceSplit.Phase.SNAPSHOT) {
-        scan.readingSnapshot = true;
-        scan.snapshotRowsToSkip = split.snapshotRowsEmitted();
+        scan.snapshotRowsToSkip = split.legacyRowsEmitted();
         scan.scanner = open(split, snapshotRequest(split));
+        // A batch read resumes after the key alone: its snapshot is not followed by changes.
+        scan.stage = split.resumeKey() != null && !split.snapshotOnly() ? Stage.RESUMING : Stage.SNAPSHOT;
       } else if (split.stoppingOffset() != StromSourceSplit.UNBOUNDED
           && split.nextOffset() >= split.stoppingOffset()) {
         finishedSplits.add(split.splitId()); // nothing between start and stop
         continue;
       } else {
+        scan.stage = Stage.LOG;
         scan.scanner = open(split, logRequest(split, split.nextOffset()));
       }
       scans.put(split.splitId(), scan);
     }
   }
 
+  /**
+   * The bucket's snapshot, after the split's resume key if it has one. The primary-key columns
+   * are asked for even when the query does not read them (after the produced columns): the
+   * split state records the last key emitted.
+   */
   private ScanRequest snapshotRequest(StromSourceSplit split) {
     ScanRequest request = ScanRequest.snapshot(plan.address().database(), plan.address().table());
-    request.buckets(split.bucket()).columns(plan.requestedColumns());
+    request.buckets(split.bucket()).columns(plan.snapshotColumns());
     if (split.partition() != null) {
       request.partition(split.partition());
+    }
+    if (split.resumeKey() != null) {
+      request.afterKey(split.resumeKey());
     }
     if (plan.limit() >= 0 && split.snapshotOnly()) {
       request.limit(plan.limit());
     }
     return request;
+  }
+
+  /** The changes of the keys up to the split's resume key, from its offset to {@code to}. */
+  private ScanRequest catchUpRequest(StromSourceSplit split, long to) {
+    ScanRequest request = ScanRequest.log(plan.address().database(), plan.address().table());
+    request.buckets(split.bucket()).columns(plan.requestedColumns());
+    if (split.partition() != null) {
+      request.partition(split.partition());
+    }
+    return request.from(OffsetSpec.offset(split.nextOffset())).to(OffsetSpec.offset(to)).keysUpto(split.resumeKey());
   }
 
   private ScanRequest logRequest(StromSourceSplit split, long from) {
@@ -165,9 +212,15 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
     return ScanRecords.nothing();
   }
 
-  /** Records from this scan's next batch, the end of its snapshot or split, or null. */
+  /** Records from this scan's next batch, the end of a phase or of the split, or null. */
   private RecordsWithSplitIds<StromRecord> poll(ActiveScan scan, Duration timeout) throws IOException {
     String splitId = scan.split.splitId();
+    int produced = plan.producedType().getFieldCount();
+    if (scan.stage == Stage.SNAPSHOT && scan.heldBatch != null) {
+      ScanBatch held = scan.heldBatch;
+      scan.heldBatch = null;
+      return snapshotRecords(scan, held);
+    }
     ScanBatch batch;
     try {
       waitingOn = scan.scanner;
@@ -180,39 +233,99 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
       }
       throw new IOException("Strom scan of " + plan.address() + " bucket " + splitId + " failed", e);
     } catch (StromException e) {
-      throw new IOException("Strom scan of " + plan.address() + " bucket " + splitId + " failed", e);
+      throw new IOException("Strom scan of " + plan.address() + " bucket " + splitId + " (" + scan.stage + ") failed", e);
     } finally {
       waitingOn = null;
     }
     if (batch != null) {
       bytesReceived.inc(ReceivedBytes.of(batch.root()));
-      if (scan.readingSnapshot) {
-        if (batch.logOffset() >= 0) {
-          scan.snapshotLogOffset = batch.logOffset();
+      switch (scan.stage) {
+        case RESUMING -> {
+          return resume(scan, batch);
         }
-        int skip = (int) Math.min(scan.snapshotRowsToSkip, batch.root().getRowCount());
-        scan.snapshotRowsToSkip -= skip;
-        ScanRecords records =
-            ScanRecords.rows(splitId, batch, StromRecord.Kind.SNAPSHOT_ROW, plan.producedType().getFieldCount(), skip);
-        return emptyOrRecords(records);
+        case CATCH_UP -> {
+          // Only the message at the split's offset can hold rows emitted before the restore.
+          long skip = batch.baseOffset() == scan.split.nextOffset() ? scan.catchUpRowsToSkip : 0;
+          scan.catchUpRowsToSkip = 0;
+          return emptyOrRecords(ScanRecords.catchUpRows(splitId, batch, produced, (int) Math.min(skip, Integer.MAX_VALUE)));
+        }
+        case SNAPSHOT -> {
+          return snapshotRecords(scan, batch);
+        }
+        default -> {
+          return emptyOrRecords(ScanRecords.logRows(splitId, batch, produced, 0));
+        }
       }
-      return emptyOrRecords(
-          ScanRecords.rows(splitId, batch, StromRecord.Kind.LOG_ROW, plan.producedType().getFieldCount(), 0));
     }
     if (!scan.scanner.isFinished()) {
       return null;
     }
     // The scan ended (bounded scans only: a followed log never ends on its own).
-    if (scan.readingSnapshot && !scan.split.snapshotOnly()) {
-      if (scan.snapshotLogOffset < 0) {
-        throw new IOException("Strom snapshot of " + plan.address() + " bucket " + splitId + " named no changelog offset");
+    switch (scan.stage) {
+      case RESUMING -> throw new IOException(
+          "Strom snapshot of " + plan.address() + " bucket " + splitId + " ended without a batch naming its changelog offset");
+      case CATCH_UP -> {
+        scan.scanner.close();
+        scan.scanner = scan.heldSnapshot;
+        scan.heldSnapshot = null;
+        scan.stage = Stage.SNAPSHOT;
+        return ScanRecords.end(splitId, StromRecord.Kind.CATCH_UP_END, scan.snapshotLogOffset);
       }
-      scan.scanner.close();
-      scan.readingSnapshot = false;
-      scan.scanner = open(scan.split, logRequest(scan.split, scan.snapshotLogOffset));
-      return ScanRecords.snapshotEnd(splitId, scan.snapshotLogOffset);
+      case SNAPSHOT -> {
+        if (scan.split.snapshotOnly()) {
+          return finish(scan);
+        }
+        if (scan.snapshotLogOffset < 0) {
+          throw new IOException("Strom snapshot of " + plan.address() + " bucket " + splitId + " named no changelog offset");
+        }
+        scan.scanner.close();
+        scan.stage = Stage.LOG;
+        scan.scanner = open(scan.split, logRequest(scan.split, scan.snapshotLogOffset));
+        return ScanRecords.end(splitId, StromRecord.Kind.SNAPSHOT_END, scan.snapshotLogOffset);
+      }
+      default -> {
+        return finish(scan);
+      }
     }
-    return finish(scan);
+  }
+
+  private RecordsWithSplitIds<StromRecord> snapshotRecords(ActiveScan scan, ScanBatch batch) {
+    if (batch.logOffset() >= 0) {
+      scan.snapshotLogOffset = batch.logOffset();
+    }
+    int skip = (int) Math.min(scan.snapshotRowsToSkip, batch.root().getRowCount());
+    scan.snapshotRowsToSkip -= skip;
+    return emptyOrRecords(
+        ScanRecords.snapshotRows(
+            scan.split.splitId(), batch, plan.producedType().getFieldCount(), skip, plan.primaryKey()));
+  }
+
+  /**
+   * The resumed snapshot's first batch names the offset {@code o2} it stands at. Keys up to the
+   * resume key were delivered as of the split's offset: unless nothing changed since, their
+   * changes up to {@code o2} come first (the catch-up), while the snapshot waits with its batch.
+   */
+  private RecordsWithSplitIds<StromRecord> resume(ActiveScan scan, ScanBatch first) throws IOException {
+    long snapshotOffset = first.logOffset();
+    if (snapshotOffset < 0) {
+      first.close();
+      throw new IOException("Strom snapshot of " + plan.address() + " bucket " + scan.split.splitId() + " named no changelog offset");
+    }
+    scan.snapshotLogOffset = snapshotOffset;
+    if (snapshotOffset <= scan.split.nextOffset()) {
+      LOG.info("Strom split {} resumes its snapshot after {}: no change since", scan.split.splitId(), scan.split.resumeKey());
+      scan.stage = Stage.SNAPSHOT;
+      return snapshotRecords(scan, first);
+    }
+    LOG.info(
+        "Strom split {} resumes its snapshot after {}: catching up the delivered keys from offset {} to {}",
+        scan.split.splitId(), scan.split.resumeKey(), scan.split.nextOffset(), snapshotOffset);
+    scan.heldSnapshot = scan.scanner;
+    scan.heldBatch = first;
+    scan.catchUpRowsToSkip = scan.split.messageRowsEmitted();
+    scan.stage = Stage.CATCH_UP;
+    scan.scanner = open(scan.split, catchUpRequest(scan.split, snapshotOffset));
+    return null;
   }
 
   private static RecordsWithSplitIds<StromRecord> emptyOrRecords(ScanRecords records) {
@@ -224,7 +337,7 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
   }
 
   private RecordsWithSplitIds<StromRecord> finish(ActiveScan scan) {
-    scan.scanner.close();
+    scan.close();
     scans.remove(scan.split.splitId());
     return ScanRecords.finished(Set.of(scan.split.splitId()));
   }
@@ -245,7 +358,7 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
   @Override
   public void close() {
     for (ActiveScan scan : scans.values()) {
-      scan.scanner.close();
+      scan.close();
     }
     scans.clear();
     try {
