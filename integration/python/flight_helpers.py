@@ -214,8 +214,8 @@ def start_strom(data_dir: Path, log_path: Path, *extra: str) -> ServerProcess:
     return ServerProcess(argv, r"strom: listening on (grpc://127\.0\.0\.1:\d+)", log_path)
 
 
-def start_peer(log_path: Path) -> ServerProcess:
-    argv = [sys.executable, str(PEER_SCRIPT), "--port", "0"]
+def start_peer(log_path: Path, *extra: str) -> ServerProcess:
+    argv = [sys.executable, str(PEER_SCRIPT), "--port", "0", *extra]
     return ServerProcess(argv, r"peer: listening on (grpc://127\.0\.0\.1:\d+)", log_path)
 
 

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Scans as a new user tries them: plain ``pyarrow.flight`` against Strom and against an
+in-memory pyarrow Flight server holding the same batches, alternating, in one run.
+
+The table: ``--rows`` rows (default 1M) of 43 columns (BIGINT, DOUBLE, STRING, INT, BOOLEAN,
+TIMESTAMP(3) in turn, as ``strom-bench``'s wide table), written to both servers in
+``--batch-rows`` batches (default 65 536) in one bucket. Strom stores them with
+``--compression`` (``NONE`` or ``ZSTD``); the peer (integration/peer/pyarrow_peer.py) keeps the
+written batches in memory and serves them with pyarrow's C++ ``RecordBatchStream`` — for
+``ZSTD`` it is told to send ZSTD-compressed IPC as well (``--peer-compression``), so both send
+the same kind of bytes.
+
+Each round scans full width, then the first 13 columns, the 13 columns ``strom-bench`` picks
+across the table, and the last 13, from each server in turn (the order alternating between
+rounds); a scan is timed from ``do_get`` to the last batch read (``read_all``). It prints the
+median GB/s of the Arrow bytes received (decoded: the same for both servers), the ratio
+Strom / peer, and each server's CPU time per GB served over all rounds (from /proc, user +
+system).
+
+Run from the repository root after ``cargo build --release -p strom-server``::
+
+    .venv/bin/python integration/peer/scan_compare.py --strom-bin target/release/strom
+
+``--hold`` keeps both servers up after the table is written and prints their pids, so a
+profiler can attach (``perf record -g -p PID``) while ``--rounds`` scans run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+from flight_helpers import action1, start_peer, start_strom  # noqa: E402
+
+TYPES = ["BIGINT", "DOUBLE", "STRING", "INT", "BOOLEAN", "TIMESTAMP(3)"]
+COLUMNS = 43
+PROJECTED = [0, 2, 5, 7, 9, 12, 16, 20, 24, 25, 29, 33, 38]
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def column_name(i: int) -> str:
+    short = {"BIGINT": "bigint", "DOUBLE": "double", "STRING": "string", "INT": "int",
+             "BOOLEAN": "bool", "TIMESTAMP(3)": "ts"}[TYPES[i % len(TYPES)]]
+    return f"c{i:02}_{short}"
+
+
+def make_batch(rows: int, first: int, rng: np.random.Generator) -> pa.RecordBatch:
+    arrays = []
+    for i in range(COLUMNS):
+        t = TYPES[i % len(TYPES)]
+        if t == "BIGINT":
+            values = np.arange(first, first + rows, dtype=np.int64) if i == 0 else rng.integers(0, 100_000_000, rows)
+            arrays.append(pa.array(values, pa.int64()))
+        elif t == "DOUBLE":
+            arrays.append(pa.array(np.round(rng.random(rows) * 1000, 2), pa.float64()))
+        elif t == "STRING":
+            if (i // len(TYPES)) % 2 == 0:
+                codes = rng.integers(0, 100_000, rows)
+                cats = rng.integers(0, len(WORDS), rows)
+                arrays.append(pa.array([f"{WORDS[c]}-{n:05}" for c, n in zip(cats, codes)], pa.string()))
+            else:
+                lengths = rng.integers(1, 5, rows)
+                picks = rng.integers(0, len(WORDS), (rows, 4))
+                arrays.append(pa.array([" ".join(WORDS[w] for w in picks[r, :lengths[r]]) for r in range(rows)],
+                                       pa.string()))
+        elif t == "INT":
+            arrays.append(pa.array(rng.integers(0, 10_000, rows).astype(np.int32), pa.int32()))
+        elif t == "BOOLEAN":
+            arrays.append(pa.array(rng.random(rows) < 0.3, pa.bool_()))
+        else:
+            base = 1_760_000_000_000 + first * 7
+            ts = base + np.arange(rows, dtype=np.int64) * 7 + rng.integers(0, 5, rows)
+            arrays.append(pa.array(ts, pa.timestamp("ms")))
+    return pa.RecordBatch.from_arrays(arrays, names=[column_name(i) for i in range(COLUMNS)])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write_table(client: flight.FlightClient, table: str, batches: list[pa.RecordBatch], compression: str | None) -> None:
+    columns = [{"name": column_name(i), "type": TYPES[i % len(TYPES)], "nullable": i != 0} for i in range(COLUMNS)]
+    request = {"database": "bench", "table": table, "columns": columns, "bucket_num": 1}
+    if compression:
+        request["options"] = {"table.log.arrow.compression.type": compression}
+    action1(client, "create_table", request)
+    descriptor = flight.FlightDescriptor.for_path("bench", table)
+    writer, reader = client.do_put(descriptor, batches[0].schema)
+    for batch in batches:
+        writer.write_batch(batch)
+        reader.read()
+    writer.done_writing()
+    writer.close()
+
+
+def scan(client: flight.FlightClient, table: str, columns: list[str] | None) -> tuple[float, int, int]:
+    request = {"scan": "log", "database": "bench", "table": table}
+    if columns is not None:
+        request["columns"] = columns
+    start = time.perf_counter()
+    result = client.do_get(flight.Ticket(json.dumps(request).encode())).read_all()
+    seconds = time.perf_counter() - start
+    return seconds, result.num_rows, result.nbytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--strom-bin", default=os.environ.get("STROM_BIN", "target/release/strom"))
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-rows", type=int, default=65_536)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compression", default="NONE", choices=["NONE", "ZSTD", "LZ4_FRAME"])
+    parser.add_argument("--hold", action="store_true", help="print pids and wait for Enter before scanning")
+    args = parser.parse_args()
+    os.environ["STROM_BIN"] = str(Path(args.strom_bin).resolve())
+
+    rng = np.random.default_rng(7)
+    batches = [make_batch(min(args.batch_rows, args.rows - first), first, rng)
+               for first in range(0, args.rows, args.batch_rows)]
+    with tempfile.TemporaryDirectory(prefix="scan-compare-") as tmp:
+        node = start_strom(Path(tmp) / "data", Path(tmp) / "strom.log", "--durability", "os")
+        peer_argv_compression = [] if args.compression == "NONE" else ["--ipc-compression", args.compression.lower()]
+        peer = start_peer(Path(tmp) / "peer.log", *peer_argv_compression)
+        try:
+            servers = {"strom": (node, flight.FlightClient(node.url)), "peer": (peer, flight.FlightClient(peer.url))}
+            for name, (_, client) in servers.items():
+                action1(client, "create_database", {"name": "bench"})
+                write_table(client, "wide", batches, args.compression if name == "strom" else None)
+            names = [column_name(i) for i in range(COLUMNS)]
+            shapes = {
+                "full43": None,
+                "first13": names[:13],
+                "proj13": [names[i] for i in PROJECTED],
+                "last13": names[-13:],
+            }
+            if args.hold:
+                print(f"strom pid {node.proc.pid}, peer pid {peer.proc.pid}; press Enter to scan", flush=True)
+                input()
+            results: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
+            for name, (_, client) in servers.items():  # one unmeasured scan each: caches, connections
+                scan(client, "wide", None)
+            for round_no in range(args.rounds):
+                order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
+                for shape, columns in shapes.items():
+                    for name in order:
+                        server, client = servers[name]
+                        cpu0 = cpu_seconds(server.proc.pid)
+                        seconds, rows, nbytes = scan(client, "wide", columns)
+                        cpu = cpu_seconds(server.proc.pid) - cpu0
+                        if rows != args.rows:
+                            raise SystemExit(f"{name} {shape}: {rows} rows, expected {args.rows}")
+                        results.setdefault((shape, name), []).append((seconds, nbytes, cpu))
+            print(f"{args.rows} rows x 43 columns in {args.batch_rows}-row batches, Strom compression {args.compression}, "
+                  f"medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})")
+            print(f"{'scan':8} {'strom GB/s':>11} {'peer GB/s':>10} {'ratio':>6} {'strom CPU s/GB':>15} {'peer CPU s/GB':>14}")
+            for shape in shapes:
+                line = {}
+                for name in servers:
+                    runs = results[(shape, name)]
+                    gbps = statistics.median(n / s / 1e9 for s, n, _ in runs)
+                    # /proc counts CPU in clock ticks (10 ms): per GB over all rounds, not a median.
+                    cpu_per_gb = sum(c for _, _, c in runs) / (sum(n for _, n, _ in runs) / 1e9)
+                    line[name] = (gbps, cpu_per_gb)
+                print(f"{shape:8} {line['strom'][0]:11.2f} {line['peer'][0]:10.2f} {line['strom'][0] / line['peer'][0]:6.2f} "
+                      f"{line['strom'][1]:15.3f} {line['peer'][1]:14.3f}")
+        finally:
+            for server in (node, peer):
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()
