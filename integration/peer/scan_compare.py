@@ -21,8 +21,11 @@ Run from the repository root after ``cargo build --release -p strom-server``::
 
     .venv/bin/python integration/peer/scan_compare.py --strom-bin target/release/strom
 
-``--hold`` keeps both servers up after the table is written and prints their pids, so a
-profiler can attach (``perf record -g -p PID``) while ``--rounds`` scans run.
+``--baseline-bin PATH`` adds a second Strom node from another build (written and scanned the
+same way, in the same rounds) to compare a change before and after in one run.
+
+``--perf-strom FILE`` / ``--perf-peer FILE`` record a ``perf record --call-graph dwarf`` profile of that server
+during the measured rounds (Debian's ``linux-perf``); read it with ``perf report -i FILE``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -123,7 +128,10 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=65_536)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compression", default="NONE", choices=["NONE", "ZSTD", "LZ4_FRAME"])
-    parser.add_argument("--hold", action="store_true", help="print pids and wait for Enter before scanning")
+    parser.add_argument("--baseline-bin", help="a second strom binary scanned in the same rounds (before/after)")
+    parser.add_argument("--perf-strom", help="perf record -g the node during the measured rounds into this file")
+    parser.add_argument("--perf-peer", help="perf record -g the peer during the measured rounds into this file")
+    parser.add_argument("--perf-freq", type=int, default=999, help="perf sampling frequency (Hz)")
     args = parser.parse_args()
     os.environ["STROM_BIN"] = str(Path(args.strom_bin).resolve())
 
@@ -134,11 +142,17 @@ def main() -> None:
         node = start_strom(Path(tmp) / "data", Path(tmp) / "strom.log", "--durability", "os")
         peer_argv_compression = [] if args.compression == "NONE" else ["--ipc-compression", args.compression.lower()]
         peer = start_peer(Path(tmp) / "peer.log", *peer_argv_compression)
+        extra_servers = []
         try:
             servers = {"strom": (node, flight.FlightClient(node.url)), "peer": (peer, flight.FlightClient(peer.url))}
+            if args.baseline_bin:
+                os.environ["STROM_BIN"] = str(Path(args.baseline_bin).resolve())
+                baseline = start_strom(Path(tmp) / "baseline", Path(tmp) / "baseline.log", "--durability", "os")
+                extra_servers.append(baseline)
+                servers["baseline"] = (baseline, flight.FlightClient(baseline.url))
             for name, (_, client) in servers.items():
                 action1(client, "create_database", {"name": "bench"})
-                write_table(client, "wide", batches, args.compression if name == "strom" else None)
+                write_table(client, "wide", batches, None if name == "peer" else args.compression)
             names = [column_name(i) for i in range(COLUMNS)]
             shapes = {
                 "full43": None,
@@ -146,12 +160,13 @@ def main() -> None:
                 "proj13": [names[i] for i in PROJECTED],
                 "last13": names[-13:],
             }
-            if args.hold:
-                print(f"strom pid {node.proc.pid}, peer pid {peer.proc.pid}; press Enter to scan", flush=True)
-                input()
             results: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
             for name, (_, client) in servers.items():  # one unmeasured scan each: caches, connections
                 scan(client, "wide", None)
+            profilers = [subprocess.Popen(["perf", "record", "--call-graph", "dwarf,32768", "-F", str(args.perf_freq), "-o", out, "-p", str(server.proc.pid)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for out, server in ((args.perf_strom, node), (args.perf_peer, peer)) if out]
+            time.sleep(1.0 if profilers else 0)  # perf attaches asynchronously; not a sync of the scans
             for round_no in range(args.rounds):
                 order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
                 for shape, columns in shapes.items():
@@ -163,9 +178,14 @@ def main() -> None:
                         if rows != args.rows:
                             raise SystemExit(f"{name} {shape}: {rows} rows, expected {args.rows}")
                         results.setdefault((shape, name), []).append((seconds, nbytes, cpu))
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait()
             print(f"{args.rows} rows x 43 columns in {args.batch_rows}-row batches, Strom compression {args.compression}, "
                   f"medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})")
-            print(f"{'scan':8} {'strom GB/s':>11} {'peer GB/s':>10} {'ratio':>6} {'strom CPU s/GB':>15} {'peer CPU s/GB':>14}")
+            has_baseline = "baseline" in servers
+            print(f"{'scan':8} {'strom GB/s':>11} {'peer GB/s':>10} {'ratio':>6} {'strom CPU s/GB':>15} {'peer CPU s/GB':>14}"
+                  + (f" {'baseline GB/s':>14} {'ratio':>6} {'baseline CPU s/GB':>18}" if has_baseline else ""))
             for shape in shapes:
                 line = {}
                 for name in servers:
@@ -175,9 +195,11 @@ def main() -> None:
                     cpu_per_gb = sum(c for _, _, c in runs) / (sum(n for _, n, _ in runs) / 1e9)
                     line[name] = (gbps, cpu_per_gb)
                 print(f"{shape:8} {line['strom'][0]:11.2f} {line['peer'][0]:10.2f} {line['strom'][0] / line['peer'][0]:6.2f} "
-                      f"{line['strom'][1]:15.3f} {line['peer'][1]:14.3f}")
+                      f"{line['strom'][1]:15.3f} {line['peer'][1]:14.3f}"
+                      + (f" {line['baseline'][0]:14.2f} {line['baseline'][0] / line['peer'][0]:6.2f} {line['baseline'][1]:18.3f}"
+                         if has_baseline else ""))
         finally:
-            for server in (node, peer):
+            for server in (node, peer, *extra_servers):
                 server.stop()
 
 

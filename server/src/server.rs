@@ -4,8 +4,6 @@
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::flight::StromFlightService;
-use arrow_flight::flight_service_server::FlightServiceServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +37,8 @@ impl RunningServer {
         let (shutdown, stop) = watch::channel(false);
         engine.spawn_background(stop.clone());
         let max = config.server.max_message_bytes;
-        let service = FlightServiceServer::new(StromFlightService::new(engine.clone(), config.server.max_inflight_write_bytes, max))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max.max(256 * 1024 * 1024));
+        let service =
+            crate::flight::flight_service(engine.clone(), config.server.max_inflight_write_bytes, max, max.max(256 * 1024 * 1024));
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let engine2 = engine.clone();
         let handle = tokio::spawn(async move {

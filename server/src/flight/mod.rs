@@ -12,11 +12,12 @@ pub mod served;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod zero_copy;
 
 use crate::engine::StorageEngine;
 use crate::error::Error;
 use actions::ActionCommand;
-use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo,
     PutResult, SchemaAsIpc, SchemaResult, Ticket,
@@ -40,6 +41,23 @@ impl StromFlightService {
         let permits = max_inflight_write_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
         Self { engine, write_permits: Arc::new(Semaphore::new(permits)), max_message_bytes, served: Arc::default() }
     }
+}
+
+/// The Flight service as the node serves it: tonic's generated server over
+/// [`StromFlightService`] with `max_message_bytes` as its decoding limit, and DoGet served by
+/// [`zero_copy::ZeroCopyDoGet`] (batch bodies not copied). Encoded messages may be up to
+/// `max_encoding_bytes` (scans send stored batches whole).
+pub fn flight_service(
+    engine: Arc<dyn StorageEngine>,
+    max_inflight_write_bytes: usize,
+    max_message_bytes: usize,
+    max_encoding_bytes: usize,
+) -> zero_copy::ZeroCopyDoGet<FlightServiceServer<StromFlightService>> {
+    let service = StromFlightService::new(engine.clone(), max_inflight_write_bytes, max_message_bytes);
+    let served = service.served.clone();
+    let server =
+        FlightServiceServer::new(service).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_encoding_bytes);
+    zero_copy::ZeroCopyDoGet::new(server, engine, served, max_message_bytes, max_encoding_bytes)
 }
 
 #[tonic::async_trait]
@@ -102,6 +120,7 @@ impl FlightService for StromFlightService {
         Ok(Response::new(result))
     }
 
+    /// Reached only without [`flight_service`]'s wrapper, which answers DoGet itself.
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         Ok(Response::new(doget::do_get(self.engine.as_ref(), &self.served, request.get_ref()).await?))
     }

@@ -1,8 +1,7 @@
 //! The front door on its own, against a small fake engine: status codes, streaming order,
-//! errors in the middle of a stream, limits. A real `FlightServiceServer` on 127.0.0.1:0 and
+//! errors in the middle of a stream, limits. A real `FlightServiceServer` (DoGet through the zero-copy wrapper) on 127.0.0.1:0 and
 //! arrow-flight's own client, so what is checked is what a Flight client sees.
 
-use super::StromFlightService;
 use crate::engine::{
     BatchIdentity, BucketTotal, IpcMessage, Lookup, LookupAnswer, PendingAck, ScanChunk, ScanStream, SnapshotStream, StorageEngine,
     TableWriter,
@@ -10,7 +9,6 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use arrow_array::{Int64Array, RecordBatch};
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::{Action, FlightData, FlightDescriptor, HandshakeRequest, SchemaAsIpc, Ticket};
 use arrow_ipc::writer::IpcWriteOptions;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -202,8 +200,7 @@ impl TestFixture {
     async fn start(engine: FakeEngine, max_message_bytes: usize) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let service = FlightServiceServer::new(StromFlightService::new(Arc::new(engine), 64 << 20, max_message_bytes))
-            .max_decoding_message_size(max_message_bytes);
+        let service = crate::flight::flight_service(Arc::new(engine), 64 << 20, max_message_bytes, 256 << 20);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

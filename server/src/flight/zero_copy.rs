@@ -1,0 +1,268 @@
+//! DoGet answered without copying batch bodies in user space.
+//!
+//! tonic encodes every response message with prost into one buffer, which copies each
+//! FlightData body (the stored Arrow buffers, megabytes per message) before h2 writes it — a
+//! profile of full-width scans showed that copy, and the fresh pages the growing buffers fault
+//! in, at a fifth of the node's CPU (docs/benchmarks.md, "Scans at wire speed"). This wrapper
+//! serves the DoGet route itself: each FlightData goes out as two HTTP/2 body chunks, a small
+//! one with the gRPC length prefix and the protobuf fields before the body (header, app
+//! metadata, the body's tag and length), and the body itself as the `Bytes` the engine returned
+//! — a slice of the mapped segment for a verbatim batch. h2 writes chunks above 256 bytes with
+//! vectored writes without copying them, so the stored bytes reach the socket with one copy,
+//! the kernel's. Every other route goes to tonic's generated `FlightServiceServer` unchanged.
+//!
+//! The bytes on the wire are the same as tonic's: prost writes fields in field-number order and
+//! `data_body` (field 1000) comes last, so the prefix + body is what `FlightData::encode` gives.
+
+use super::doget::{self, FlightDataStream};
+use super::served::ServedStats;
+use crate::engine::StorageEngine;
+use arrow_flight::{FlightData, Ticket};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::Stream;
+use http::{HeaderMap, HeaderValue};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use prost::Message;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::Status;
+use tower_service::Service;
+
+/// The HTTP/2 path of DoGet.
+const DO_GET_PATH: &str = "/arrow.flight.protocol.FlightService/DoGet";
+/// Protobuf key of `FlightData.data_body`: field 1000, length-delimited.
+const DATA_BODY_KEY: u64 = (1000 << 3) | 2;
+
+/// Serves DoGet with [`FlightDataBody`]; every other request goes to `inner`.
+#[derive(Clone)]
+pub struct ZeroCopyDoGet<S> {
+    inner: S,
+    engine: Arc<dyn StorageEngine>,
+    served: Arc<ServedStats>,
+    /// Largest ticket message accepted (the server's decoding limit).
+    max_decoding_message_size: usize,
+    /// Largest message sent (the server's encoding limit): a larger one ends the stream with
+    /// RESOURCE_EXHAUSTED, as tonic would.
+    max_encoding_message_size: usize,
+}
+
+impl<S> ZeroCopyDoGet<S> {
+    pub fn new(
+        inner: S,
+        engine: Arc<dyn StorageEngine>,
+        served: Arc<ServedStats>,
+        max_decoding_message_size: usize,
+        max_encoding_message_size: usize,
+    ) -> Self {
+        Self { inner, engine, served, max_decoding_message_size, max_encoding_message_size }
+    }
+}
+
+impl<S: NamedService> NamedService for ZeroCopyDoGet<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for ZeroCopyDoGet<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path() != DO_GET_PATH {
+            return Box::pin(self.inner.call(request));
+        }
+        let (engine, served) = (self.engine.clone(), self.served.clone());
+        let (max_in, max_out) = (self.max_decoding_message_size, self.max_encoding_message_size);
+        Box::pin(async move {
+            let ticket = match read_ticket(request, max_in).await {
+                Ok(ticket) => ticket,
+                Err(status) => return Ok(status.into_http()),
+            };
+            match doget::do_get(engine.as_ref(), &served, &ticket).await {
+                Ok(stream) => {
+                    let mut response = http::Response::new(Body::new(FlightDataBody::new(stream, max_out)));
+                    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+                    Ok(response)
+                }
+                Err(e) => Ok(Status::from(e).into_http()),
+            }
+        })
+    }
+}
+
+/// The one Ticket message of a DoGet request.
+async fn read_ticket(request: http::Request<Body>, max_message_size: usize) -> Result<Ticket, Status> {
+    let body = http_body_util::Limited::new(request.into_body(), max_message_size.saturating_add(5));
+    let mut bytes = body
+        .collect()
+        .await
+        .map_err(|e| Status::resource_exhausted(format!("DoGet request body larger than {max_message_size} bytes or broken: {e}")))?
+        .to_bytes();
+    if bytes.len() < 5 {
+        return Err(Status::invalid_argument("DoGet request without a message"));
+    }
+    let compressed = bytes.get_u8();
+    let len = bytes.get_u32() as usize;
+    if compressed != 0 {
+        return Err(Status::unimplemented("compressed DoGet requests are not supported: send the ticket uncompressed"));
+    }
+    if len != bytes.len() {
+        return Err(Status::invalid_argument(format!(
+            "DoGet request must hold exactly one message: {len} bytes announced, {} sent",
+            bytes.len()
+        )));
+    }
+    Ticket::decode(bytes).map_err(|e| Status::invalid_argument(format!("DoGet request is not a Ticket: {e}")))
+}
+
+/// A DoGet response body: each FlightData as a prefix chunk and, when it has one, its body
+/// chunk (not copied); then the trailers with the stream's status.
+pub struct FlightDataBody {
+    messages: FlightDataStream,
+    /// The body of the message whose prefix went out last.
+    pending_body: Option<Bytes>,
+    max_message_size: usize,
+    done: bool,
+}
+
+impl FlightDataBody {
+    pub fn new(messages: FlightDataStream, max_message_size: usize) -> Self {
+        Self { messages, pending_body: None, max_message_size, done: false }
+    }
+}
+
+impl http_body::Body for FlightDataBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Some(body) = self.pending_body.take() {
+            return Poll::Ready(Some(Ok(Frame::data(body))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let end = match Pin::new(&mut self.messages).poll_next(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(message))) => match encode_message(message, self.max_message_size) {
+                Ok((prefix, body)) => {
+                    self.pending_body = body;
+                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                }
+                Err(status) => status,
+            },
+            Poll::Ready(Some(Err(status))) => status,
+            Poll::Ready(None) => Status::ok(""),
+        };
+        self.done = true;
+        Poll::Ready(Some(Ok(Frame::trailers(trailers(&end)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.pending_body.is_none()
+    }
+}
+
+/// `grpc-status` (and `grpc-message` unless OK) of the end of a stream.
+fn trailers(status: &Status) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    if status.code() == tonic::Code::Ok {
+        map.insert(Status::GRPC_STATUS, HeaderValue::from_static("0"));
+    } else if let Err(unencodable) = status.add_header(&mut map) {
+        map.clear();
+        map.insert(Status::GRPC_STATUS, HeaderValue::from(unencodable.code() as i32));
+    }
+    map
+}
+
+/// One FlightData as gRPC framing + protobuf: the prefix (length prefix, every field but the
+/// body, the body's key and length) and the body, untouched.
+pub fn encode_message(mut message: FlightData, max_message_size: usize) -> Result<(Bytes, Option<Bytes>), Status> {
+    let body = std::mem::take(&mut message.data_body);
+    let fields_len = message.encoded_len();
+    let body_field_len = if body.is_empty() {
+        0
+    } else {
+        prost::encoding::encoded_len_varint(DATA_BODY_KEY) + prost::encoding::encoded_len_varint(body.len() as u64) + body.len()
+    };
+    let message_len = fields_len + body_field_len;
+    if message_len > max_message_size {
+        return Err(Status::resource_exhausted(format!(
+            "a scan message of {message_len} bytes is above the node's limit of {max_message_size} bytes"
+        )));
+    }
+    let mut prefix = BytesMut::with_capacity(5 + fields_len + 20);
+    prefix.put_u8(0); // not compressed
+    prefix.put_u32(u32::try_from(message_len).map_err(|_| Status::resource_exhausted("a scan message above 4 GiB"))?);
+    message.encode(&mut prefix).expect("the prefix buffer was sized for the message");
+    if body.is_empty() {
+        return Ok((prefix.freeze(), None));
+    }
+    prost::encoding::encode_varint(DATA_BODY_KEY, &mut prefix);
+    prost::encoding::encode_varint(body.len() as u64, &mut prefix);
+    Ok((prefix.freeze(), Some(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(message: &FlightData) -> Vec<u8> {
+        let (prefix, body) = encode_message(message.clone(), usize::MAX).unwrap();
+        let mut out = prefix.to_vec();
+        out.extend_from_slice(body.as_deref().unwrap_or_default());
+        out
+    }
+
+    #[test]
+    fn given_a_flight_data_when_framed_should_match_what_prost_and_grpc_framing_give() {
+        let cases = [
+            FlightData {
+                data_header: vec![1u8; 300].into(),
+                data_body: vec![7u8; 70_000].into(),
+                app_metadata: b"{\"bucket\":0}".to_vec().into(),
+                ..Default::default()
+            },
+            FlightData { data_header: vec![2u8; 10].into(), ..Default::default() },
+            FlightData { data_body: vec![3u8; 1].into(), ..Default::default() },
+            FlightData::default(),
+        ];
+        for message in cases {
+            let out = framed(&message);
+            let expected = message.encode_to_vec();
+            assert_eq!(out[0], 0, "uncompressed");
+            assert_eq!(u32::from_be_bytes(out[1..5].try_into().unwrap()) as usize, expected.len());
+            assert_eq!(&out[5..], expected.as_slice(), "the same bytes as prost's encoding");
+            assert_eq!(FlightData::decode(&out[5..]).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn given_a_message_above_the_limit_when_framed_should_be_resource_exhausted() {
+        let message = FlightData { data_body: vec![0u8; 1000].into(), ..Default::default() };
+        let err = encode_message(message, 999).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    }
+
+    #[test]
+    fn given_the_body_when_framed_should_not_copy_it() {
+        let body = Bytes::from(vec![9u8; 4096]);
+        let message = FlightData { data_body: body.clone(), ..Default::default() };
+        let (_, sent) = encode_message(message, usize::MAX).unwrap();
+        assert_eq!(sent.unwrap().as_ptr(), body.as_ptr(), "the body goes out as the same allocation");
+    }
+}
