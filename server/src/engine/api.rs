@@ -22,7 +22,7 @@ use strom_flight_api::{
 };
 use tokio::sync::mpsc;
 
-pub use crate::log::BatchIdentity;
+pub use crate::log::{BatchIdentity, MessageBody};
 
 /// What the Flight front door needs from storage.
 #[async_trait::async_trait]
@@ -90,23 +90,24 @@ impl PendingAck {
 }
 
 /// One Arrow IPC record-batch message: the flatbuffer header and the body, ready to be framed
-/// as FlightData (`data_header`, `data_body`).
+/// as FlightData (`data_header`, `data_body`). The body may be several byte ranges (a projected
+/// stored batch), sent one after the other without being copied together.
 #[derive(Debug, Clone)]
 pub struct IpcMessage {
     pub header: Bytes,
-    pub body: Bytes,
+    pub body: MessageBody,
 }
 
 impl IpcMessage {
     /// Encodes `batch` uncompressed (results the engine computes: lookups, snapshots, counts).
     pub fn encode(batch: &RecordBatch) -> Result<Self> {
         let encoded = crate::log::BatchEncoder::new(crate::log::Compression::None)?.encode(batch)?;
-        Ok(Self { header: Bytes::from(encoded.meta), body: Bytes::from(encoded.body) })
+        Ok(Self { header: Bytes::from(encoded.meta), body: encoded.body.into() })
     }
 
     /// Decodes the message with `schema` (tests and tools; the node serves bytes as they are).
     pub fn decode(&self, schema: &SchemaRef) -> Result<RecordBatch> {
-        crate::log::decode(&self.header, self.body.clone(), schema)
+        crate::log::decode(&self.header, self.body.clone().into_contiguous(), schema)
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) fn declared_schema(data: &FlightData, verb: &str) -> Result<SchemaRef
 /// Decodes a record-batch message with the stream's schema.
 pub(crate) async fn decode_batch(data: FlightData, schema: SchemaRef, verb: &'static str) -> Result<RecordBatch> {
     let size = data.data_header.len() + data.data_body.len();
-    let message = IpcMessage { header: data.data_header, body: data.data_body };
+    let message = IpcMessage { header: data.data_header, body: data.data_body.into() };
     let decode = move || message.decode(&schema).map_err(|e| Error::invalid(format!("{verb} record batch does not decode: {e}")));
     if size <= INLINE_DECODE_BYTES {
         return decode();

@@ -1,7 +1,7 @@
 //! DoGet and the flight-info verbs: tickets parsed into typed requests, scans streamed as the
 //! stored IPC messages they are.
 
-use crate::engine::{IpcMessage, StorageEngine};
+use crate::engine::{IpcMessage, MessageBody, StorageEngine};
 use crate::error::{Error, Result};
 use crate::flight::served::ServedStats;
 use arrow_array::{Int64Array, RecordBatch};
@@ -16,7 +16,38 @@ use tonic::Status;
 
 pub type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
 
-pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &Ticket) -> Result<FlightDataStream> {
+/// One message of a DoGet answer: the FlightData without its body, and the body as the engine
+/// returned it (possibly several byte ranges: see [`MessageBody`]).
+pub struct GetMessage {
+    pub data: FlightData,
+    pub body: MessageBody,
+}
+
+impl GetMessage {
+    fn new(message: IpcMessage, app_metadata: Vec<u8>) -> Self {
+        let data = FlightData {
+            flight_descriptor: None,
+            data_header: message.header,
+            data_body: Default::default(),
+            app_metadata: app_metadata.into(),
+        };
+        Self { data, body: message.body }
+    }
+
+    /// Bytes of the header, body and app metadata (what `table_stats` counts).
+    pub fn payload_len(&self) -> usize {
+        self.data.data_header.len() + self.body.len() + self.data.app_metadata.len()
+    }
+
+    /// As one FlightData (its body copied together if it has several ranges).
+    pub fn into_flight_data(self) -> FlightData {
+        FlightData { data_body: self.body.into_contiguous(), ..self.data }
+    }
+}
+
+pub type GetStream = Pin<Box<dyn Stream<Item = Result<GetMessage, Status>> + Send>>;
+
+pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &Ticket) -> Result<GetStream> {
     let request = TicketRequest::parse(&ticket.ticket).map_err(Error::invalid)?;
     match request {
         TicketRequest::LogScan(scan) => {
@@ -32,8 +63,8 @@ pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &T
                     high_watermark: chunk.high_watermark,
                     end_offset: chunk.end_offset,
                 };
-                let data = message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes"));
-                counters.sent(chunk.rows, &data);
+                let data = GetMessage::new(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes"));
+                counters.sent(chunk.rows, data.payload_len());
                 Ok(data)
             });
             Ok(with_schema(&stream.schema, chunks))
@@ -45,8 +76,8 @@ pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &T
             let chunks = tokio_stream::wrappers::ReceiverStream::new(stream.chunks).map(move |chunk| {
                 let chunk = chunk?;
                 let metadata = SnapshotMetadata { bucket: chunk.bucket, partition: chunk.partition, log_offset: chunk.log_offset };
-                let data = message_data(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes"));
-                counters.sent(chunk.rows, &data);
+                let data = GetMessage::new(chunk.message, serde_json::to_vec(&metadata).expect("metadata serializes"));
+                counters.sent(chunk.rows, data.payload_len());
                 Ok(data)
             });
             Ok(with_schema(&stream.schema, chunks))
@@ -56,13 +87,13 @@ pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &T
             let schema = Arc::new(Schema::new(vec![Field::new("count", DataType::Int64, false)]));
             let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![n as i64]))])?;
             let message = IpcMessage::encode(&batch)?;
-            Ok(with_schema(&schema, futures::stream::once(async move { Ok(message_data(message, Vec::new())) })))
+            Ok(with_schema(&schema, futures::stream::once(async move { Ok(GetMessage::new(message, Vec::new())) })))
         }
         TicketRequest::Lookup(request) => {
             let lookup = engine.open_lookup(&request)?;
             let keys = lookup.keys_from_json(&request.keys)?;
             let answer = lookup.lookup(keys, false).await?;
-            let message = message_data(answer.message, Vec::new());
+            let message = GetMessage::new(answer.message, Vec::new());
             Ok(with_schema(&lookup.result_schema(false), futures::stream::once(async move { Ok(message) })))
         }
     }
@@ -70,12 +101,19 @@ pub async fn do_get(engine: &dyn StorageEngine, served: &ServedStats, ticket: &T
 
 /// Frames one encoded record-batch message as FlightData.
 pub fn message_data(message: IpcMessage, app_metadata: Vec<u8>) -> FlightData {
-    FlightData { flight_descriptor: None, data_header: message.header, data_body: message.body, app_metadata: app_metadata.into() }
+    GetMessage::new(message, app_metadata).into_flight_data()
+}
+
+/// A DoGet answer as FlightData messages (tonic's generated DoGet; the node serves DoGet with
+/// `zero_copy`, which sends the bodies' ranges as they are).
+pub fn flight_data(stream: GetStream) -> FlightDataStream {
+    Box::pin(stream.map(|item| item.map(GetMessage::into_flight_data)))
 }
 
 /// The schema message, then the batches (the first error ends the stream with its status).
-fn with_schema(schema: &SchemaRef, batches: impl Stream<Item = Result<FlightData>> + Send + 'static) -> FlightDataStream {
-    let schema_message = FlightData::from(SchemaAsIpc::new(schema, &IpcWriteOptions::default()));
+fn with_schema(schema: &SchemaRef, batches: impl Stream<Item = Result<GetMessage>> + Send + 'static) -> GetStream {
+    let schema_message =
+        GetMessage { data: FlightData::from(SchemaAsIpc::new(schema, &IpcWriteOptions::default())), body: MessageBody::default() };
     Box::pin(futures::stream::once(async { Ok(schema_message) }).chain(batches.map(|item| item.map_err(Status::from))))
 }
 

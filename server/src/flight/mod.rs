@@ -122,7 +122,7 @@ impl FlightService for StromFlightService {
 
     /// Reached only without [`flight_service`]'s wrapper, which answers DoGet itself.
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        Ok(Response::new(doget::do_get(self.engine.as_ref(), &self.served, request.get_ref()).await?))
+        Ok(Response::new(doget::flight_data(doget::do_get(self.engine.as_ref(), &self.served, request.get_ref()).await?)))
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

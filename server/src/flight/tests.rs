@@ -222,7 +222,7 @@ fn put_stream(descriptor: FlightDescriptor, batches: Vec<RecordBatch>) -> impl f
         messages.push(FlightData {
             flight_descriptor: None,
             data_header: message.header,
-            data_body: message.body,
+            data_body: message.body.into_contiguous(),
             app_metadata: vec![].into(),
         });
     }
@@ -285,7 +285,7 @@ async fn given_scan_that_fails_midway_when_read_should_deliver_the_batches_befor
         match stream.next().await.unwrap() {
             Ok(data) => {
                 let metadata: BatchMetadata = serde_json::from_slice(&data.app_metadata).unwrap();
-                let batch = IpcMessage { header: data.data_header, body: data.data_body }.decode(&schema()).unwrap();
+                let batch = IpcMessage { header: data.data_header, body: data.data_body.into() }.decode(&schema()).unwrap();
                 seen.push((
                     metadata.bucket,
                     metadata.base_offset,
@@ -367,7 +367,7 @@ async fn given_key_batches_when_exchanged_should_answer_each_in_order_after_the_
     let mut answered = vec![];
     while let Some(data) = answers.next().await {
         let data = data.unwrap();
-        let batch = IpcMessage { header: data.data_header, body: data.data_body }.decode(&result_schema).unwrap();
+        let batch = IpcMessage { header: data.data_header, body: data.data_body.into() }.decode(&result_schema).unwrap();
         answered.push(batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec());
     }
     assert_eq!(answered, vec![vec![5], vec![7, 8]]);

@@ -14,10 +14,10 @@
 //! The bytes on the wire are the same as tonic's: prost writes fields in field-number order and
 //! `data_body` (field 1000) comes last, so the prefix + body is what `FlightData::encode` gives.
 
-use super::doget::{self, FlightDataStream};
+use super::doget::{self, GetMessage, GetStream};
 use super::served::ServedStats;
 use crate::engine::StorageEngine;
-use arrow_flight::{FlightData, Ticket};
+use arrow_flight::Ticket;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::Stream;
@@ -129,19 +129,19 @@ async fn read_ticket(request: http::Request<Body>, max_message_size: usize) -> R
     Ticket::decode(bytes).map_err(|e| Status::invalid_argument(format!("DoGet request is not a Ticket: {e}")))
 }
 
-/// A DoGet response body: each FlightData as a prefix chunk and, when it has one, its body
-/// chunk (not copied); then the trailers with the stream's status.
+/// A DoGet response body: each FlightData as a prefix chunk and its body's byte ranges (not
+/// copied); then the trailers with the stream's status.
 pub struct FlightDataBody {
-    messages: FlightDataStream,
-    /// The body of the message whose prefix went out last.
-    pending_body: Option<Bytes>,
+    messages: GetStream,
+    /// The body ranges of the message whose prefix went out last, still to send.
+    pending_body: std::vec::IntoIter<Bytes>,
     max_message_size: usize,
     done: bool,
 }
 
 impl FlightDataBody {
-    pub fn new(messages: FlightDataStream, max_message_size: usize) -> Self {
-        Self { messages, pending_body: None, max_message_size, done: false }
+    pub fn new(messages: GetStream, max_message_size: usize) -> Self {
+        Self { messages, pending_body: Vec::new().into_iter(), max_message_size, done: false }
     }
 }
 
@@ -150,8 +150,8 @@ impl http_body::Body for FlightDataBody {
     type Error = Status;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        if let Some(body) = self.pending_body.take() {
-            return Poll::Ready(Some(Ok(Frame::data(body))));
+        if let Some(part) = self.pending_body.next() {
+            return Poll::Ready(Some(Ok(Frame::data(part))));
         }
         if self.done {
             return Poll::Ready(None);
@@ -160,7 +160,7 @@ impl http_body::Body for FlightDataBody {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(message))) => match encode_message(message, self.max_message_size) {
                 Ok((prefix, body)) => {
-                    self.pending_body = body;
+                    self.pending_body = body.into_iter();
                     return Poll::Ready(Some(Ok(Frame::data(prefix))));
                 }
                 Err(status) => status,
@@ -173,7 +173,7 @@ impl http_body::Body for FlightDataBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.pending_body.is_none()
+        self.done && self.pending_body.len() == 0
     }
 }
 
@@ -189,10 +189,11 @@ fn trailers(status: &Status) -> HeaderMap {
     map
 }
 
-/// One FlightData as gRPC framing + protobuf: the prefix (length prefix, every field but the
-/// body, the body's key and length) and the body, untouched.
-pub fn encode_message(mut message: FlightData, max_message_size: usize) -> Result<(Bytes, Option<Bytes>), Status> {
-    let body = std::mem::take(&mut message.data_body);
+/// One message as gRPC framing + protobuf: the prefix (length prefix, every field but the
+/// body, the body's key and length) and the body's ranges, untouched.
+pub fn encode_message(message: GetMessage, max_message_size: usize) -> Result<(Bytes, Vec<Bytes>), Status> {
+    let GetMessage { data: message, body } = message;
+    debug_assert!(message.data_body.is_empty(), "the body travels beside the FlightData");
     let fields_len = message.encoded_len();
     let body_field_len = if body.is_empty() {
         0
@@ -210,21 +211,33 @@ pub fn encode_message(mut message: FlightData, max_message_size: usize) -> Resul
     prefix.put_u32(u32::try_from(message_len).map_err(|_| Status::resource_exhausted("a scan message above 4 GiB"))?);
     message.encode(&mut prefix).expect("the prefix buffer was sized for the message");
     if body.is_empty() {
-        return Ok((prefix.freeze(), None));
+        return Ok((prefix.freeze(), Vec::new()));
     }
     prost::encoding::encode_varint(DATA_BODY_KEY, &mut prefix);
     prost::encoding::encode_varint(body.len() as u64, &mut prefix);
-    Ok((prefix.freeze(), Some(body)))
+    Ok((prefix.freeze(), body.parts().to_vec()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::MessageBody;
+    use arrow_flight::FlightData;
 
-    fn framed(message: &FlightData) -> Vec<u8> {
-        let (prefix, body) = encode_message(message.clone(), usize::MAX).unwrap();
+    /// The message with its body split into `parts` ranges.
+    fn get_message(message: &FlightData, parts: usize) -> GetMessage {
+        let body = message.data_body.clone();
+        let step = body.len().div_ceil(parts.max(1)).max(1);
+        let ranges = (0..body.len()).step_by(step).map(|at| body.slice(at..(at + step).min(body.len())));
+        GetMessage { data: FlightData { data_body: Bytes::new(), ..message.clone() }, body: MessageBody::from_parts(ranges) }
+    }
+
+    fn framed(message: &FlightData, parts: usize) -> Vec<u8> {
+        let (prefix, body) = encode_message(get_message(message, parts), usize::MAX).unwrap();
         let mut out = prefix.to_vec();
-        out.extend_from_slice(body.as_deref().unwrap_or_default());
+        for part in body {
+            out.extend_from_slice(&part);
+        }
         out
     }
 
@@ -242,27 +255,31 @@ mod tests {
             FlightData::default(),
         ];
         for message in cases {
-            let out = framed(&message);
-            let expected = message.encode_to_vec();
-            assert_eq!(out[0], 0, "uncompressed");
-            assert_eq!(u32::from_be_bytes(out[1..5].try_into().unwrap()) as usize, expected.len());
-            assert_eq!(&out[5..], expected.as_slice(), "the same bytes as prost's encoding");
-            assert_eq!(FlightData::decode(&out[5..]).unwrap(), message);
+            for parts in [1, 3] {
+                let out = framed(&message, parts);
+                let expected = message.encode_to_vec();
+                assert_eq!(out[0], 0, "uncompressed");
+                assert_eq!(u32::from_be_bytes(out[1..5].try_into().unwrap()) as usize, expected.len());
+                assert_eq!(&out[5..], expected.as_slice(), "the same bytes as prost's encoding ({parts} body ranges)");
+                assert_eq!(FlightData::decode(&out[5..]).unwrap(), message);
+            }
         }
     }
 
     #[test]
     fn given_a_message_above_the_limit_when_framed_should_be_resource_exhausted() {
         let message = FlightData { data_body: vec![0u8; 1000].into(), ..Default::default() };
-        let err = encode_message(message, 999).unwrap_err();
+        let err = encode_message(get_message(&message, 1), 999).unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
     }
 
     #[test]
     fn given_the_body_when_framed_should_not_copy_it() {
         let body = Bytes::from(vec![9u8; 4096]);
-        let message = FlightData { data_body: body.clone(), ..Default::default() };
+        let message = GetMessage { data: FlightData::default(), body: MessageBody::from_parts([body.slice(..100), body.slice(100..)]) };
         let (_, sent) = encode_message(message, usize::MAX).unwrap();
-        assert_eq!(sent.unwrap().as_ptr(), body.as_ptr(), "the body goes out as the same allocation");
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].as_ptr(), body.as_ptr(), "each range goes out as the same allocation");
+        assert_eq!(sent[1].as_ptr(), body[100..].as_ptr());
     }
 }

@@ -15,7 +15,7 @@ mod segment;
 
 pub use bucket::{Appended, BatchIdentity, BucketLog, LogSettings, ReadersClosed, RecoveryReport, SegmentPolicy};
 pub use ipc::{decode, BatchEncoder, Compression, EncodedBatch};
-pub use read::ReadProjection;
+pub use read::{MessageBody, ReadProjection};
 
 #[cfg(test)]
 mod tests;
