@@ -7,7 +7,7 @@
 //!   `io.strom.flink.bench.LookupJoinBench` runs a `FOR SYSTEM_TIME AS OF` lookup join of a
 //!   datagen probe stream against the same table through the async lookup function (default
 //!   options, no cache) at each parallelism and each Flink `buffer-capacity` (keys in flight per
-//!   subtask: Flink's default 100, and the 1000 docs/flink.md recommends), and the node's rate
+//!   subtask: Flink's default 100, and the 1000 and 2000 docs/flink.md recommends), and the node's rate
 //!   is measured again. Target:
 //!   the join's rows/s ≥ 0.5× the node's batched keys/s.
 //! - `state`: `io.strom.flink.bench.JoinStateBench` runs integration/scenarios/attribution.sql's
@@ -48,8 +48,8 @@ pub struct JoinsArgs {
     pub joins_lookup_parallelism: Vec<usize>,
     /// Joins: Flink's `table.exec.async-lookup.buffer-capacity` (most keys in flight per
     /// subtask) of the lookup-join jobs, one job per value and parallelism (comma-separated;
-    /// Flink's default is 100, docs/flink.md recommends 1000 for Strom).
-    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    /// Flink's default is 100; docs/flink.md recommends 1000-2000 for Strom).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,2000")]
     pub joins_lookup_buffer_capacity: Vec<usize>,
     /// Joins: steps of input growth (the input grows to this many times the first step).
     #[arg(long, default_value_t = 10)]

@@ -15,14 +15,16 @@ import org.apache.flink.table.api.TableEnvironment;
  * {@code FOR SYSTEM_TIME AS OF proc_time} to the primary-key table strom-bench loaded (the
  * {@code pk} scenarios' users table: ids 0..n), through the async lookup function with default
  * options (no cache), into a blackhole. One JSON line per job with its rows and Flink's net
- * runtime, per parallelism; a {@code datagen → blackhole} job of the same probe rows first,
+ * runtime, per parallelism and per {@code table.exec.async-lookup.buffer-capacity} (the most
+ * keys in flight per subtask; {@code --buffer-capacity 100,1000,2000}: Flink's default and the
+ * values docs/flink.md recommends); a {@code datagen → blackhole} job of the same probe rows first,
  * the ceiling of the generator. strom-bench compares the join's rows/s with the node's own
  * batched lookup rate on the same table.
  *
  * <pre>
  * java --add-opens=java.base/java.nio=ALL-UNNAMED -Dstrom.jni.library=.../libstrom_jni.so -cp ... \
  *   io.strom.flink.bench.LookupJoinBench --endpoint grpc://127.0.0.1:9123 --database bench \
- *   --table pk_users_1m --keys 1000000 --probe-rows 2000000 --parallelism 1,2
+ *   --table pk_users_1m --keys 1000000 --probe-rows 2000000 --parallelism 1,2 --buffer-capacity 100,1000
  * </pre>
  */
 public final class LookupJoinBench {
