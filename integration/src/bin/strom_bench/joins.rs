@@ -6,7 +6,9 @@
 //!   DoExchange lookups of it are measured (uniform keys, as `pk-batch`), then
 //!   `io.strom.flink.bench.LookupJoinBench` runs a `FOR SYSTEM_TIME AS OF` lookup join of a
 //!   datagen probe stream against the same table through the async lookup function (default
-//!   options, no cache) at each parallelism, and the node's rate is measured again. Target:
+//!   options, no cache) at each parallelism and each Flink `buffer-capacity` (keys in flight per
+//!   subtask: Flink's default 100, and the 1000 and 2000 docs/flink.md recommends), and the node's rate
+//!   is measured again. Target:
 //!   the join's rows/s ≥ 0.5× the node's batched keys/s.
 //! - `state`: `io.strom.flink.bench.JoinStateBench` runs integration/scenarios/attribution.sql's
 //!   join as a delta join and as a regular streaming join while the input grows in steps
@@ -44,6 +46,11 @@ pub struct JoinsArgs {
     /// Joins: parallelisms of the lookup-join jobs (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub joins_lookup_parallelism: Vec<usize>,
+    /// Joins: Flink's `table.exec.async-lookup.buffer-capacity` (most keys in flight per
+    /// subtask) of the lookup-join jobs, one job per value and parallelism (comma-separated;
+    /// Flink's default is 100; docs/flink.md recommends 1000-2000 for Strom).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,2000")]
+    pub joins_lookup_buffer_capacity: Vec<usize>,
     /// Joins: steps of input growth (the input grows to this many times the first step).
     #[arg(long, default_value_t = 10)]
     pub joins_steps: usize,
@@ -156,6 +163,7 @@ async fn lookup_part(target: &Target, cfg: &JoinsConfig<'_>, pk_cfg: &PkConfig, 
         ("--probe-rows", cfg.args.joins_probe_rows.to_string()),
         ("--miss-ratio", pk_cfg.miss_ratio.to_string()),
         ("--parallelism", parallelism.join(",")),
+        ("--buffer-capacity", cfg.args.joins_lookup_buffer_capacity.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")),
     ];
     let lines = java_half(cfg, env, "io.strom.flink.bench.LookupJoinBench", &flatten(&args)).await?;
     let after = node_batched(target, env, pk_cfg, &table, n, "after").await?;
@@ -166,10 +174,19 @@ async fn lookup_part(target: &Target, cfg: &JoinsConfig<'_>, pk_cfg: &PkConfig, 
         let p = v["parallelism"].as_u64().unwrap_or(0);
         let rows = v["rows"].as_u64().unwrap_or(0);
         let net = v["net_seconds"].as_f64().unwrap_or(0.0);
-        let mut row =
-            ResultRow::new(format!("joins/{op}/p{p}"), "flink", "none", rows, 0, Duration::from_secs_f64(net), &stats::histogram())
-                .with("wall_seconds", v["wall_seconds"].clone());
-        for key in ["lookup_requests", "keys_per_request"] {
+        // Lookup-join jobs run once per buffer capacity: it names them apart.
+        let capacity = v["buffer_capacity"].as_u64().map(|c| format!("/cap{c}")).unwrap_or_default();
+        let mut row = ResultRow::new(
+            format!("joins/{op}/p{p}{capacity}"),
+            "flink",
+            "none",
+            rows,
+            0,
+            Duration::from_secs_f64(net),
+            &stats::histogram(),
+        )
+        .with("wall_seconds", v["wall_seconds"].clone());
+        for key in ["lookup_requests", "keys_per_request", "buffer_capacity"] {
             if !v[key].is_null() {
                 row = row.with(key, v[key].clone());
             }
@@ -178,7 +195,7 @@ async fn lookup_part(target: &Target, cfg: &JoinsConfig<'_>, pk_cfg: &PkConfig, 
             let ratio = row.rows_per_s / node_mean;
             row = row.with("node_batched_keys_per_s", node_mean.round()).with("ratio_to_node", (ratio * 1000.0).round() / 1000.0);
             env.say(format!(
-                "  lookup join p{p}: {} rows/s = {ratio:.2}x the node's batched lookups ({} keys/s, mean of before and after)",
+                "  lookup join p{p}{capacity}: {} rows/s = {ratio:.2}x the node's batched lookups ({} keys/s, mean of before and after)",
                 stats::fmt_rate(row.rows_per_s),
                 stats::fmt_rate(node_mean)
             ));

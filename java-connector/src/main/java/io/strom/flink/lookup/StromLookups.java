@@ -11,6 +11,13 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.flink.table.data.RowData;
@@ -24,11 +31,32 @@ import org.apache.flink.table.runtime.typeutils.RowDataSerializer;
  * submission order; many are in flight at once (the async function does not wait for one
  * answer before sending the next key).
  *
- * <p>Synchronized: Flink calls from its task thread, and an async retry from the thread that
- * completed the failed lookup.
+ * <p>Synchronized: Flink calls from its task thread, and the completion thread sends the keys
+ * that waited for an answer (and async retries).
+ *
+ * <p><b>Where async lookups complete.</b> Each instance has one completion thread of its own
+ * (a daemon, {@code strom-lookup-<table>-N}): the answer of a request crosses from the Rust
+ * client's runtime thread to it, and there the answer is imported and copied into rows, the
+ * keys that waited are sent as the next request, and Flink's futures are completed. Not on
+ * the Rust runtime threads: they drive every call of the process's connection to the node
+ * (lookups, writes and scans of every subtask), so nothing that can block may run there, and
+ * completing Flink's future runs code we cannot bound: in Flink 2.3 the async lookup join
+ * ({@code AsyncLookupJoinRunner.JoinedRowResultFuture#complete}) evaluates the generated join
+ * condition and calc of the temporal table (user-defined functions included) on the
+ * completing thread before {@code AsyncWaitOperator}'s result handler enqueues a mail;
+ * {@code CachingAsyncLookupFunction} fills the partial cache there; the delta join's runner
+ * updates its cache and evaluates the remaining join condition; and the next request's JNI
+ * submit blocks while the lookuper has {@code max_in_flight} requests unanswered. Not on
+ * the JVM's common pool either (the previous choice): with 2 cores its parallelism is 1 and it
+ * is shared with the rest of the JVM; its hand-off took 0.4-1.6 ms per request against 0.17 ms
+ * for a dedicated thread, which more than doubled a lookup join at Flink's default buffer
+ * (docs/benchmarks.md, "Async lookup join after the completion fix"). A dedicated thread costs
+ * one hand-off per request and keeps one subtask's completions in submission order.
  */
 final class StromLookups implements AutoCloseable {
   private final LookupPlan plan;
+  private final BufferAllocator allocator;
+  private final ExecutorService completions;
   private final StromConnection connection;
   private final Map<String, StromLookuper> lookupers = new HashMap<>();
   private final Map<StromLookuper, Batcher> batchers = new HashMap<>();
@@ -42,7 +70,15 @@ final class StromLookups implements AutoCloseable {
 
   StromLookups(LookupPlan plan) {
     this.plan = plan;
-    this.connection = StromConnection.connect(plan.address().endpoint());
+    this.allocator = new RootAllocator();
+    this.completions = completionThread(plan.address().table());
+    try {
+      this.connection = StromConnection.connect(plan.address().endpoint(), allocator, completions);
+    } catch (RuntimeException | Error e) {
+      completions.shutdown();
+      allocator.close();
+      throw e;
+    }
     this.keys = new ArrowRowWriter(plan.keyType(), plan.indexKeys(), connection.allocator());
     this.rows = new RowDataSerializer(plan.resultType());
     this.extraKeyValues = getters(plan.keyType(), plan.extraKeys());
@@ -76,6 +112,10 @@ final class StromLookups implements AutoCloseable {
    * alone.
    */
   synchronized CompletableFuture<Collection<RowData>> lookupAsync(RowData key) {
+    if (closed) {
+      // A retry that a completion started while the function closes.
+      return CompletableFuture.failedFuture(new IllegalStateException("the lookup function is closed"));
+    }
     StromLookuper lookuper = lookuperFor(key);
     if (lookuper == null) {
       return CompletableFuture.completedFuture(List.of());
@@ -146,7 +186,9 @@ final class StromLookups implements AutoCloseable {
           }
           synchronized (StromLookups.this) {
             batcher.inFlight--;
-            if (!batcher.keys.isEmpty() && !closed) {
+            if (closed) {
+              StromLookups.this.notifyAll();
+            } else if (!batcher.keys.isEmpty()) {
               send(batcher);
             }
           }
@@ -269,19 +311,83 @@ final class StromLookups implements AutoCloseable {
     return error instanceof StromException;
   }
 
+  /**
+   * Waits for the answers of every request sent (the lookupers' close) and for their
+   * completions to have run, then frees everything. Keys still waiting for a request are
+   * cancelled.
+   */
   @Override
-  public synchronized void close() {
-    closed = true;
+  public void close() {
+    List<StromLookuper> open;
+    synchronized (this) {
+      if (closed) {
+        return;
+      }
+      // From here on, completions send nothing more.
+      closed = true;
+      open = new ArrayList<>(lookupers.values());
+    }
     try {
-      for (StromLookuper lookuper : lookupers.values()) {
+      for (StromLookuper lookuper : open) {
         lookuper.close();
       }
+      awaitCompletions();
     } finally {
-      lookupers.clear();
-      batchers.values().forEach(b -> b.waiting.forEach(rows -> rows.cancel(false)));
-      batchers.clear();
+      synchronized (this) {
+        lookupers.clear();
+        batchers.values().forEach(b -> b.waiting.forEach(rows -> rows.cancel(false)));
+        batchers.clear();
+      }
+      completions.shutdown();
       keys.close();
       connection.close();
+      allocator.close();
     }
+  }
+
+  /**
+   * Until every request's completion has imported and freed its answer (the allocator is
+   * closed next), at most {@link #CLOSE_WAIT_MILLIS}: the lookupers' close returns once every
+   * request is answered, but the completions may still be on their way to this JVM.
+   */
+  private synchronized void awaitCompletions() {
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(CLOSE_WAIT_MILLIS);
+    while (batchers.values().stream().anyMatch(b -> b.inFlight > 0)) {
+      long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+      if (left <= 0) {
+        return;
+      }
+      try {
+        wait(left);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return;
+      }
+    }
+  }
+
+  private static final long CLOSE_WAIT_MILLIS = 10_000;
+  private static final AtomicInteger THREADS = new AtomicInteger();
+
+  /**
+   * The instance's completion thread. A completion that arrives after close (only if the
+   * close gave up waiting) runs on the thread that delivers it: then it only frees the answer
+   * and completes futures nobody waits for, nothing that can block.
+   */
+  private static ExecutorService completionThread(String table) {
+    String name = "strom-lookup-" + table + "-" + THREADS.incrementAndGet();
+    return new ThreadPoolExecutor(
+        1,
+        1,
+        0,
+        TimeUnit.MILLISECONDS,
+        new LinkedBlockingQueue<>(),
+        task -> {
+          Thread thread = new Thread(task, name);
+          thread.setDaemon(true);
+          return thread;
+        },
+        // Not CallerRunsPolicy: it discards tasks once the executor is shut down.
+        (task, executor) -> task.run());
   }
 }

@@ -15,14 +15,16 @@ import org.apache.flink.table.api.TableEnvironment;
  * {@code FOR SYSTEM_TIME AS OF proc_time} to the primary-key table strom-bench loaded (the
  * {@code pk} scenarios' users table: ids 0..n), through the async lookup function with default
  * options (no cache), into a blackhole. One JSON line per job with its rows and Flink's net
- * runtime, per parallelism; a {@code datagen → blackhole} job of the same probe rows first,
+ * runtime, per parallelism and per {@code table.exec.async-lookup.buffer-capacity} (the most
+ * keys in flight per subtask; {@code --buffer-capacity 100,1000,2000}: Flink's default and the
+ * values docs/flink.md recommends); a {@code datagen → blackhole} job of the same probe rows first,
  * the ceiling of the generator. strom-bench compares the join's rows/s with the node's own
  * batched lookup rate on the same table.
  *
  * <pre>
  * java --add-opens=java.base/java.nio=ALL-UNNAMED -Dstrom.jni.library=.../libstrom_jni.so -cp ... \
  *   io.strom.flink.bench.LookupJoinBench --endpoint grpc://127.0.0.1:9123 --database bench \
- *   --table pk_users_1m --keys 1000000 --probe-rows 2000000 --parallelism 1,2
+ *   --table pk_users_1m --keys 1000000 --probe-rows 2000000 --parallelism 1,2 --buffer-capacity 100,1000
  * </pre>
  */
 public final class LookupJoinBench {
@@ -35,35 +37,50 @@ public final class LookupJoinBench {
     long probeRows = Long.parseLong(args.getOrDefault("probe-rows", "2000000"));
     double missRatio = Double.parseDouble(args.getOrDefault("miss-ratio", "0.1"));
     List<Integer> parallelisms = Arrays.stream(args.getOrDefault("parallelism", "1,2").split(",")).map(Integer::valueOf).toList();
+    List<Integer> capacities = Arrays.stream(args.getOrDefault("buffer-capacity", "100").split(",")).map(Integer::valueOf).toList();
     int most = parallelisms.stream().max(Integer::compare).orElse(1);
     long idRange = Math.round(keys / (1 - missRatio));
 
     try (BenchCluster flink = BenchCluster.start(2 * most, most, args.get("endpoint"), args.get("database"))) {
       for (int parallelism : parallelisms) {
         TableEnvironment tEnv = flink.tableEnvironment(true, parallelism, Map.of());
-        tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.probe (id BIGINT, proc_time AS PROCTIME())"
-            + " WITH ('connector' = 'datagen', 'rows-per-second' = '1000000000', 'number-of-rows' = '" + probeRows + "',"
-            + " 'fields.id.kind' = 'random', 'fields.id.min' = '0', 'fields.id.max' = '" + (idRange - 1) + "')");
-        tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.probe_sink (id BIGINT)"
-            + " WITH ('connector' = 'blackhole')");
-        tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.joined_sink"
-            + " (id BIGINT, name STRING, city STRING, balance DOUBLE) WITH ('connector' = 'blackhole')");
+        createTables(tEnv, probeRows, idRange);
         String probe = "default_catalog.default_database.probe";
-        String join = "INSERT INTO default_catalog.default_database.joined_sink"
-            + " SELECT p.id, u.name, u.city, u.balance FROM " + probe + " %s AS p"
-            + " JOIN " + table + " FOR SYSTEM_TIME AS OF p.proc_time AS u ON p.id = u.id";
         if (parallelism == parallelisms.get(0)) {
           // Unmeasured: class loading, JIT, the native library's first calls, the node's caches.
-          run(tEnv, "warmup", parallelism, String.format(join, "/*+ OPTIONS('number-of-rows' = '200000') */"), 200_000);
+          run(tEnv, "warmup", parallelism, 0, String.format(join(table), "/*+ OPTIONS('number-of-rows' = '200000') */"), 200_000);
         }
-        run(tEnv, "datagen-to-blackhole", parallelism,
+        run(tEnv, "datagen-to-blackhole", parallelism, 0,
             "INSERT INTO default_catalog.default_database.probe_sink SELECT id FROM " + probe, probeRows);
-        run(tEnv, "lookup-join", parallelism, String.format(join, ""), probeRows);
+        for (int capacity : capacities) {
+          TableEnvironment joinEnv = flink.tableEnvironment(true, parallelism,
+              Map.of("table.exec.async-lookup.buffer-capacity", String.valueOf(capacity)));
+          createTables(joinEnv, probeRows, idRange);
+          run(joinEnv, "lookup-join", parallelism, capacity, String.format(join(table), ""), probeRows);
+        }
       }
     }
   }
 
-  private static void run(TableEnvironment tEnv, String op, int parallelism, String sql, long rows) throws Exception {
+  private static void createTables(TableEnvironment tEnv, long probeRows, long idRange) {
+    tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.probe (id BIGINT, proc_time AS PROCTIME())"
+        + " WITH ('connector' = 'datagen', 'rows-per-second' = '1000000000', 'number-of-rows' = '" + probeRows + "',"
+        + " 'fields.id.kind' = 'random', 'fields.id.min' = '0', 'fields.id.max' = '" + (idRange - 1) + "')");
+    tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.probe_sink (id BIGINT)"
+        + " WITH ('connector' = 'blackhole')");
+    tEnv.executeSql("CREATE TEMPORARY TABLE default_catalog.default_database.joined_sink"
+        + " (id BIGINT, name STRING, city STRING, balance DOUBLE) WITH ('connector' = 'blackhole')");
+  }
+
+  /** The join job's SQL; {@code %s} takes the probe's hints. */
+  private static String join(String table) {
+    return "INSERT INTO default_catalog.default_database.joined_sink"
+        + " SELECT p.id, u.name, u.city, u.balance FROM default_catalog.default_database.probe %s AS p"
+        + " JOIN " + table + " FOR SYSTEM_TIME AS OF p.proc_time AS u ON p.id = u.id";
+  }
+
+  /** Runs one job to its end and prints its line ({@code capacity} 0: not a lookup join). */
+  private static void run(TableEnvironment tEnv, String op, int parallelism, int capacity, String sql, long rows) throws Exception {
     long requestsBefore = LookupCounters.requests();
     long keysBefore = LookupCounters.keys();
     long start = System.nanoTime();
@@ -75,6 +92,9 @@ public final class LookupJoinBench {
     Map<String, Object> line = new LinkedHashMap<>();
     line.put("op", op);
     line.put("parallelism", parallelism);
+    if (capacity > 0) {
+      line.put("buffer_capacity", capacity);
+    }
     line.put("rows", rows);
     line.put("wall_seconds", wall);
     line.put("net_seconds", done.getNetRuntime() / 1e3);
