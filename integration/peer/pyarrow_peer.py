@@ -86,11 +86,8 @@ class _Table:
 
 
 class PyarrowPeer(flight.FlightServerBase):
-    def __init__(self, location: str = "grpc://127.0.0.1:0", ipc_compression: str | None = None, **kwargs):
+    def __init__(self, location: str = "grpc://127.0.0.1:0", **kwargs):
         super().__init__(location, **kwargs)
-        # DoGet sends IPC compressed with this codec ("zstd", "lz4"), compressing each batch as
-        # it is sent, like a server that stores compressed data; None: uncompressed.
-        self._ipc_options = pa.ipc.IpcWriteOptions(compression=ipc_compression) if ipc_compression else None
         self._lock = threading.Lock()
         self._databases: set[str] = set()
         self._tables: dict[tuple[str, str], _Table] = {}
@@ -337,8 +334,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="In-memory pyarrow Flight peer for the Strom benchmarks")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--ipc-compression", choices=["zstd", "lz4"], default=None,
-                        help="compress the IPC that DoGet sends (default: uncompressed)")
     args = parser.parse_args(argv)
 
     # Block the stop signals before gRPC starts its threads (they inherit the mask), then
@@ -346,7 +341,7 @@ def main(argv=None) -> int:
     # mid-request, and shutdown runs outside any signal handler.
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    server = PyarrowPeer(f"grpc://{args.host}:{args.port}", ipc_compression=args.ipc_compression)
+    server = PyarrowPeer(f"grpc://{args.host}:{args.port}")
     print(f"peer: listening on grpc://{args.host}:{server.port}", flush=True)
     signum = signal.sigwait(stop_signals)
     print(f"peer: got signal {signum}, shutting down", file=sys.stderr, flush=True)
