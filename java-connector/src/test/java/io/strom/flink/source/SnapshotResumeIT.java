@@ -68,18 +68,7 @@ class SnapshotResumeIT {
   @Test
   void givenASnapshotStoppedMidwayWhenTheTableChangesAndTheReadResumesShouldDeliverEveryKeyOnce() throws Exception {
     String table = "resumed";
-    STROM.strom().createTable(
-        TableSpec.of(DB, table)
-            .column("id", "BIGINT", false)
-            .column("day", "DATE", false)
-            .column("name", "STRING")
-            .primaryKey("id", "day")
-            .bucketNum(1));
-    List<Long> ids = new ArrayList<>();
-    for (long id = 0; id < 3000; id++) {
-      ids.add(id);
-    }
-    upsert(table, ids);
+    List<Long> ids = createTable(table, 3000);
     SourcePlan plan = plan(table);
 
     // 1. The first snapshot read stops after 1000 rows, in the middle of a batch.
@@ -136,18 +125,7 @@ class SnapshotResumeIT {
   @Test
   void givenNoChangeSinceTheCheckpointWhenTheReadResumesShouldContinueWithTheNextKey() throws Exception {
     String table = "unchanged";
-    STROM.strom().createTable(
-        TableSpec.of(DB, table)
-            .column("id", "BIGINT", false)
-            .column("day", "DATE", false)
-            .column("name", "STRING")
-            .primaryKey("id", "day")
-            .bucketNum(1));
-    List<Long> ids = new ArrayList<>();
-    for (long id = 0; id < 500; id++) {
-      ids.add(id);
-    }
-    upsert(table, ids);
+    createTable(table, 500);
     SourcePlan plan = plan(table);
     Reading first = new Reading(plan, StromSourceSplit.snapshot(null, 0, false));
     first.emitWhile(r -> r.snapshotRows < 123);
@@ -158,6 +136,23 @@ class SnapshotResumeIT {
     assertEquals(0, second.catchUpRows, "nothing changed: no catch-up");
     assertEquals(500 - 123, second.snapshotRows, "the rest of the snapshot, each key once");
     second.checkpointAndClose();
+  }
+
+  /** A one-bucket table keyed by (id BIGINT, day DATE) holding ids 0 .. rows - 1; returns them. */
+  private List<Long> createTable(String table, int rows) {
+    STROM.strom().createTable(
+        TableSpec.of(DB, table)
+            .column("id", "BIGINT", false)
+            .column("day", "DATE", false)
+            .column("name", "STRING")
+            .primaryKey("id", "day")
+            .bucketNum(1));
+    List<Long> ids = new ArrayList<>();
+    for (long id = 0; id < rows; id++) {
+      ids.add(id);
+    }
+    upsert(table, ids);
+    return ids;
   }
 
   private static SourcePlan plan(String table) {
