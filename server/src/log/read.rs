@@ -162,8 +162,12 @@ impl From<Vec<u8>> for MessageBody {
     }
 }
 
-/// Zeros for the alignment padding between projected columns (at most 7 bytes each).
-static PADDING: [u8; 8] = [0; 8];
+/// `len` zero bytes of alignment padding between projected columns: `ipc::project` aligns each
+/// column to 8 bytes, so `len` is below 8.
+fn padding(len: usize) -> Bytes {
+    static ZEROS: [u8; 8] = [0; 8];
+    Bytes::from_static(&ZEROS[..len])
+}
 
 /// What one read step returned.
 pub struct ReadOutcome {
@@ -306,12 +310,6 @@ fn projected_batch(segment: &Segment, e: &IndexEntry, prelude: &Prelude, bucket:
     let stored = segment.bytes_at(e.position + prelude.header.body_start() as u64, prelude.header.body_len as usize)?;
     let mut parts = Vec::with_capacity(projected.copies.len() * 2 + 2);
     let mut len = 0usize;
-    let pad_to = |parts: &mut Vec<Bytes>, len: &mut usize, dest: usize| {
-        // Alignment padding between columns: at most 7 bytes.
-        let pad = dest - *len;
-        parts.push(if pad <= PADDING.len() { Bytes::from_static(&PADDING[..pad]) } else { Bytes::from(vec![0u8; pad]) });
-        *len = dest;
-    };
     for &(col, (start, end), dest) in &projected.copies {
         let bytes = stored.slice(start..end);
         let computed = crc32c::crc32c(&bytes);
@@ -319,11 +317,11 @@ fn projected_batch(segment: &Segment, e: &IndexEntry, prelude: &Prelude, bucket:
             let location = format!("{} column {:?}", segment.location(), projection.stored_schema.field(col).name());
             return Err(Error::CrcMismatch { location, stored: prelude.column_crcs[col], computed });
         }
-        pad_to(&mut parts, &mut len, dest);
-        len += bytes.len();
+        parts.push(padding(dest - len));
+        len = dest + bytes.len();
         parts.push(bytes);
     }
-    pad_to(&mut parts, &mut len, projected.tail_offset);
+    parts.push(padding(projected.tail_offset - len));
     parts.push(Bytes::from(projected.tail));
     let body = MessageBody::from_parts(parts);
     debug_assert_eq!(body.len(), projected.body_len, "the projected body has the length its header declares");

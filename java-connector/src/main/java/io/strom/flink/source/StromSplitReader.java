@@ -129,11 +129,8 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
    * split state records the last key emitted.
    */
   private ScanRequest snapshotRequest(StromSourceSplit split) {
-    ScanRequest request = ScanRequest.snapshot(plan.address().database(), plan.address().table());
-    request.buckets(split.bucket()).columns(plan.snapshotColumns());
-    if (split.partition() != null) {
-      request.partition(split.partition());
-    }
+    ScanRequest request =
+        ofBucket(ScanRequest.snapshot(plan.address().database(), plan.address().table()), split, plan.snapshotColumns());
     if (split.resumeKey() != null) {
       request.afterKey(split.resumeKey());
     }
@@ -145,20 +142,24 @@ final class StromSplitReader implements SplitReader<StromRecord, StromSourceSpli
 
   /** The changes of the keys up to the split's resume key, from its offset to {@code to}. */
   private ScanRequest catchUpRequest(StromSourceSplit split, long to) {
-    ScanRequest request = ScanRequest.log(plan.address().database(), plan.address().table());
-    request.buckets(split.bucket()).columns(plan.requestedColumns());
+    return ofBucket(ScanRequest.log(plan.address().database(), plan.address().table()), split, plan.requestedColumns())
+        .from(OffsetSpec.offset(split.nextOffset()))
+        .to(OffsetSpec.offset(to))
+        .keysUpto(split.resumeKey());
+  }
+
+  /** {@code request} narrowed to the split's bucket (and partition), reading {@code columns}. */
+  private static ScanRequest ofBucket(ScanRequest request, StromSourceSplit split, List<String> columns) {
+    request.buckets(split.bucket()).columns(columns);
     if (split.partition() != null) {
       request.partition(split.partition());
     }
-    return request.from(OffsetSpec.offset(split.nextOffset())).to(OffsetSpec.offset(to)).keysUpto(split.resumeKey());
+    return request;
   }
 
   private ScanRequest logRequest(StromSourceSplit split, long from) {
-    ScanRequest request = ScanRequest.log(plan.address().database(), plan.address().table());
-    request.buckets(split.bucket()).columns(plan.requestedColumns());
-    if (split.partition() != null) {
-      request.partition(split.partition());
-    }
+    ScanRequest request =
+        ofBucket(ScanRequest.log(plan.address().database(), plan.address().table()), split, plan.requestedColumns());
     request.from(from == StromSourceSplit.EARLIEST ? OffsetSpec.earliest() : OffsetSpec.offset(from));
     if (split.stoppingOffset() != StromSourceSplit.UNBOUNDED) {
       request.to(OffsetSpec.offset(split.stoppingOffset()));
