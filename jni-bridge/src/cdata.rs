@@ -54,6 +54,25 @@ pub unsafe fn import_batch(array_address: jlong, schema_address: jlong) -> Bridg
     Ok(RecordBatch::from(struct_array))
 }
 
+/// Takes the batch Java exported at `array_address` without a schema struct: the batch is a
+/// struct array of `data_type` (the fields of a schema imported before). Ownership as
+/// [`import_batch`].
+///
+/// # Safety
+/// As [`import_batch`], for the array struct.
+pub unsafe fn import_batch_of_type(array_address: jlong, data_type: &arrow::datatypes::DataType) -> BridgeResult<RecordBatch> {
+    if array_address == 0 {
+        return Err(BridgeError::Argument("the ArrowArray address is 0".into()));
+    }
+    let array = unsafe { FFI_ArrowArray::from_raw(array_address as *mut FFI_ArrowArray) };
+    let data = unsafe { arrow::ffi::from_ffi_and_data_type(array, data_type.clone())? };
+    let struct_array = StructArray::from(data);
+    if struct_array.null_count() > 0 {
+        return Err(BridgeError::Argument("a batch cannot have null rows at the top level".into()));
+    }
+    Ok(RecordBatch::from(struct_array))
+}
+
 /// Exports `batch` into the Java-allocated structs at the two addresses.
 ///
 /// Ownership: Rust is the producer. Both structs get a `release` callback of arrow-rs that
@@ -75,6 +94,27 @@ pub unsafe fn export_batch(batch: RecordBatch, array_address: jlong, schema_addr
         std::ptr::write(schema_address as *mut FFI_ArrowSchema, schema);
     }
     Ok(())
+}
+
+/// Exports `batch` as [`export_batch`] does, its schema only when `schema_address` is given
+/// (the receiver already holds it otherwise: a scan's batches mostly share one schema).
+///
+/// Ownership: as [`export_batch`]; without a schema address only the array is written.
+///
+/// # Safety
+/// As [`export_batch`].
+pub unsafe fn export_batch_array(batch: RecordBatch, array_address: jlong, schema_address: Option<jlong>) -> BridgeResult<()> {
+    match schema_address {
+        Some(schema_address) => unsafe { export_batch(batch, array_address, schema_address) },
+        None => {
+            if array_address == 0 {
+                return Err(BridgeError::Argument("the ArrowArray address is 0".into()));
+            }
+            let array = FFI_ArrowArray::new(&StructArray::from(batch).into_data());
+            unsafe { std::ptr::write(array_address as *mut FFI_ArrowArray, array) };
+            Ok(())
+        }
+    }
 }
 
 /// Exports only a schema (e.g. a table's schema for Java to build vectors from).

@@ -14,3 +14,4 @@ pub mod handles;
 pub mod natives;
 pub mod scanner;
 pub mod shared;
+pub mod writer;

@@ -15,19 +15,20 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use jni::objects::{JClass, JObject, JString};
-use jni::sys::{jboolean, jlong, jstring};
+use jni::sys::{jboolean, jint, jlong, jstring};
 use jni::{Env, EnvUnowned};
 use serde::Deserialize;
 use serde_json::Value;
-use strom_flight_api::blocking::{self, Lookuper, Writer};
+use strom_flight_api::blocking::{self, Lookuper};
 use strom_flight_api::{CountKind, CountRequest, LogScan, LookupOptions, SnapshotScan, WriteKind, WriterOptions};
 
-use crate::cdata::{export_batch, export_schema, import_batch};
+use crate::cdata::{export_batch, export_batch_array, export_schema, import_batch};
 use crate::completion::JavaCompletion;
 use crate::errors::{BridgeError, BridgeResult, ThrowStromException};
 use crate::handles::{HandleKind, Registry};
 use crate::scanner::{block_on, log_batch, snapshot_batch, Polled, PollingScanner};
 use crate::shared::SharedClients;
+use crate::writer::JniWriter;
 
 static CONNECTIONS: LazyLock<Registry<Connection>> = LazyLock::new(|| Registry::new(HandleKind::Connection));
 static SHARED_CLIENTS: LazyLock<SharedClients<blocking::StromClient>> = LazyLock::new(SharedClients::new);
@@ -54,7 +55,7 @@ impl Drop for Connection {
         drop(SHARED_CLIENTS.release(&self.endpoint));
     }
 }
-static WRITERS: LazyLock<Registry<Writer>> = LazyLock::new(|| Registry::new(HandleKind::Writer));
+static WRITERS: LazyLock<Registry<JniWriter>> = LazyLock::new(|| Registry::new(HandleKind::Writer));
 static SCANNERS: LazyLock<Registry<PollingScanner>> = LazyLock::new(|| Registry::new(HandleKind::Scanner));
 static LOOKUPERS: LazyLock<Registry<Lookuper>> = LazyLock::new(|| Registry::new(HandleKind::Lookuper));
 
@@ -257,13 +258,14 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_openWrite
             options.max_in_flight = max_in_flight.max(1);
         }
         let writer = client.table_writer(&database, &table, spec.kind.unwrap_or(WriteKind::Append), spec.target_columns, options);
-        Ok(WRITERS.insert(writer))
+        Ok(WRITERS.insert(JniWriter::new(writer)))
     })
     .resolve::<ThrowStromException>()
 }
 
 /// Writes one batch and blocks until it is durable; returns the ack JSON
-/// (`{"rows", "buckets": [{"bucket", "partition"?, "base_offset", "count"}], ...}`).
+/// (`{"rows", "buckets": [{"bucket", "partition"?, "base_offset", "count"}], ...}`). The schema
+/// struct is 0 when the batch has the schema Java sent before under `schema_id` ([`JniWriter`]).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_write<'local>(
     mut env: EnvUnowned<'local>,
@@ -271,11 +273,12 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_write<'lo
     writer: jlong,
     array_address: jlong,
     schema_address: jlong,
+    schema_id: jint,
 ) -> jstring {
     env.with_env(|env| -> BridgeResult<jstring> {
         let writer = WRITERS.get(writer)?;
-        let batch = unsafe { import_batch(array_address, schema_address)? };
-        let ack = writer.write(batch)?;
+        let batch = unsafe { writer.import(array_address, schema_address, schema_id)? };
+        let ack = writer.writer.write(batch)?;
         java_string(env, &serde_json::to_string(&ack)?)
     })
     .resolve::<ThrowStromException>()
@@ -290,13 +293,14 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_writeAsyn
     writer: jlong,
     array_address: jlong,
     schema_address: jlong,
+    schema_id: jint,
     completion: JObject<'local>,
 ) {
     env.with_env(|env| -> BridgeResult<()> {
         let completion = JavaCompletion::new(env, &completion)?;
         let writer = WRITERS.get(writer)?;
-        let batch = unsafe { import_batch(array_address, schema_address)? };
-        let ack = writer.write_unconfirmed(batch)?;
+        let batch = unsafe { writer.import(array_address, schema_address, schema_id)? };
+        let ack = writer.writer.write_unconfirmed(batch)?;
         ack.on_complete(move |result| match result.map_err(BridgeError::from).and_then(|ack| Ok(serde_json::to_string(&ack)?)) {
             Ok(json) => completion.succeed(Some(json)),
             Err(e) => completion.fail(&e),
@@ -312,7 +316,7 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_flush<'lo
     _class: JClass<'local>,
     writer: jlong,
 ) {
-    env.with_env(|_| -> BridgeResult<()> { Ok(WRITERS.get(writer)?.flush()?) }).resolve::<ThrowStromException>()
+    env.with_env(|_| -> BridgeResult<()> { Ok(WRITERS.get(writer)?.writer.flush()?) }).resolve::<ThrowStromException>()
 }
 
 /// Flushes and ends the writer's stream; a second close is a no-op.
@@ -324,7 +328,7 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_closeWrit
 ) {
     env.with_env(|_| -> BridgeResult<()> {
         match WRITERS.remove(writer)? {
-            Some(writer) => Ok(writer.close()?),
+            Some(writer) => Ok(writer.writer.close()?),
             None => Ok(()),
         }
     })
@@ -375,6 +379,7 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_poll<'loc
     timeout_millis: jlong,
     array_address: jlong,
     schema_address: jlong,
+    java_has_schema: jboolean,
 ) -> jstring {
     env.with_env(|env| -> BridgeResult<jstring> {
         let scanner = SCANNERS.get(scanner)?;
@@ -382,7 +387,14 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_poll<'loc
             Polled::Nothing => Ok(std::ptr::null_mut()),
             Polled::End => java_string(env, END_OF_SCAN),
             Polled::Batch(polled) => {
-                unsafe { export_batch(polled.batch, array_address, schema_address)? };
+                // The schema struct is filled only when Java's copy is missing or stale; Java
+                // tells the two cases apart by the struct's `release` (set or null).
+                let schema = polled.batch.schema();
+                let with_schema = scanner.needs_schema(&schema, java_has_schema);
+                unsafe { export_batch_array(polled.batch, array_address, with_schema.then_some(schema_address))? };
+                if with_schema {
+                    scanner.exported(schema);
+                }
                 java_string(env, &polled.metadata_json)
             }
         }

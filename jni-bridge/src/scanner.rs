@@ -48,6 +48,10 @@ pub struct PollingScanner {
     runtime: Handle,
     /// Keeps the facade's runtime (and connection) alive while the scan runs.
     _client: Option<blocking::StromClient>,
+    /// The schema last exported to Java with a batch. Java keeps the schema it imported and
+    /// builds every later batch's vectors from it, so a batch of the same schema crosses
+    /// without one: importing 43 fields cost Java more than importing the batch's buffers.
+    exported_schema: std::sync::Mutex<Option<arrow::datatypes::SchemaRef>>,
 }
 
 impl PollingScanner {
@@ -82,7 +86,14 @@ impl PollingScanner {
                 let _ = sender.send(Err(ClientError::TaskFailed("the scan's reading task panicked".into()))).await;
             }
         });
-        PollingScanner { receiver: Mutex::new(receiver), wakeup: Notify::new(), pump, runtime, _client: client }
+        PollingScanner {
+            receiver: Mutex::new(receiver),
+            wakeup: Notify::new(),
+            pump,
+            runtime,
+            _client: client,
+            exported_schema: std::sync::Mutex::new(None),
+        }
     }
 
     /// Waits up to `timeout` for the next batch. Returns `Nothing` early when [`wakeup`] is
@@ -107,6 +118,20 @@ impl PollingScanner {
             }
         })?;
         Ok(polled?)
+    }
+
+    /// Whether a batch of `schema` must cross with its schema: Java holds none
+    /// (`java_has_schema` false: the first batch, or Java failed to import the last one) or
+    /// it differs from the one exported last (a column added while the scan runs). Call
+    /// [`exported`](Self::exported) once the schema did cross.
+    pub fn needs_schema(&self, schema: &arrow::datatypes::SchemaRef, java_has_schema: bool) -> bool {
+        let last = self.exported_schema.lock().unwrap_or_else(|e| e.into_inner());
+        !java_has_schema || !last.as_ref().is_some_and(|l| std::sync::Arc::ptr_eq(l, schema) || l == schema)
+    }
+
+    /// Records that `schema` was exported to Java with a batch.
+    pub fn exported(&self, schema: arrow::datatypes::SchemaRef) {
+        *self.exported_schema.lock().unwrap_or_else(|e| e.into_inner()) = Some(schema);
     }
 
     /// Makes the current (or next) `poll` return `Nothing` at once.
@@ -163,6 +188,28 @@ mod tests {
 
     fn identity(polled: PolledBatch) -> ClientResult<PolledBatch> {
         Ok(polled)
+    }
+
+    #[test]
+    fn given_exported_schema_when_next_batch_shares_it_should_cross_without_schema() {
+        let rt = runtime();
+        let scanner = PollingScanner::start(rt.handle().clone(), None, futures::stream::iter(vec![Ok(batch(1))]), 1, identity);
+        let first = batch(1).batch.schema();
+        assert!(scanner.needs_schema(&first, false), "nothing exported yet");
+        scanner.exported(first.clone());
+        assert!(!scanner.needs_schema(&first, true), "the same Arc");
+        assert!(!scanner.needs_schema(&batch(2).batch.schema(), true), "an equal schema");
+        assert!(scanner.needs_schema(&first, false), "Java lost its copy (a failed import)");
+        let widened = RecordBatch::try_from_iter([
+            ("v", Arc::new(Int32Array::from(vec![1])) as _),
+            ("added", Arc::new(Int32Array::from(vec![2])) as _),
+        ])
+        .unwrap()
+        .schema();
+        assert!(scanner.needs_schema(&widened, true), "a column was added");
+        scanner.exported(widened.clone());
+        assert!(!scanner.needs_schema(&widened, true));
+        assert!(scanner.needs_schema(&first, true), "back to the narrower schema");
     }
 
     #[test]

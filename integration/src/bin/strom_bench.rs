@@ -460,6 +460,15 @@ async fn run(mut args: Args) -> Res<()> {
         stats::fmt_us(storage["write_4k_fdatasync_p50_us"].as_u64().unwrap_or(0)),
         stats::fmt_us(storage["write_4k_fdatasync_p99_us"].as_u64().unwrap_or(0))
     );
+    if let Some(reporting) = procs::free_page_reporting() {
+        if reporting["active"].as_bool() == Some(true) {
+            println!(
+                "memory: free page reporting is on (order {}): freed memory goes back to the host and costs a fault when touched again, \
+                 which moves append and bridge-write figures between runs (docs/benchmarks.md; off: echo 11 > /sys/module/page_reporting/parameters/page_reporting_order)",
+                reporting["order"]
+            );
+        }
+    }
     let mut servers: Vec<Server> = Vec::new();
     let mut kv_cache_bytes = args.kv_cache_bytes;
     if want("strom") && (log_scenarios || pk_parts.any_flight()) {

@@ -319,7 +319,7 @@ async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: 
     let mut out = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value = serde_json::from_str(line)?;
-        if v["op"] == "write-calls" {
+        if v["op"] == "write-calls" || v["op"] == "warm-up" {
             // Diagnostics of the Java half, printed as they are.
             eprintln!("  bridge java: {line}");
             continue;

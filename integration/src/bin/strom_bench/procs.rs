@@ -243,7 +243,21 @@ pub fn machine() -> serde_json::Value {
     serde_json::json!({
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": cpu, "mem_total": mem, "kernel": kernel, "loadavg_at_start": load,
+        "free_page_reporting": free_page_reporting(),
     })
+}
+
+/// The guest kernel's free page reporting (virtio-balloon): when on, free blocks of
+/// 2^order pages go back to the host, and the next touch of such a page costs a host fault
+/// (~1 s per GB here). Which process pays depends on who freed and who allocates next: in the
+/// bridge bench the node's page-cache writes paid it during the Java side's writes in some
+/// runs (node CPU per M rows 1.3-1.4 s instead of 0.7-0.8 s). `None` when the kernel has no
+/// such module; the order is 11 (beyond the largest block) when it was turned off.
+pub fn free_page_reporting() -> Option<serde_json::Value> {
+    let dir = std::path::Path::new("/sys/module/page_reporting/parameters");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let order = read("page_reporting_order")?;
+    Some(serde_json::json!({ "order": order, "active": order <= 10, "min_free_ms": read("min_free_ms") }))
 }
 
 /// What the machine's storage path gives, for reading the append figures: buffered writes of a

@@ -7,6 +7,7 @@ import io.strom.flink.client.internal.NativeResource;
 import io.strom.flink.client.internal.StromNative;
 import java.time.Duration;
 import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
  * A running scan that is polled, the way a Flink {@code SplitReader} fetches: {@link #poll}
@@ -20,6 +21,8 @@ import org.apache.arrow.vector.VectorSchemaRoot;
 public final class StromScanner extends NativeResource {
   private final StromConnection connection;
   private volatile boolean finished;
+  /** The schema of the batches, imported with the first one (and again if it changes). */
+  private Schema schema;
 
   StromScanner(long handle, StromConnection connection) {
     super(handle, StromNative::closeScanner);
@@ -37,30 +40,36 @@ public final class StromScanner extends NativeResource {
     if (finished) {
       return null;
     }
-    JsonNode[] metadata = new JsonNode[1];
-    VectorSchemaRoot root;
-    try {
-      root =
-          CData.importFrom(
-              connection.allocator(),
-              (array, schema) -> {
-                String json = StromNative.poll(handle(), timeout.toMillis(), array, schema);
-                if (json == null) {
-                  return false;
-                }
-                metadata[0] = Json.parse(json);
-                // The end marker leaves the structs empty.
-                return !metadata[0].path("end").asBoolean();
-              });
+    JsonNode metadata = null;
+    VectorSchemaRoot root = null;
+    try (CData.Incoming incoming = new CData.Incoming(connection.allocator())) {
+      String json =
+          StromNative.poll(
+              handle(), timeout.toMillis(), incoming.arrayAddress(), incoming.schemaAddress(), schema != null);
+      if (json != null) {
+        metadata = Json.parse(json);
+        // The end marker leaves the structs empty.
+        if (!metadata.path("end").asBoolean()) {
+          if (incoming.hasSchema()) {
+            // First batch, or the table's schema changed: until this import succeeded Rust
+            // must send the schema again, so forget the old one first.
+            schema = null;
+            schema = incoming.importSchema();
+          } else if (schema == null) {
+            throw new IllegalStateException("the native scanner sent a batch without its schema");
+          }
+          root = incoming.importRoot(schema);
+        }
+      }
     } catch (StromException e) {
       finished = true;
       throw e;
     }
     if (root == null) {
-      finished = metadata[0] != null;
+      finished = metadata != null;
       return null;
     }
-    return ScanBatch.of(root, metadata[0]);
+    return ScanBatch.of(root, metadata);
   }
 
   /** Whether a bounded scan has delivered everything (or failed). */

@@ -21,6 +21,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.arrow.vector.BigIntVector;
 import org.apache.arrow.vector.BitVector;
+import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.Float8Vector;
 import org.apache.arrow.vector.IntVector;
 import org.apache.arrow.vector.VarCharVector;
@@ -226,6 +227,54 @@ class ClientIT {
     // Projection: only the asked columns come back.
     List<String> projected = scanAll(ScanRequest.log(DB, table).columns(List.of("id", "paid")));
     assertEquals("7|false", projected.get(6));
+  }
+
+  @Test
+  void batchesCrossWithoutTheirSchemaOnlyWhenItIsTheOneTheWriterKeeps() throws Exception {
+    // A batch crosses without its schema when it equals the one sent before (Rust keeps it by
+    // id). Two threads share a writer, every batch a root of its own (equal schemas, new
+    // objects); then a batch of another column order must cross with its own schema and be
+    // refused, never be read with the kept one.
+    String table = newLogTable();
+    int threads = 2;
+    int batchesPerThread = 40;
+    int rowsPerBatch = 5;
+    try (StromWriter writer = connection.appendWriter(DB, table)) {
+      List<CompletableFuture<Void>> done = new ArrayList<>();
+      for (int t = 0; t < threads; t++) {
+        int thread = t;
+        done.add(
+            CompletableFuture.runAsync(
+                () -> {
+                  for (int b = 0; b < batchesPerThread; b++) {
+                    long first = 1 + ((long) thread * batchesPerThread + b) * rowsPerBatch;
+                    try (VectorSchemaRoot batch = orders(first, rowsPerBatch)) {
+                      if (b % 3 == 0) {
+                        writer.write(batch);
+                      } else {
+                        writer.writeAsync(batch);
+                      }
+                    }
+                  }
+                }));
+      }
+      CompletableFuture.allOf(done.toArray(new CompletableFuture[0])).get(120, TimeUnit.SECONDS);
+      writer.flush();
+      try (VectorSchemaRoot batch = orders(100_000, rowsPerBatch)) {
+        List<FieldVector> columns = new ArrayList<>(batch.getFieldVectors());
+        java.util.Collections.reverse(columns);
+        // Shares the vectors; closing `batch` frees them.
+        VectorSchemaRoot reversed = new VectorSchemaRoot(columns);
+        StromInvalidArgumentException refused =
+            assertThrows(StromInvalidArgumentException.class, () -> writer.write(reversed));
+        assertTrue(refused.getMessage().contains("\"paid\""), refused.getMessage());
+      }
+    }
+    List<String> expected = new ArrayList<>();
+    for (long key = 1; key <= (long) threads * batchesPerThread * rowsPerBatch; key++) {
+      expected.add(expectedRow(key));
+    }
+    assertEquals(expected, scanAll(ScanRequest.log(DB, table)));
   }
 
   @Test

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.strom.flink.client.internal.CData;
 import io.strom.flink.client.internal.StromNative;
 import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
@@ -33,6 +34,7 @@ import org.apache.arrow.vector.complex.impl.UnionListWriter;
 import org.apache.arrow.vector.types.pojo.ArrowType;
 import org.apache.arrow.vector.types.pojo.Field;
 import org.apache.arrow.vector.types.pojo.FieldType;
+import org.apache.arrow.vector.types.pojo.Schema;
 import org.apache.arrow.vector.util.Text;
 import org.junit.jupiter.api.Test;
 
@@ -64,6 +66,56 @@ class NativeBridgeTest {
       // exported. The RootAllocator's close would also fail on a leak.
       assertEquals(0, allocator.getAllocatedMemory());
     }
+  }
+
+  @Test
+  void everyTypeImportsColumnByColumnIntoAHeldSchemaAndIsReleased() {
+    // The scanner's path: the schema crosses with the first batch only, later batches are
+    // imported column by column into vectors of the schema held from then.
+    try (BufferAllocator allocator = new RootAllocator();
+        VectorSchemaRoot in = sample(allocator)) {
+      Schema held;
+      try (CData.Incoming first = roundTripInto(allocator, in)) {
+        assertTrue(first.hasSchema());
+        held = first.importSchema();
+      }
+      assertEquals(in.getSchema(), held);
+      for (int batch = 0; batch < 3; batch++) {
+        try (CData.Incoming next = roundTripInto(allocator, in);
+            VectorSchemaRoot out = next.importRoot(held)) {
+          assertTrue(in.equals(out), () -> "differs: " + out.contentToTSVString());
+          assertEquals(ROWS, out.getRowCount());
+          assertEquals(
+              in.getVector("big").getDataBuffer().memoryAddress(),
+              out.getVector("big").getDataBuffer().memoryAddress(),
+              "column data was copied");
+        }
+      }
+      try (CData.Incoming narrower = roundTripInto(allocator, in)) {
+        Schema fewer = new Schema(held.getFields().subList(0, 2));
+        IllegalStateException e =
+            assertThrows(IllegalStateException.class, () -> narrower.importRoot(fewer));
+        assertTrue(e.getMessage().contains("does not fit its schema"), e.getMessage());
+      }
+      in.close();
+      // The batch's exported columns and the parent struct were all released, also after
+      // the refused import.
+      assertEquals(0, allocator.getAllocatedMemory());
+    }
+  }
+
+  /** {@code in} exported to Rust and back into fresh structs (the schema filled too). */
+  private static CData.Incoming roundTripInto(BufferAllocator allocator, VectorSchemaRoot in) {
+    CData.Incoming incoming = new CData.Incoming(allocator);
+    CData.exportTo(
+        allocator,
+        in,
+        (array, schema) -> {
+          StromNative.roundTripForTesting(
+              array, schema, incoming.arrayAddress(), incoming.schemaAddress());
+          return null;
+        });
+    return incoming;
   }
 
   @Test

@@ -4,7 +4,9 @@ import org.apache.arrow.c.ArrowArray;
 import org.apache.arrow.c.ArrowSchema;
 import org.apache.arrow.c.Data;
 import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.util.MemoryUtil;
 import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
  * Moving batches through the Arrow C Data Interface. Java allocates both C structs in either
@@ -27,15 +29,26 @@ public final class CData {
   /** Exports {@code root} and hands the two struct addresses to {@code nativeCall}. */
   public static <T> T exportTo(
       BufferAllocator allocator, VectorSchemaRoot root, NativeCall<T> nativeCall) {
+    return exportTo(allocator, root, true, nativeCall);
+  }
+
+  /**
+   * Exports {@code root}, its schema only if {@code withSchema} (else the schema address is
+   * 0: the receiver knows the schema), and hands the struct addresses to {@code nativeCall}.
+   */
+  public static <T> T exportTo(
+      BufferAllocator allocator, VectorSchemaRoot root, boolean withSchema, NativeCall<T> nativeCall) {
     try (ArrowArray array = ArrowArray.allocateNew(allocator);
-        ArrowSchema schema = ArrowSchema.allocateNew(allocator)) {
+        ArrowSchema schema = withSchema ? ArrowSchema.allocateNew(allocator) : null) {
       Data.exportVectorSchemaRoot(allocator, root, null, array, schema);
       try {
-        return nativeCall.call(array.memoryAddress(), schema.memoryAddress());
+        return nativeCall.call(array.memoryAddress(), schema == null ? 0 : schema.memoryAddress());
       } finally {
         // Both are no-ops on a struct already released or moved out by Rust.
         array.release();
-        schema.release();
+        if (schema != null) {
+          schema.release();
+        }
       }
     }
   }
@@ -75,6 +88,60 @@ public final class CData {
 
     public long schemaAddress() {
       return schema.memoryAddress();
+    }
+
+    /** Whether Rust filled the schema struct (its {@code release} callback is set). */
+    public boolean hasSchema() {
+      return schema.snapshot().release != 0;
+    }
+
+    /** Imports the schema Rust filled (and releases the struct). */
+    public Schema importSchema() {
+      // false: the struct stays allocated until close(), which frees it once.
+      return Data.importSchema(allocator, schema, null, false);
+    }
+
+    /**
+     * Imports the array Rust filled as a new root of {@code schema} (the batch's schema, held
+     * from an earlier import): each column moves into its vector, then the struct around them
+     * is released. Against {@link #importRoot()} this skips importing the schema, and Arrow
+     * Java's struct import with its unload-and-reload of every buffer (together about two
+     * thirds of the import's cost for 43 columns).
+     */
+    public VectorSchemaRoot importRoot(Schema schema) {
+      ArrowArray.Snapshot parent = array.snapshot();
+      if (parent.release == 0) {
+        throw new IllegalStateException("the ArrowArray was not filled");
+      }
+      if (parent.offset != 0 || parent.null_count > 0 || parent.n_children != schema.getFields().size()) {
+        throw new IllegalStateException(
+            "a batch of "
+                + parent.n_children
+                + " columns (offset "
+                + parent.offset
+                + ", "
+                + parent.null_count
+                + " null rows) does not fit its schema of "
+                + schema.getFields().size()
+                + " columns");
+      }
+      VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator);
+      try {
+        for (int i = 0; i < parent.n_children; i++) {
+          long child = MemoryUtil.getLong(parent.children + (long) i * Long.BYTES);
+          // Moves the child out (its struct is marked released inside the parent's memory,
+          // as the C Data Interface allows); the parent's release below then frees only the
+          // parent, and each column's buffers live until its vector is closed.
+          Data.importIntoVector(allocator, ArrowArray.wrap(child), root.getVector(i), null);
+        }
+        root.setRowCount(Math.toIntExact(parent.length));
+      } catch (RuntimeException e) {
+        root.close();
+        throw e;
+      } finally {
+        array.release();
+      }
+      return root;
     }
 
     /** Imports what Rust exported; the array moves into the root, the schema is released. */

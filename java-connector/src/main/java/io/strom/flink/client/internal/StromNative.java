@@ -40,10 +40,17 @@ public final class StromNative {
   public static native long openWriter(
       long connection, String database, String table, String optionsJson);
 
-  public static native String write(long writer, long arrayAddress, long schemaAddress);
+  /**
+   * Writes a batch and blocks until it is durable. {@code schemaAddress} is 0 when the batch
+   * has the schema sent earlier on this writer under {@code schemaId}; a schema sent is kept
+   * under {@code schemaId}.
+   */
+  public static native String write(
+      long writer, long arrayAddress, long schemaAddress, int schemaId);
 
+  /** {@link #write}, returning once the batch is on its way. */
   public static native void writeAsync(
-      long writer, long arrayAddress, long schemaAddress, NativeCompletion completion);
+      long writer, long arrayAddress, long schemaAddress, int schemaId, NativeCompletion completion);
 
   public static native void flush(long writer);
 
@@ -54,10 +61,12 @@ public final class StromNative {
   /**
    * The next batch's metadata JSON (batch exported into the structs), {@code null} when
    * nothing came within the timeout or {@link #wakeup} was called, {@code {"end":true}} at the
-   * end of a bounded scan.
+   * end of a bounded scan. The schema struct is filled only when {@code haveSchema} is false
+   * or the batch's schema differs from the one filled last; otherwise it stays released and
+   * the batch has the schema Java imported last.
    */
   public static native String poll(
-      long scanner, long timeoutMillis, long arrayAddress, long schemaAddress);
+      long scanner, long timeoutMillis, long arrayAddress, long schemaAddress, boolean haveSchema);
 
   public static native void wakeup(long scanner);
 
