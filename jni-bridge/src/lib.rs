@@ -12,6 +12,7 @@ pub mod completion;
 pub mod errors;
 pub mod handles;
 pub mod natives;
+pub mod objects;
 pub mod scanner;
+pub mod schemas;
 pub mod shared;
-pub mod writer;

@@ -19,16 +19,16 @@ use jni::sys::{jboolean, jint, jlong, jstring};
 use jni::{Env, EnvUnowned};
 use serde::Deserialize;
 use serde_json::Value;
-use strom_flight_api::blocking::{self, Lookuper};
+use strom_flight_api::blocking;
 use strom_flight_api::{CountKind, CountRequest, LogScan, LookupOptions, SnapshotScan, WriteKind, WriterOptions};
 
 use crate::cdata::{export_batch, export_batch_array, export_schema, import_batch};
 use crate::completion::JavaCompletion;
 use crate::errors::{BridgeError, BridgeResult, ThrowStromException};
 use crate::handles::{HandleKind, Registry};
+use crate::objects::{JniLookuper, JniWriter};
 use crate::scanner::{block_on, log_batch, snapshot_batch, Polled, PollingScanner};
 use crate::shared::SharedClients;
-use crate::writer::JniWriter;
 
 static CONNECTIONS: LazyLock<Registry<Connection>> = LazyLock::new(|| Registry::new(HandleKind::Connection));
 static SHARED_CLIENTS: LazyLock<SharedClients<blocking::StromClient>> = LazyLock::new(SharedClients::new);
@@ -57,7 +57,7 @@ impl Drop for Connection {
 }
 static WRITERS: LazyLock<Registry<JniWriter>> = LazyLock::new(|| Registry::new(HandleKind::Writer));
 static SCANNERS: LazyLock<Registry<PollingScanner>> = LazyLock::new(|| Registry::new(HandleKind::Scanner));
-static LOOKUPERS: LazyLock<Registry<Lookuper>> = LazyLock::new(|| Registry::new(HandleKind::Lookuper));
+static LOOKUPERS: LazyLock<Registry<JniLookuper>> = LazyLock::new(|| Registry::new(HandleKind::Lookuper));
 
 /// Decoded batches a scanner reads ahead of Java.
 const SCAN_BUFFER: usize = 4;
@@ -459,44 +459,53 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_openLooku
         }
         let lookuper =
             if spec.prefix { client.prefix_lookuper(&database, &table, options) } else { client.lookuper(&database, &table, options) };
-        Ok(LOOKUPERS.insert(lookuper))
+        Ok(LOOKUPERS.insert(JniLookuper::new(lookuper)))
     })
     .resolve::<ThrowStromException>()
 }
 
 /// Looks up the key batch and blocks; the answer (`_key_index` first, then the returned
-/// columns) is exported into the two result structs.
+/// columns) is exported into the two result structs, the schema only when its id is not
+/// `answer_schema_held` (schemas.rs). Key batches carry their schema as writes do (`keys_schema`
+/// 0: the one Java sent under `keys_schema_id`). Returns the answer's schema id.
 #[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)] // the JNI signature: two structs each way plus their schema ids
 pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_lookup<'local>(
     mut env: EnvUnowned<'local>,
     _class: JClass<'local>,
     lookuper: jlong,
     keys_array: jlong,
     keys_schema: jlong,
+    keys_schema_id: jint,
     result_array: jlong,
     result_schema: jlong,
-) {
-    env.with_env(|_| -> BridgeResult<()> {
+    answer_schema_held: jint,
+) -> jint {
+    env.with_env(|_| -> BridgeResult<jint> {
         let lookuper = LOOKUPERS.get(lookuper)?;
-        let keys = unsafe { import_batch(keys_array, keys_schema)? };
-        let answer = lookuper.lookup(keys)?;
-        unsafe { export_batch(answer, result_array, result_schema) }
+        let keys = unsafe { lookuper.keys.import(keys_array, keys_schema, keys_schema_id)? };
+        let answer = lookuper.lookuper.lookup(keys)?;
+        unsafe { lookuper.answers.export(answer, result_array, result_schema, answer_schema_held) }
     })
     .resolve::<ThrowStromException>()
 }
 
 /// Submits the key batch and returns at once; when the answer arrives it is exported into
-/// the result structs (which Java keeps alive until then) and `completion` succeeds with
-/// `null`. Answers of one lookuper complete in submission order.
+/// the result structs (which Java keeps alive until then) as `lookup` does, and `completion`
+/// succeeds with the answer's schema id (decimal). Answers of one lookuper complete in
+/// submission order.
 #[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)] // the JNI signature, as `lookup`'s plus the completion
 pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_lookupAsync<'local>(
     mut env: EnvUnowned<'local>,
     _class: JClass<'local>,
     lookuper: jlong,
     keys_array: jlong,
     keys_schema: jlong,
+    keys_schema_id: jint,
     result_array: jlong,
     result_schema: jlong,
+    answer_schema_held: jint,
     completion: JObject<'local>,
 ) {
     env.with_env(|env| -> BridgeResult<()> {
@@ -505,12 +514,15 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_lookupAsy
             return Err(BridgeError::Argument("a result struct address is 0".into()));
         }
         let lookuper = LOOKUPERS.get(lookuper)?;
-        let keys = unsafe { import_batch(keys_array, keys_schema)? };
-        let answer = lookuper.submit(keys)?;
+        let keys = unsafe { lookuper.keys.import(keys_array, keys_schema, keys_schema_id)? };
+        let answer = lookuper.lookuper.submit(keys)?;
+        let answers = lookuper.answers.clone();
         answer.on_complete(move |result| {
-            let exported = result.map_err(BridgeError::from).and_then(|batch| unsafe { export_batch(batch, result_array, result_schema) });
+            let exported = result
+                .map_err(BridgeError::from)
+                .and_then(|batch| unsafe { answers.export(batch, result_array, result_schema, answer_schema_held) });
             match exported {
-                Ok(()) => completion.succeed(None),
+                Ok(id) => completion.succeed(Some(id.to_string())),
                 Err(e) => completion.fail(&e),
             }
         });
@@ -527,7 +539,7 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_closeLook
 ) {
     env.with_env(|_| -> BridgeResult<()> {
         match LOOKUPERS.remove(lookuper)? {
-            Some(lookuper) => Ok(lookuper.close()?),
+            Some(lookuper) => Ok(lookuper.lookuper.close()?),
             None => Ok(()),
         }
     })

@@ -6,10 +6,14 @@ import io.strom.flink.client.internal.CData;
 import io.strom.flink.client.internal.Json;
 import io.strom.flink.client.internal.NativeCompletion;
 import io.strom.flink.client.internal.NativeResource;
+import io.strom.flink.client.internal.SchemaIds;
 import io.strom.flink.client.internal.StromNative;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
  * Looks up batches of keys in one primary-key table over one pipelined stream. The answer
@@ -21,6 +25,12 @@ import org.apache.arrow.vector.VectorSchemaRoot;
  */
 public final class StromLookuper extends NativeResource {
   private final StromConnection connection;
+  /** Key batches cross without their schema when Rust already has it. */
+  private final SchemaIds keySchemas = new SchemaIds();
+  /** Answer schemas imported, by the id Rust gave them; they are never dropped (one or two). */
+  private final Map<Integer, Schema> answerSchemas = new ConcurrentHashMap<>();
+  /** The id of the answer schema imported last (0: none), which Rust need not send again. */
+  private volatile int answerSchemaHeld;
 
   StromLookuper(long handle, StromConnection connection) {
     super(handle, StromNative::closeLookuper);
@@ -29,16 +39,26 @@ public final class StromLookuper extends NativeResource {
 
   /** Looks up the keys and blocks for the answer. */
   public VectorSchemaRoot lookup(VectorSchemaRoot keys) {
-    return CData.importFrom(
-        connection.allocator(),
-        (resultArray, resultSchema) ->
-            CData.exportTo(
-                connection.allocator(),
-                keys,
-                (keysArray, keysSchema) -> {
-                  StromNative.lookup(handle(), keysArray, keysSchema, resultArray, resultSchema);
-                  return true;
-                }));
+    SchemaIds.Ref keySchema = keySchemas.of(keys.getSchema());
+    int held = answerSchemaHeld;
+    try (CData.Incoming result = new CData.Incoming(connection.allocator())) {
+      int answerSchema =
+          CData.exportTo(
+              connection.allocator(),
+              keys,
+              keySchema.send(),
+              (keysArray, keysSchema) ->
+                  StromNative.lookup(
+                      handle(),
+                      keysArray,
+                      keysSchema,
+                      keySchema.id(),
+                      result.arrayAddress(),
+                      result.schemaAddress(),
+                      held));
+      keySchema.sent();
+      return importAnswer(result, answerSchema);
+    }
   }
 
   /** Sends the keys and returns at once; the future completes with the answer. */
@@ -46,36 +66,63 @@ public final class StromLookuper extends NativeResource {
     // The result structs must outlive this call: Rust fills them when the answer arrives.
     CData.Incoming result = new CData.Incoming(connection.allocator());
     NativeCompletion completion = new NativeCompletion();
+    SchemaIds.Ref keySchema = keySchemas.of(keys.getSchema());
+    int held = answerSchemaHeld;
     try {
       CData.exportTo(
           connection.allocator(),
           keys,
+          keySchema.send(),
           (keysArray, keysSchema) -> {
             StromNative.lookupAsync(
                 handle(),
                 keysArray,
                 keysSchema,
+                keySchema.id(),
                 result.arrayAddress(),
                 result.schemaAddress(),
+                held,
                 completion);
             return null;
           });
+      keySchema.sent();
     } catch (RuntimeException | Error e) {
       result.close();
       throw e;
     }
     return completion.handleAsync(
-        (ignored, failure) -> {
+        (answerSchema, failure) -> {
           try (result) {
             if (failure != null) {
               throw failure instanceof RuntimeException
                   ? (RuntimeException) failure
                   : new IllegalStateException(failure);
             }
-            return result.importRoot();
+            return importAnswer(result, Integer.parseInt(answerSchema));
           }
         },
         connection.callbackExecutor());
+  }
+
+  /**
+   * The answer Rust filled: its schema came with it (then it is kept under its id) or is one
+   * kept before. An answer's schema is the same for every request but a table's schema change,
+   * so it crosses once instead of with every answer.
+   */
+  private VectorSchemaRoot importAnswer(CData.Incoming result, int schemaId) {
+    Schema schema;
+    if (result.hasSchema()) {
+      schema = result.importSchema();
+      // Kept before it is announced: a request that names the id finds the schema.
+      answerSchemas.put(schemaId, schema);
+      answerSchemaHeld = schemaId;
+    } else {
+      schema = answerSchemas.get(schemaId);
+      if (schema == null) {
+        throw new IllegalStateException("a lookup answer came without its schema " + schemaId);
+      }
+    }
+    return result.importRoot(schema);
   }
 
   /** Waits for every submitted lookup, ends the stream and frees the lookuper. */

@@ -6,13 +6,11 @@ import io.strom.flink.client.internal.CData;
 import io.strom.flink.client.internal.Json;
 import io.strom.flink.client.internal.NativeCompletion;
 import io.strom.flink.client.internal.NativeResource;
+import io.strom.flink.client.internal.SchemaIds;
 import io.strom.flink.client.internal.StromNative;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicReference;
 import org.apache.arrow.vector.VectorSchemaRoot;
-import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
  * Writes Arrow batches to one table through one pipelined, idempotent stream of the Rust
@@ -24,10 +22,8 @@ import org.apache.arrow.vector.types.pojo.Schema;
  */
 public final class StromWriter extends NativeResource {
   private final StromConnection connection;
-  /** The schema Rust keeps under its id, last sent (null before the first batch). */
-  private final AtomicReference<SchemaRef> lastSent = new AtomicReference<>();
-
-  private final AtomicInteger nextSchemaId = new AtomicInteger();
+  /** Batches cross without their schema when Rust already has it. */
+  private final SchemaIds schemas = new SchemaIds();
 
   StromWriter(long handle, StromConnection connection) {
     super(handle, StromNative::closeWriter);
@@ -36,13 +32,13 @@ public final class StromWriter extends NativeResource {
 
   /** Writes a batch and blocks until it is durable on the node. */
   public WriteAck write(VectorSchemaRoot batch) {
-    SchemaRef schema = schemaOf(batch);
+    SchemaIds.Ref schema = schemas.of(batch.getSchema());
     String ack =
         CData.exportTo(
             connection.allocator(),
             batch,
-            schema.send,
-            (array, schemaAddress) -> StromNative.write(handle(), array, schemaAddress, schema.id));
+            schema.send(),
+            (array, schemaAddress) -> StromNative.write(handle(), array, schemaAddress, schema.id()));
     schema.sent();
     return WriteAck.fromJson(ack);
   }
@@ -55,55 +51,17 @@ public final class StromWriter extends NativeResource {
    */
   public CompletableFuture<WriteAck> writeAsync(VectorSchemaRoot batch) {
     NativeCompletion completion = new NativeCompletion();
-    SchemaRef schema = schemaOf(batch);
+    SchemaIds.Ref schema = schemas.of(batch.getSchema());
     CData.exportTo(
         connection.allocator(),
         batch,
-        schema.send,
+        schema.send(),
         (array, schemaAddress) -> {
-          StromNative.writeAsync(handle(), array, schemaAddress, schema.id, completion);
+          StromNative.writeAsync(handle(), array, schemaAddress, schema.id(), completion);
           return null;
         });
     schema.sent();
     return completion.thenApplyAsync(WriteAck::fromJson, connection.callbackExecutor());
-  }
-
-  /**
-   * Which schema {@code batch} crosses with: the one sent last when equal (the batch then
-   * crosses without its schema, which Rust keeps by id), else a new id and the schema sent.
-   * Exporting and parsing 43 fields per batch cost more than crossing its buffers.
-   */
-  private SchemaRef schemaOf(VectorSchemaRoot batch) {
-    Schema schema = batch.getSchema();
-    SchemaRef known = lastSent.get();
-    if (known != null && (known.schema == schema || known.schema.equals(schema))) {
-      return known;
-    }
-    return new SchemaRef(schema, nextSchemaId.incrementAndGet(), true);
-  }
-
-  /** A schema and the id Rust keeps it under. */
-  private final class SchemaRef {
-    final Schema schema;
-    final int id;
-    /** Whether the schema crosses with this batch (Rust does not know the id yet). */
-    final boolean send;
-
-    SchemaRef(Schema schema, int id, boolean send) {
-      this.schema = schema;
-      this.id = id;
-      this.send = send;
-    }
-
-    /**
-     * Called once the native call returned: Rust keeps the schema now, so later batches
-     * (from any thread) may refer to it by id.
-     */
-    void sent() {
-      if (send) {
-        lastSent.set(new SchemaRef(schema, id, false));
-      }
-    }
   }
 
   /** Blocks until every batch sent so far is durable; throws the first failure since the last flush. */

@@ -53,13 +53,31 @@ public final class LookupJoinBench {
         run(tEnv, "datagen-to-blackhole", parallelism, 0,
             "INSERT INTO default_catalog.default_database.probe_sink SELECT id FROM " + probe, probeRows);
         for (int capacity : capacities) {
-          TableEnvironment joinEnv = flink.tableEnvironment(true, parallelism,
-              Map.of("table.exec.async-lookup.buffer-capacity", String.valueOf(capacity)));
+          Map<String, String> options = new LinkedHashMap<>(extraOptions());
+          options.put("table.exec.async-lookup.buffer-capacity", String.valueOf(capacity));
+          TableEnvironment joinEnv = flink.tableEnvironment(true, parallelism, options);
           createTables(joinEnv, probeRows, idRange);
           run(joinEnv, "lookup-join", parallelism, capacity, String.format(join(table), ""), probeRows);
         }
       }
     }
+  }
+
+  /**
+   * More Flink options for the join jobs, from the system property {@code
+   * strom.bench.flink-options} ({@code key=value,key=value}; e.g. {@code
+   * pipeline.object-reuse=true}), to measure a tuning against the defaults.
+   */
+  private static Map<String, String> extraOptions() {
+    Map<String, String> options = new LinkedHashMap<>();
+    String given = System.getProperty("strom.bench.flink-options", "");
+    for (String pair : given.split(",")) {
+      if (!pair.isBlank()) {
+        String[] kv = pair.split("=", 2);
+        options.put(kv[0].trim(), kv.length > 1 ? kv[1].trim() : "");
+      }
+    }
+    return options;
   }
 
   private static void createTables(TableEnvironment tEnv, long probeRows, long idRange) {

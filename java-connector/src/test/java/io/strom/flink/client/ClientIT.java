@@ -320,6 +320,43 @@ class ClientIT {
   }
 
   @Test
+  void lookupAnswersKeepTheirLookupersColumnsAndANewLookuperSeesAnAddedColumn() throws Exception {
+    // The answer's schema crosses with the first answer only (later ones are imported into the
+    // schema Java kept), sync and async alike. A lookuper's columns are fixed when it opens:
+    // after an ADD COLUMN its answers keep their shape, a new lookuper's have the column.
+    String table = usersTableWithOrders(20);
+    Schema keySchema = new Schema(List.of(field("id", new ArrowType.Int(64, true), false)));
+    try (StromLookuper lookuper = connection.lookuper(DB, table);
+        VectorSchemaRoot keys = VectorSchemaRoot.create(keySchema, connection.allocator())) {
+      ((BigIntVector) keys.getVector("id")).setSafe(0, 4);
+      keys.setRowCount(1);
+      Schema first = null;
+      for (int i = 0; i < 3; i++) {
+        try (VectorSchemaRoot answer = lookuper.lookup(keys);
+            VectorSchemaRoot async = lookuper.lookupAsync(keys).get(60, TimeUnit.SECONDS)) {
+          assertEquals("c4", answer.getVector("customer").getObject(0).toString());
+          assertEquals(6.0, ((Float8Vector) async.getVector("amount")).get(0));
+          first = first == null ? answer.getSchema() : first;
+          assertEquals(first, answer.getSchema());
+          assertEquals(first, async.getSchema());
+        }
+      }
+      connection.alterTable(DB, table, Map.of("channel", "STRING"), Map.of());
+      try (VectorSchemaRoot answer = lookuper.lookupAsync(keys).get(60, TimeUnit.SECONDS)) {
+        assertEquals(first, answer.getSchema());
+      }
+      try (StromLookuper after = connection.lookuper(DB, table);
+          VectorSchemaRoot async = after.lookupAsync(keys).get(60, TimeUnit.SECONDS);
+          VectorSchemaRoot answer = after.lookup(keys)) {
+        for (VectorSchemaRoot root : List.of(async, answer)) {
+          assertNull(root.getVector("channel").getObject(0), "written before the column");
+          assertEquals("c4", root.getVector("customer").getObject(0).toString());
+        }
+      }
+    }
+  }
+
+  @Test
   void nodeErrorsBecomeTypedExceptionsWithTheNodesMessage() {
     StromNotFoundException missing =
         assertThrows(StromNotFoundException.class, () -> connection.getTable(DB, "no_such_table"));

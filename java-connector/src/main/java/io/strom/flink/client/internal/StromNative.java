@@ -75,15 +75,30 @@ public final class StromNative {
   public static native long openLookuper(
       long connection, String database, String table, String optionsJson);
 
-  public static native void lookup(
-      long lookuper, long keysArray, long keysSchema, long resultArray, long resultSchema);
+  /**
+   * Looks the keys up and blocks. Key batches cross as writes do ({@code keysSchema} 0: the
+   * schema sent before under {@code keysSchemaId}); the answer's schema struct is filled only
+   * when its schema id is not {@code answerSchemaHeld} (0: none held). Returns the answer's
+   * schema id.
+   */
+  public static native int lookup(
+      long lookuper,
+      long keysArray,
+      long keysSchema,
+      int keysSchemaId,
+      long resultArray,
+      long resultSchema,
+      int answerSchemaHeld);
 
+  /** {@link #lookup}, completing {@code completion} with the answer's schema id (decimal). */
   public static native void lookupAsync(
       long lookuper,
       long keysArray,
       long keysSchema,
+      int keysSchemaId,
       long resultArray,
       long resultSchema,
+      int answerSchemaHeld,
       NativeCompletion completion);
 
   public static native void closeLookuper(long lookuper);
