@@ -2,17 +2,18 @@
 //! client gets alone, on the same table, in the same run (issue 12, item 9a).
 //!
 //! A 43-column table (the `scan` scenario's, `data::wide_table`) of `--bridge-rows` rows is
-//! written in 64K-row batches by the Rust client (`strom_flight_api`), then, round by round
-//! and alternating which side goes first:
-//! - **Rust**: full-width and 13-column log scans through `StromClient::scan_log`, and a write
-//!   of the same batches into a fresh table through an `AppendWriter` (all in flight, then
-//!   `flush`);
-//! - **Java**: `io.strom.flink.bench.BridgeBench` (java-connector's test classes) does the same
+//! written in 64K-row batches by the Rust client (`strom_flight_api`); then, round by round:
+//! - **Java**: `io.strom.flink.bench.BridgeBench` (java-connector's test classes) starts, warms
+//!   up (scans until the JIT is quiet, one write pass) and waits for commands;
+//! - every measurement then alternates the two sides, the first side alternating too:
+//!   full-width and 13-column log scans (**Rust** through `StromClient::scan_log`, **Java**
 //!   through the connector's client layer — the same Rust client, in-process over JNI, batches
-//!   crossing as Arrow C Data — and prints one JSON line per measurement.
+//!   crossing as Arrow C Data), then passes writing the same batches into a fresh table per
+//!   side (all in flight, then `flush`), each pass after a `sync`.
 //!
 //! Both sides count every row; the ratio Java / Rust is the bridge's cost. Nothing runs
-//! between the sides but the node, so the node's share is the same for both.
+//! between the measurements but the node, so the node's share is the same for both, and both
+//! meet the machine in the same minutes.
 
 use crate::data;
 use crate::scenarios::{self, Env, Target, DATABASE};
@@ -82,20 +83,20 @@ pub async fn run_bridge(target: &Target, cfg: &BridgeConfig, env: &Env, out: &mu
         let rust_table = format!("bridge_w_rust_{round}");
         scenarios::create_table(&ch, &java_table, &def, cfg.buckets, &options).await?;
         scenarios::create_table(&ch, &rust_table, &def, cfg.buckets, &options).await?;
-        let sides: [&str; 2] = if round % 2 == 0 { ["rust", "java"] } else { ["java", "rust"] };
-        for side in sides {
-            // The writes of one side leave ~1 GB of dirty pages whose write-back slowed the
-            // other side's writes down 2-4x (whichever went second was slower): flush them first.
-            tokio::task::spawn_blocking(|| {
-                // SAFETY: sync(2) has no preconditions.
-                unsafe { libc::sync() }
-            })
-            .await?;
-            let _ = env.settle(&format!("bridge {side} round {}", round + 1)).await;
-            let measured = match side {
-                "rust" => rust_side(&client, cfg, &batches, &rust_table, &projected, target.pid).await?,
-                _ => java_side(target, cfg, &java_table, &projected).await?,
-            };
+        // Both sides are measured in the same minutes: the Java half waits (warmed up) for
+        // commands, and every measurement alternates Rust and Java, the first side alternating
+        // too. Measured back to back per side (the earlier design), the machine's drift
+        // between the halves moved the ratios by ±0.2 between rounds.
+        tokio::task::spawn_blocking(|| {
+            // SAFETY: sync(2) has no preconditions.
+            unsafe { libc::sync() }
+        })
+        .await?;
+        let _ = env.settle(&format!("bridge round {}", round + 1)).await;
+        let mut java = JavaHalf::start(target, cfg, &java_table, &projected).await?;
+        let (rust_measured, java_measured) = interleaved(&client, cfg, &batches, &rust_table, &projected, target.pid, &mut java).await?;
+        java.quit().await?;
+        for (side, measured) in [("rust", rust_measured), ("java", java_measured)] {
             for (op, rows, seconds, cpu, node) in measured {
                 if rows != cfg.rows as u64 {
                     return Err(format!("bridge: {side} {op} handled {rows} rows, expected {}", cfg.rows).into());
@@ -260,81 +261,127 @@ fn own_cpu_seconds() -> f64 {
     crate::procs::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
-async fn rust_side(
+/// Every measurement of a round, Rust and Java alternating (the first side alternating too):
+/// `--bridge-iterations` scans of each kind, then `WRITE_PASSES - 1` write passes (each side
+/// wrote one unmeasured pass while warming up), each after a `sync` so that neither side
+/// writes into the other's dirty pages.
+async fn interleaved(
     client: &StromClient,
     cfg: &BridgeConfig,
     batches: &[arrow_array::RecordBatch],
     table: &str,
     projected: &[String],
     node_pid: Option<u32>,
-) -> Res<Measured> {
-    rust_scan(client, None).await?; // unmeasured, as the Java side's first scan
+    java: &mut JavaHalf,
+) -> Res<(Measured, Measured)> {
+    rust_scan(client, None).await?; // unmeasured, as the Java half's warm-up
+    rust_scan(client, Some(projected.to_vec())).await?;
+    rust_write(client, table, batches).await?;
     let node_cpu = || node_pid.and_then(crate::procs::cpu_seconds).unwrap_or(0.0);
-    let mut out = Vec::new();
-    for (op, columns) in [("scan-full", None), ("scan-projected", Some(projected.to_vec()))] {
-        let (mut seconds, mut cpu, mut node) = (Vec::new(), Vec::new(), Vec::new());
-        let mut rows = 0;
-        for _ in 0..cfg.iterations {
-            let (start, cpu_start, node_start) = (Instant::now(), own_cpu_seconds(), node_cpu());
-            rows = rust_scan(client, columns.clone()).await?;
-            seconds.push(start.elapsed().as_secs_f64());
-            cpu.push(own_cpu_seconds() - cpu_start);
-            node.push(node_cpu() - node_start);
-        }
-        out.push((op.to_string(), rows, seconds, cpu, node));
-    }
-    // As on the Java side: a warm-up pass, then measured passes of the same rows.
-    let (mut seconds, mut cpu, mut node, mut rows) = (Vec::new(), Vec::new(), Vec::new(), 0);
-    // STROM_BENCH_WRITE_PASSES: more passes, for a look with a profiler.
+    let (mut rust, mut java_out): (Measured, Measured) = (Vec::new(), Vec::new());
     let passes = std::env::var("STROM_BENCH_WRITE_PASSES").ok().and_then(|p| p.parse().ok()).unwrap_or(WRITE_PASSES);
-    for pass in 0..passes {
-        let (start, cpu_start, node_start) = (Instant::now(), own_cpu_seconds(), node_cpu());
-        rows = rust_write(client, table, batches).await?;
-        if pass > 0 {
-            seconds.push(start.elapsed().as_secs_f64());
-            cpu.push(own_cpu_seconds() - cpu_start);
-            node.push(node_cpu() - node_start);
+    let plan = [("scan-full", cfg.iterations), ("scan-projected", cfg.iterations), ("write", passes.saturating_sub(1).max(1))];
+    for (op, times) in plan {
+        let (mut r, mut j) = ((op.to_string(), 0, vec![], vec![], vec![]), (op.to_string(), 0, vec![], vec![], vec![]));
+        for i in 0..times {
+            if op == "write" {
+                tokio::task::spawn_blocking(|| {
+                    // SAFETY: sync(2) has no preconditions.
+                    unsafe { libc::sync() }
+                })
+                .await?;
+            }
+            for side in if i % 2 == 0 { ["rust", "java"] } else { ["java", "rust"] } {
+                if side == "java" {
+                    let m = java.call(op).await?;
+                    j.1 = m.0;
+                    j.2.push(m.1);
+                    j.3.push(m.2);
+                    j.4.push(m.3);
+                    continue;
+                }
+                let (start, cpu_start, node_start) = (Instant::now(), own_cpu_seconds(), node_cpu());
+                r.1 = match op {
+                    "scan-full" => rust_scan(client, None).await?,
+                    "scan-projected" => rust_scan(client, Some(projected.to_vec())).await?,
+                    _ => rust_write(client, table, batches).await?,
+                };
+                r.2.push(start.elapsed().as_secs_f64());
+                r.3.push(own_cpu_seconds() - cpu_start);
+                r.4.push(node_cpu() - node_start);
+            }
         }
+        rust.push(r);
+        java_out.push(j);
     }
-    out.push(("write".into(), rows, seconds, cpu, node));
-    Ok(out)
+    Ok((rust, java_out))
 }
 
-async fn java_side(target: &Target, cfg: &BridgeConfig, table: &str, projected: &[String]) -> Res<Measured> {
-    let output = java(cfg)
-        .arg("io.strom.flink.bench.BridgeBench")
-        .args(["--endpoint", &target.url, "--database", DATABASE, "--source", SOURCE, "--write-table", table])
-        .args(["--iterations", &cfg.iterations.to_string(), "--columns", &projected.join(",")])
-        .args(["--batch-rows", &cfg.batch_rows.to_string()])
-        .args(["--node-pid", &target.pid.map(|p| p.to_string()).unwrap_or_else(|| "0".into())])
-        .args(if std::env::var("STROM_BENCH_FFI_PROBE").is_ok() { vec!["--ffi-probe", "1"] } else { vec![] })
-        .args(["--write-passes", &std::env::var("STROM_BENCH_WRITE_PASSES").unwrap_or_else(|_| WRITE_PASSES.to_string())])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .await?;
-    if !output.status.success() {
-        return Err(format!("BridgeBench failed ({}): {}", output.status, String::from_utf8_lossy(&output.stdout)).into());
+/// The Java half of a round: `io.strom.flink.bench.BridgeBench` started once, warmed up, then
+/// driven one command per line.
+struct JavaHalf {
+    child: tokio::process::Child,
+    commands: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl JavaHalf {
+    async fn start(target: &Target, cfg: &BridgeConfig, table: &str, projected: &[String]) -> Res<Self> {
+        let mut child = java(cfg)
+            .arg("io.strom.flink.bench.BridgeBench")
+            .args(["--endpoint", &target.url, "--database", DATABASE, "--source", SOURCE, "--write-table", table])
+            .args(["--columns", &projected.join(",")])
+            .args(["--batch-rows", &cfg.batch_rows.to_string()])
+            .args(["--node-pid", &target.pid.map(|p| p.to_string()).unwrap_or_else(|| "0".into())])
+            .args(if std::env::var("STROM_BENCH_FFI_PROBE").is_ok() { vec!["--ffi-probe", "1"] } else { vec![] })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let commands = child.stdin.take().ok_or("BridgeBench: no stdin")?;
+        let stdout = child.stdout.take().ok_or("BridgeBench: no stdout")?;
+        let mut half = JavaHalf { child, commands, lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)) };
+        half.reply("ready").await?;
+        Ok(half)
     }
-    let mut out = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        if v["op"] == "write-calls" || v["op"] == "warm-up" {
-            // Diagnostics of the Java half, printed as they are.
+
+    /// The next line of `op`; diagnostics printed meanwhile are echoed.
+    async fn reply(&mut self, op: &str) -> Res<serde_json::Value> {
+        loop {
+            let Some(line) = self.lines.next_line().await? else {
+                let status = self.child.wait().await?;
+                return Err(format!("BridgeBench ended ({status}) while strom-bench waited for {op:?}").into());
+            };
+            if !line.starts_with('{') {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&line)?;
+            if v["op"] == op {
+                return Ok(v);
+            }
             eprintln!("  bridge java: {line}");
-            continue;
         }
-        let list = |key: &str| -> Vec<f64> { v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_f64()).collect()).unwrap_or_default() };
-        out.push((
-            v["op"].as_str().ok_or("BridgeBench: no op")?.to_string(),
-            v["rows"].as_u64().unwrap_or(0),
-            list("seconds"),
-            list("cpu_seconds"),
-            list("node_cpu_seconds"),
-        ));
     }
-    if out.len() != 3 {
-        return Err(format!("BridgeBench printed {} measurements, expected 3", out.len()).into());
+
+    /// Runs one measured command: (rows, seconds, JVM CPU seconds, node CPU seconds).
+    async fn call(&mut self, op: &str) -> Res<(u64, f64, f64, f64)> {
+        use tokio::io::AsyncWriteExt;
+        self.commands.write_all(format!("{op}\n").as_bytes()).await?;
+        self.commands.flush().await?;
+        let v = self.reply(op).await?;
+        let f = |key: &str| v[key].as_f64().unwrap_or(0.0);
+        Ok((v["rows"].as_u64().unwrap_or(0), f("seconds"), f("cpu_seconds"), f("node_cpu_seconds")))
     }
-    Ok(out)
+
+    async fn quit(mut self) -> Res<()> {
+        use tokio::io::AsyncWriteExt;
+        self.commands.write_all(b"quit\n").await?;
+        self.commands.flush().await?;
+        let status = self.child.wait().await?;
+        if !status.success() {
+            return Err(format!("BridgeBench failed ({status})").into());
+        }
+        Ok(())
+    }
 }

@@ -19,17 +19,19 @@ import org.apache.arrow.vector.VectorSchemaRoot;
  * The Java half of strom-bench's {@code bridge} scenario: what a Java program gets from Strom
  * through the JNI bridge (the connector's client layer: scans and writes in the Rust client,
  * batches crossing as Arrow C Data), timed like the Rust half times the Rust client on the same
- * table, in the same run. Not a test: strom-bench starts it with the test classpath and reads
- * one JSON line per measurement from its stdout.
+ * table, in the same run. Not a test: strom-bench starts it with the test classpath, waits for
+ * its {@code {"op":"ready"}} line (after its warm-up), then sends one command per line ({@code
+ * scan-full}, {@code scan-projected}, {@code write}, {@code quit}), interleaved with the Rust
+ * client's own measurements, and reads one JSON line per command from its stdout.
  *
  * <pre>
  * java --add-opens=java.base/java.nio=ALL-UNNAMED -Dstrom.jni.lib=.../libstrom_jni.so -cp ... \
  *   io.strom.flink.bench.BridgeBench --endpoint grpc://127.0.0.1:9123 --database bench \
- *   --source bridge_src --write-table bridge_w_java --iterations 5 --columns c00_bigint,...
+ *   --source bridge_src --write-table bridge_w_java --columns c00_bigint,...
  * </pre>
  *
  * Every scan reads every row of the source and fails if the count differs from the first
- * scan's; the write sends the batches of one full scan held in memory (so both sides write
+ * scan's; a write sends the batches of one full scan held in memory (so both sides write
  * exactly the rows they read) and waits until the node acknowledged all of them.
  */
 public final class BridgeBench {
@@ -40,125 +42,124 @@ public final class BridgeBench {
     String endpoint = args.get("endpoint");
     String database = args.get("database");
     String source = args.get("source");
-    int iterations = Integer.parseInt(args.getOrDefault("iterations", "5"));
+    String writeTable = args.get("write-table");
     List<String> projected = Arrays.asList(args.get("columns").split(","));
     int batchRows = Integer.parseInt(args.getOrDefault("batch-rows", "65536"));
     long nodePid = Long.parseLong(args.getOrDefault("node-pid", "0"));
     try (StromConnection strom = StromConnection.connect(endpoint)) {
-      // Unmeasured scans first: JIT compilation (C2 still compiles after one), the native
-      // library's first calls, the node's page cache.
-      long rows = scan(strom, ScanRequest.log(database, source));
-      // Until the JIT is done with the scan path: pairs of scans until one pair compiled
-      // (almost) nothing more (at least 3, at most 20). With 2 cores a compiler thread still
-      // busy during the measured scans took CPU from them: ratios of 0.7-1.1 between runs.
+      ScanRequest full = ScanRequest.log(database, source);
+      ScanRequest narrow = ScanRequest.log(database, source).columns(projected);
+      // Unmeasured scans first: JIT compilation, the native library's first calls, the node's
+      // page cache. Pairs of scans until one pair compiled (almost) nothing more (at least 3,
+      // at most 20): with 2 cores a compiler thread still busy during the measured scans took
+      // CPU from them (ratios of 0.7-1.1 between runs).
+      long rows = scan(strom, full);
       java.lang.management.CompilationMXBean jit = java.lang.management.ManagementFactory.getCompilationMXBean();
       int warmups = 0;
       long compiled;
       do {
         long before = jit.getTotalCompilationTime();
-        scan(strom, ScanRequest.log(database, source).columns(projected));
-        scan(strom, ScanRequest.log(database, source));
+        scan(strom, narrow);
+        scan(strom, full);
         compiled = jit.getTotalCompilationTime() - before;
         warmups++;
       } while (warmups < 20 && (warmups < 3 || compiled > 5));
       System.out.printf("{\"op\":\"warm-up\",\"scan_pairs\":%d,\"jit_ms_in_last_pair\":%d}%n", warmups, compiled);
-      for (String which : List.of("full", "projected")) {
-        double[] seconds = new double[iterations];
-        double[] cpu = new double[iterations];
-        double[] node = new double[iterations];
-        for (int i = 0; i < iterations; i++) {
-          ScanRequest request = ScanRequest.log(database, source);
-          if (which.equals("projected")) {
-            request = request.columns(projected);
+
+      List<ScanBatch> held = new ArrayList<>();
+      try (StromScanner scanner = strom.scan(full)) {
+        while (!scanner.isFinished()) {
+          ScanBatch batch = scanner.poll(Duration.ofSeconds(30));
+          if (batch != null) {
+            held.add(batch);
           }
+        }
+      }
+      // A scan returns each bucket's part of a written batch: regroup them into batches of
+      // the size the Rust side writes (--batch-rows), before any clock starts.
+      List<VectorSchemaRoot> batches = regroup(held, batchRows, strom);
+      held.forEach(ScanBatch::close);
+      try {
+        if (args.containsKey("ffi-probe")) {
+          ffiProbe(strom, batches);
+        }
+        // One unmeasured pass: class loading and JIT of the export path happen on first use.
+        write(strom, database, writeTable, batches);
+        System.out.printf("{\"op\":\"ready\",\"rows\":%d}%n", rows);
+        System.out.flush();
+        // strom-bench sends one command per line and interleaves them with the Rust client's
+        // own measurements, so both sides meet the machine in the same state.
+        java.io.BufferedReader commands =
+            new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.UTF_8));
+        for (String command = commands.readLine(); command != null && !command.equals("quit"); command = commands.readLine()) {
           long start = System.nanoTime();
           long cpuStart = cpuNanos();
           double nodeStart = nodeCpu(nodePid);
-          long read = scan(strom, request);
-          seconds[i] = (System.nanoTime() - start) / 1e9;
-          cpu[i] = (cpuNanos() - cpuStart) / 1e9;
-          node[i] = nodeCpu(nodePid) - nodeStart;
-          if (read != rows) {
-            throw new IllegalStateException(which + " scan read " + read + " rows, the first read " + rows);
+          long[] callNanos = new long[1];
+          long done =
+              switch (command) {
+                case "scan-full" -> scan(strom, full);
+                case "scan-projected" -> scan(strom, narrow);
+                case "write" -> write(strom, database, writeTable, batches, callNanos);
+                default -> throw new IllegalArgumentException("unknown command " + command);
+              };
+          double seconds = (System.nanoTime() - start) / 1e9;
+          double cpu = (cpuNanos() - cpuStart) / 1e9;
+          double node = nodeCpu(nodePid) - nodeStart;
+          if (!command.equals("write") && done != rows) {
+            throw new IllegalStateException(command + " read " + done + " rows, the first scan " + rows);
           }
+          System.out.printf(
+              "{\"op\":\"%s\",\"rows\":%d,\"seconds\":%.6f,\"cpu_seconds\":%.6f,\"node_cpu_seconds\":%.3f,\"seconds_in_write_async\":%.6f}%n",
+              command, done, seconds, cpu, node, callNanos[0] / 1e9);
+          System.out.flush();
         }
-        print("scan-" + which, rows, seconds, cpu, node);
+      } finally {
+        batches.forEach(VectorSchemaRoot::close);
       }
-      String writeTable = args.get("write-table");
-      if (writeTable != null) {
-        List<ScanBatch> held = new ArrayList<>();
-        try (StromScanner scanner = strom.scan(ScanRequest.log(database, source))) {
-          while (!scanner.isFinished()) {
-            ScanBatch batch = scanner.poll(Duration.ofSeconds(30));
-            if (batch != null) {
-              held.add(batch);
-            }
-          }
-        }
-        // A scan returns each bucket's part of a written batch: regroup them into batches of
-        // the size the Rust side writes (--batch-rows), before the clock starts.
-        List<VectorSchemaRoot> batches = regroup(held, batchRows, strom);
-        held.forEach(ScanBatch::close);
-        if (args.containsKey("ffi-probe")) {
-          // The C Data round trip alone (export in Java, import and re-export in Rust, import
-          // in Java), per batch: what crossing JNI costs without the client and the network.
-          for (int pass = 0; pass < 5; pass++) {
-            long t0 = System.nanoTime();
-            long cpu0 = cpuNanos();
-            for (VectorSchemaRoot batch : batches) {
-              try (VectorSchemaRoot back =
-                  CData.importFrom(strom.allocator(), (outArray, outSchema) -> {
-                    CData.exportTo(strom.allocator(), batch, (inArray, inSchema) -> {
-                      StromNative.roundTripForTesting(inArray, inSchema, outArray, outSchema);
-                      return null;
-                    });
-                    return true;
-                  })) {
-                back.getRowCount();
-              }
-            }
-            System.out.printf("{\"op\":\"write-calls\",\"ffi_round_trip_ms_per_batch\":%.3f,\"cpu_ms_per_batch\":%.3f}%n",
-                (System.nanoTime() - t0) / 1e6 / batches.size(), (cpuNanos() - cpu0) / 1e6 / batches.size());
-          }
-        }
-        try {
-          // The first pass is a warm-up (class loading and JIT of the export path happen on
-          // first use); the next ones are measured. Every pass writes the same rows again.
-          int passes = Integer.parseInt(args.getOrDefault("write-passes", "3"));
-          double[] seconds = new double[Math.max(1, passes - 1)];
-          double[] cpu = new double[seconds.length];
-          double[] node = new double[seconds.length];
-          long written = 0;
-          long callNanos = 0;
-          for (int pass = 0; pass < passes; pass++) {
-            long start = System.nanoTime();
-            long cpuStart = cpuNanos();
-            double nodeStart = nodeCpu(nodePid);
-            long rowsThisPass = 0;
-            try (StromWriter writer = strom.appendWriter(database, writeTable)) {
-              long callsStart = System.nanoTime();
-              for (VectorSchemaRoot batch : batches) {
-                writer.writeAsync(batch);
-                rowsThisPass += batch.getRowCount();
-              }
-              callNanos += System.nanoTime() - callsStart;
-              writer.flush();
-            }
-            if (pass > 0 || passes == 1) {
-              int at = Math.max(0, pass - 1);
-              seconds[at] = (System.nanoTime() - start) / 1e9;
-              cpu[at] = (cpuNanos() - cpuStart) / 1e9;
-              node[at] = nodeCpu(nodePid) - nodeStart;
-              written = rowsThisPass;
-            }
-          }
-          print("write", written, seconds, cpu, node);
-          // Where a pass's time goes: inside writeAsync (export, JNI, encode, enqueue) or after.
-          System.out.printf("{\"op\":\"write-calls\",\"seconds_in_write_async_per_pass\":%.4f}%n", callNanos / 1e9 / passes);
-        } finally {
-          batches.forEach(VectorSchemaRoot::close);
+    }
+  }
+
+  /** One pass of writes of {@code batches} (all in flight, then flush); returns the rows. */
+  private static long write(StromConnection strom, String database, String table, List<VectorSchemaRoot> batches, long... callNanos) {
+    long rows = 0;
+    try (StromWriter writer = strom.appendWriter(database, table)) {
+      long calls = System.nanoTime();
+      for (VectorSchemaRoot batch : batches) {
+        writer.writeAsync(batch);
+        rows += batch.getRowCount();
+      }
+      if (callNanos.length > 0) {
+        // Where a pass's time goes: inside writeAsync (export, JNI, encode, enqueue) or after.
+        callNanos[0] = System.nanoTime() - calls;
+      }
+      writer.flush();
+    }
+    return rows;
+  }
+
+  /**
+   * The C Data round trip alone (export in Java, import and re-export in Rust, import in
+   * Java), per batch: what crossing JNI costs without the client and the network.
+   */
+  private static void ffiProbe(StromConnection strom, List<VectorSchemaRoot> batches) {
+    for (int pass = 0; pass < 5; pass++) {
+      long t0 = System.nanoTime();
+      long cpu0 = cpuNanos();
+      for (VectorSchemaRoot batch : batches) {
+        try (VectorSchemaRoot back =
+            CData.importFrom(strom.allocator(), (outArray, outSchema) -> {
+              CData.exportTo(strom.allocator(), batch, (inArray, inSchema) -> {
+                StromNative.roundTripForTesting(inArray, inSchema, outArray, outSchema);
+                return null;
+              });
+              return true;
+            })) {
+          back.getRowCount();
         }
       }
+      System.out.printf("{\"op\":\"write-calls\",\"ffi_round_trip_ms_per_batch\":%.3f,\"cpu_ms_per_batch\":%.3f}%n",
+          (System.nanoTime() - t0) / 1e6 / batches.size(), (cpuNanos() - cpu0) / 1e6 / batches.size());
     }
   }
 
@@ -227,14 +228,6 @@ public final class BridgeBench {
         .getProcessCpuTime();
   }
 
-  private static void print(String op, long rows, double[] seconds, double[] cpu, double[] node) {
-    StringBuilder json = new StringBuilder("{\"op\":\"").append(op).append("\",\"rows\":").append(rows);
-    json.append(",\"seconds\":").append(Arrays.toString(seconds)).append(",\"cpu_seconds\":").append(Arrays.toString(cpu));
-    json.append(",\"node_cpu_seconds\":").append(Arrays.toString(node));
-    System.out.println(json.append("}"));
-    System.out.flush();
-  }
-
   private static Map<String, String> parse(String[] argv) {
     Map<String, String> args = new HashMap<>();
     for (int i = 0; i + 1 < argv.length; i += 2) {
@@ -243,7 +236,7 @@ public final class BridgeBench {
       }
       args.put(argv[i].substring(2), argv[i + 1]);
     }
-    for (String required : List.of("endpoint", "database", "source", "columns")) {
+    for (String required : List.of("endpoint", "database", "source", "columns", "write-table")) {
       if (!args.containsKey(required)) {
         throw new IllegalArgumentException("missing --" + required);
       }
