@@ -142,6 +142,34 @@ async fn given_damaged_batch_inside_active_segment_when_reopened_should_keep_lat
     assert_eq!(f.append(rows(400, 1), None).await.unwrap().buckets[0].base_offset, 400);
 }
 
+/// The documented price of a recovery point written without an fsync (docs/durability.md): when
+/// the point is unknown, recovery cannot tell a bit flip in synced bytes of the active segment
+/// from a torn write, and errs towards cutting — it never serves DATA_LOSS for bytes that may
+/// never have been acknowledged.
+#[tokio::test]
+async fn given_damaged_batch_inside_active_segment_and_unknown_recovery_point_when_reopened_should_cut_from_the_damage() {
+    let mut f = EngineFixture::builder().open();
+    append_batches(&f, 4, 100).await;
+    let segment = f.segment_files(0).pop().unwrap();
+    let entry_len = EntryLayout::read(&std::fs::read(&segment).unwrap()).entry_len() as u64;
+    // Damage the second batch; the point file's CRC no longer matches its body.
+    let second = std::fs::read(&segment).unwrap()[entry_len as usize..].to_vec();
+    let second_segment = segment.with_extension("second");
+    std::fs::write(&second_segment, &second).unwrap();
+    flip_id_byte(&second_segment);
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    file.write_all_at(&std::fs::read(&second_segment).unwrap(), entry_len).unwrap();
+    std::fs::remove_file(&second_segment).unwrap();
+    let point = segment.parent().unwrap().join("recovery.point");
+    let mut bytes = std::fs::read(&point).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&point, &bytes).unwrap();
+    f.reopen();
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), entry_len, "cut at the damaged batch, valid batches after it included");
+    assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()), (0..100).collect::<Vec<_>>());
+    assert_eq!(f.append(rows(100, 1), None).await.unwrap().buckets[0].base_offset, 100, "offsets continue after the cut");
+}
+
 #[tokio::test]
 async fn given_missing_or_damaged_index_files_when_reopened_should_rebuild_them() {
     let mut f = EngineFixture::builder().segment_bytes(2 * 1024).open();

@@ -7,6 +7,7 @@
 use super::format::{self, EntryParts};
 use super::ipc::{BatchEncoder, EncodedBatch};
 use super::read::{self, DecodedEntry, ReadOutcome, ReadProjection};
+use super::recovery_point::{self, RecoveryPoint, RecoveryPointFile};
 use super::segment::{segment_file_name, CorruptRange, IndexEntry, Segment};
 use crate::clock::Clock;
 use crate::config::Durability;
@@ -93,6 +94,8 @@ pub struct BucketLog {
     stopped: Mutex<Option<String>>,
     /// Segments rolled in `os` mode whose fsync and index wait for the next flush.
     pending_seal: Mutex<Vec<Arc<Segment>>>,
+    /// Rewritten after every sync: how far the active segment is known to be durable.
+    recovery_point: Arc<RecoveryPointFile>,
     /// Set when the table is dropped or the node stops: tailing readers end with this error.
     readers_closed: Mutex<Option<ReadersClosed>>,
 }
@@ -151,6 +154,7 @@ impl BucketLog {
             .filter_map(|n| n.to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse::<u64>().ok()))
             .collect();
         bases.sort_unstable();
+        let point = recovery_point::read(fs.as_ref(), dir, &location);
         let mut report = RecoveryReport::default();
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
         let mut corrupt: Vec<CorruptRange> = Vec::new();
@@ -158,7 +162,8 @@ impl BucketLog {
         while i < bases.len() {
             let base = bases[i];
             let active = i + 1 == bases.len();
-            let outcome = Segment::open(fs, &dir.join(segment_file_name(base)), base, active, now)?;
+            let synced_bytes = RecoveryPoint::synced_bytes_of(point, base);
+            let outcome = Segment::open(fs, &dir.join(segment_file_name(base)), base, active, synced_bytes, now)?;
             report.truncated_bytes += outcome.truncated_bytes;
             if outcome.unsealed && (outcome.truncated_bytes > 0 || outcome.segment.next_offset() != bases[i + 1]) {
                 // A rolled segment lost bytes its seal never fsynced. Every ack waits for the
@@ -202,6 +207,7 @@ impl BucketLog {
         }
         report.next_offset = next_offset;
         report.corrupt_ranges = corrupt.len();
+        let recovery_point = Arc::new(RecoveryPointFile::open(fs.as_ref(), dir)?);
         let (high_watermark, _) = watch::channel(next_offset);
         let log = Self {
             bucket,
@@ -221,6 +227,7 @@ impl BucketLog {
             stopped: Mutex::new(None),
             readers_closed: Mutex::new(None),
             pending_seal: Mutex::new(Vec::new()),
+            recovery_point,
         };
         Ok((log, report))
     }
@@ -460,12 +467,17 @@ impl BucketLog {
             let state = self.append.lock();
             (state.active.clone(), state.next_offset, std::mem::take(&mut *self.pending_seal.lock()))
         };
+        // Read under no lock but before the fdatasync: every byte counted here is covered by it.
+        let point = RecoveryPoint { segment_base: segment.base_offset, synced_bytes: segment.size() };
+        let point_file = self.recovery_point.clone();
         // Rolled segments are fsynced (and get their index) before the active one.
         let result = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
             for s in &sealed {
                 s.seal().map_err(|e| e.to_string())?;
             }
-            segment.sync_data().map_err(|e| format!("fdatasync failed: {e}"))
+            segment.sync_data().map_err(|e| format!("fdatasync failed: {e}"))?;
+            point_file.record_unsynced(point);
+            Ok(())
         })
         .await
         .map_err(|e| Error::Internal(format!("sync task failed: {e}")))?;

@@ -11,6 +11,7 @@ mod bucket;
 mod format;
 mod ipc;
 mod read;
+mod recovery_point;
 mod segment;
 
 pub use bucket::{Appended, BatchIdentity, BucketLog, LogSettings, ReadersClosed, RecoveryReport, SegmentPolicy};

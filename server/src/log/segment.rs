@@ -260,7 +260,16 @@ impl Segment {
 
     /// Opens an existing segment. A sealed segment uses its index file when it matches the
     /// file; otherwise (or for the active segment) the file is scanned and validated.
-    pub fn open(fs: &Arc<dyn FileSystem>, path: &Path, base_offset: u64, active: bool, now_ms: i64) -> Result<ScanOutcome> {
+    /// `synced_bytes` is how much of it the bucket's recovery point says an fdatasync covered
+    /// (0 when unknown): damage below it is corruption, damage above it a torn write.
+    pub fn open(
+        fs: &Arc<dyn FileSystem>,
+        path: &Path,
+        base_offset: u64,
+        active: bool,
+        synced_bytes: u64,
+        now_ms: i64,
+    ) -> Result<ScanOutcome> {
         let file = fs.open(path, OpenMode::Existing).at(path.display())?;
         let file_len = file.len().at(path.display())?;
         let mut segment = Segment {
@@ -290,7 +299,8 @@ impl Segment {
                 IndexFile::Unusable => {}
             }
         }
-        let mut outcome = segment.scan(file_len, active || unsealed)?;
+        let torn_from = if active || unsealed { synced_bytes } else { u64::MAX };
+        let mut outcome = segment.scan(file_len, torn_from)?;
         outcome.unsealed = unsealed;
         Ok(outcome)
     }
@@ -321,10 +331,13 @@ impl Segment {
         IndexFile::Usable(body[16..].chunks_exact(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect())
     }
 
-    /// Validates every entry. Where the tail may be torn (the active segment, an unsealed one)
-    /// a torn or zero-filled tail is truncated; anything else that fails validation becomes a
-    /// corrupt range.
-    fn scan(mut self, file_len: u64, tail_may_be_torn: bool) -> Result<ScanOutcome> {
+    /// Validates every entry. Where the tail may be torn (the active segment, an unsealed one:
+    /// `torn_from` is then the recovery point, else `u64::MAX`) the tail is cut at the first
+    /// damaged entry at or above `torn_from` — a power loss may leave garbage anywhere in
+    /// never-synced bytes, with intact entries after it — and at a damaged entry below it that
+    /// no valid entry follows. Anything else that fails validation becomes a corrupt range.
+    fn scan(mut self, file_len: u64, torn_from: u64) -> Result<ScanOutcome> {
+        let tail_may_be_torn = torn_from != u64::MAX;
         let location = self.location();
         let data = {
             let mut buf = vec![0u8; file_len as usize];
@@ -347,10 +360,13 @@ impl Segment {
                         Ok(h) => format!("batch at byte {pos} has base offset {}, expected {expected}", h.base_offset),
                         Err(e) => e.to_string(),
                     };
-                    // A damaged entry followed by a valid one is corruption, not a torn write.
+                    // Below the recovery point (or in a segment whose tail cannot be torn) a
+                    // damaged entry followed by a valid one is corruption; at or above it the
+                    // bytes were never synced, so nothing after them was acknowledged either.
                     let resume = BatchHeader::decode(&data[pos..], &location)
                         .ok()
                         .map(|h| pos + h.entry_len())
+                        .filter(|_| (pos as u64) < torn_from)
                         .filter(|&next| next < data.len() && format::verify_entry(&data[next..], &location).is_ok());
                     match resume {
                         Some(next) => {
@@ -361,7 +377,13 @@ impl Segment {
                         }
                         None if tail_may_be_torn => {
                             let cut = data.len() - pos;
-                            tracing::warn!(segment = %location, at_byte = pos, bytes = cut, reason = %detail, "truncating the torn tail of a segment");
+                            if (pos as u64) < torn_from {
+                                // Synced bytes whose damage hides where the next entry starts:
+                                // there is nothing to resume from, so they go with the tail.
+                                tracing::error!(segment = %location, at_byte = pos, synced_bytes = torn_from, bytes = cut, reason = %detail, "cutting damaged bytes an fdatasync had covered: acknowledged batches from here on are lost");
+                            } else {
+                                tracing::warn!(segment = %location, at_byte = pos, bytes = cut, reason = %detail, "truncating the torn tail of a segment");
+                            }
                             self.file.set_len(pos as u64).at(&location)?;
                             self.file.sync_all().at(&location)?;
                             *self.entries.get_mut() = entries;

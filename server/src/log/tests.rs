@@ -183,15 +183,12 @@ async fn given_segments_removed_by_recovery_when_power_is_lost_again_should_stay
     assert!(cut > 0, "some power loss cut the first segment");
 }
 
-/// OPEN ISSUE (found with the power-loss suite; see docs/durability.md, "Proven by simulated
-/// power loss"): a power loss may leave garbage or zeros inside the unsynced bytes of the
-/// active segment with intact unsynced entries after it (dirty pages reach the disk in any
-/// order). Recovery takes "a damaged entry followed by a valid one" for corruption and serves
-/// DATA_LOSS for offsets that were never acknowledged. Telling this from a bit flip in synced
-/// data needs a persisted recovery point (what Kafka checkpoints); until then this fails for
-/// a few seeds. Run with `--ignored`.
+/// Found with the power-loss suite (docs/durability.md, "Bugs it found"): a power loss may
+/// leave garbage or zeros inside the unsynced bytes of the active segment with intact unsynced
+/// entries after it (dirty pages reach the disk in any order). The recovery point tells those
+/// bytes from synced ones: the tail is cut there, and no DATA_LOSS is served for offsets that
+/// were never acknowledged.
 #[tokio::test]
-#[ignore = "open issue: recovery cannot tell a torn write inside the unsynced tail from corruption"]
 async fn given_garbage_inside_unsynced_entries_when_recovered_should_cut_it_not_report_data_loss() {
     for seed in 0..400u64 {
         let root = tempfile::tempdir().unwrap();
