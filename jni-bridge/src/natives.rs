@@ -14,7 +14,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use jni::objects::{JClass, JObject, JString};
+use jni::objects::{JClass, JLongArray, JObject, JString};
 use jni::sys::{jboolean, jint, jlong, jstring};
 use jni::{Env, EnvUnowned};
 use serde::Deserialize;
@@ -27,7 +27,7 @@ use crate::completion::JavaCompletion;
 use crate::errors::{BridgeError, BridgeResult, ThrowStromException};
 use crate::handles::{HandleKind, Registry};
 use crate::objects::{JniLookuper, JniWriter};
-use crate::scanner::{block_on, log_batch, snapshot_batch, Polled, PollingScanner};
+use crate::scanner::{block_on, log_batch, snapshot_batch, BatchOrigin, Polled, PollingScanner};
 use crate::shared::SharedClients;
 
 static CONNECTIONS: LazyLock<Registry<Connection>> = LazyLock::new(|| Registry::new(HandleKind::Connection));
@@ -61,8 +61,11 @@ static LOOKUPERS: LazyLock<Registry<JniLookuper>> = LazyLock::new(|| Registry::n
 
 /// Decoded batches a scanner reads ahead of Java.
 const SCAN_BUFFER: usize = 4;
-/// What `poll` returns at the end of a bounded scan (a batch's metadata never has `end`).
-const END_OF_SCAN: &str = r#"{"end":true}"#;
+/// `poll`'s verdict in `origin[0]` (Java's `StromScanner`): nothing within the timeout (or a
+/// wake-up), a batch (`origin[1..]` says where from), the end of a bounded scan.
+const POLLED_NOTHING: jlong = 0;
+const POLLED_BATCH: jlong = 1;
+const POLLED_END: jlong = 2;
 
 fn string(env: &Env<'_>, value: &JString<'_>, what: &str) -> BridgeResult<String> {
     if value.is_null() {
@@ -368,9 +371,10 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_openScann
     .resolve::<ThrowStromException>()
 }
 
-/// Waits up to `timeout_millis` for the next batch. Returns its metadata JSON with the batch
-/// exported into the two structs; `null` when nothing came in time (or `wakeup` was
-/// called); `{"end":true}` once a bounded scan is complete (the structs are left untouched).
+/// Waits up to `timeout_millis` for the next batch. `origin[0]` says what came: nothing in
+/// time (or `wakeup` was called), a batch — exported into the two structs, `origin[1..6]` its
+/// bucket and offsets (`BatchOrigin::longs`), the return value its partition or null — or the
+/// end of a bounded scan (the structs are left untouched).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_poll<'local>(
     mut env: EnvUnowned<'local>,
@@ -380,12 +384,22 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_poll<'loc
     array_address: jlong,
     schema_address: jlong,
     java_has_schema: jboolean,
+    origin: JLongArray<'local>,
 ) -> jstring {
     env.with_env(|env| -> BridgeResult<jstring> {
+        if origin.is_null() || origin.len(env)? < 1 + BatchOrigin::LONGS {
+            return Err(BridgeError::Argument(format!("poll needs an origin array of {} longs", 1 + BatchOrigin::LONGS)));
+        }
         let scanner = SCANNERS.get(scanner)?;
         match scanner.poll(Duration::from_millis(timeout_millis.max(0) as u64))? {
-            Polled::Nothing => Ok(std::ptr::null_mut()),
-            Polled::End => java_string(env, END_OF_SCAN),
+            Polled::Nothing => {
+                origin.set_region(env, 0, &[POLLED_NOTHING])?;
+                Ok(std::ptr::null_mut())
+            }
+            Polled::End => {
+                origin.set_region(env, 0, &[POLLED_END])?;
+                Ok(std::ptr::null_mut())
+            }
             Polled::Batch(polled) => {
                 // The schema struct is filled only when Java's copy is missing or stale; Java
                 // tells the two cases apart by the struct's `release` (set or null).
@@ -395,7 +409,13 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_poll<'loc
                 if with_schema {
                     scanner.exported(schema);
                 }
-                java_string(env, &polled.metadata_json)
+                let mut longs = [POLLED_BATCH; 1 + BatchOrigin::LONGS];
+                longs[1..].copy_from_slice(&polled.origin.longs());
+                origin.set_region(env, 0, &longs)?;
+                match &polled.origin.partition {
+                    Some(partition) => java_string(env, partition),
+                    None => Ok(std::ptr::null_mut()),
+                }
             }
         }
     })

@@ -17,13 +17,35 @@ use tokio::task::JoinHandle;
 
 use crate::errors::{BridgeError, BridgeResult};
 
-/// One batch of a scan with its metadata as the contract's JSON (`{"bucket", "partition"?,
-/// "base_offset", "high_watermark"}` for log scans, `{"bucket", "partition"?, "log_offset"}`
-/// for snapshot scans).
+/// One batch of a scan and where it came from.
 #[derive(Debug)]
 pub struct PolledBatch {
     pub batch: RecordBatch,
-    pub metadata_json: String,
+    pub origin: BatchOrigin,
+}
+
+/// Where a polled batch came from: the fields of Java's `ScanBatch`, -1 where one does not
+/// apply (offsets of a snapshot batch, the changelog offset of a log batch). It crosses as a
+/// `long[]` plus the partition string, not as JSON: building, sending and parsing a JSON
+/// text per batch took a tenth of the Java poller's time in a scan profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOrigin {
+    pub bucket: u32,
+    pub partition: Option<String>,
+    pub base_offset: i64,
+    pub high_watermark: i64,
+    pub log_offset: i64,
+    pub end_offset: i64,
+}
+
+impl BatchOrigin {
+    /// Length of [`BatchOrigin::longs`] (Java's `StromScanner.ORIGIN_LONGS`).
+    pub const LONGS: usize = 5;
+
+    /// `[bucket, base_offset, high_watermark, log_offset, end_offset]`.
+    pub fn longs(&self) -> [i64; Self::LONGS] {
+        [self.bucket as i64, self.base_offset, self.high_watermark, self.log_offset, self.end_offset]
+    }
 }
 
 /// What one `poll` found.
@@ -161,13 +183,38 @@ pub fn block_on<F: Future>(runtime: &Handle, future: F) -> BridgeResult<F::Outpu
     }
 }
 
-/// A scan's metadata to JSON for Java.
-pub fn log_batch(batch: strom_flight_api::ScanBatch) -> ClientResult<PolledBatch> {
-    Ok(PolledBatch { metadata_json: serde_json::to_string(&batch.metadata)?, batch: batch.batch })
+fn offset(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// A log scan's batch and its offsets.
+pub fn log_batch(batch: strom_flight_api::ScanBatch) -> ClientResult<PolledBatch> {
+    let m = batch.metadata;
+    let base_offset = offset(m.base_offset);
+    let origin = BatchOrigin {
+        bucket: m.bucket,
+        partition: m.partition,
+        base_offset,
+        high_watermark: offset(m.high_watermark),
+        log_offset: -1,
+        // The stored batch ends after this one's rows unless rows were left out of it.
+        end_offset: m.end_offset.map_or(base_offset.saturating_add(batch.batch.num_rows() as i64), offset),
+    };
+    Ok(PolledBatch { origin, batch: batch.batch })
+}
+
+/// A snapshot scan's batch and the changelog offset its bucket's snapshot stands at.
 pub fn snapshot_batch(batch: strom_flight_api::SnapshotBatch) -> ClientResult<PolledBatch> {
-    Ok(PolledBatch { metadata_json: serde_json::to_string(&batch.metadata)?, batch: batch.batch })
+    let m = batch.metadata;
+    let origin = BatchOrigin {
+        bucket: m.bucket,
+        partition: m.partition,
+        base_offset: -1,
+        high_watermark: -1,
+        log_offset: offset(m.log_offset),
+        end_offset: -1,
+    };
+    Ok(PolledBatch { origin, batch: batch.batch })
 }
 
 #[cfg(test)]
@@ -179,7 +226,9 @@ mod tests {
 
     fn batch(value: i32) -> PolledBatch {
         let batch = RecordBatch::try_from_iter([("v", Arc::new(Int32Array::from(vec![value])) as _)]).unwrap();
-        PolledBatch { batch, metadata_json: format!("{{\"n\":{value}}}") }
+        let origin =
+            BatchOrigin { bucket: value as u32, partition: None, base_offset: -1, high_watermark: -1, log_offset: -1, end_offset: -1 };
+        PolledBatch { batch, origin }
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -217,9 +266,9 @@ mod tests {
         let rt = runtime();
         let stream = futures::stream::iter(vec![Ok(batch(1)), Ok(batch(2))]);
         let scanner = PollingScanner::start(rt.handle().clone(), None, stream, 1, identity);
-        for expected in ["{\"n\":1}", "{\"n\":2}"] {
+        for expected in [1, 2] {
             match scanner.poll(Duration::from_secs(10)).unwrap() {
-                Polled::Batch(b) => assert_eq!(b.metadata_json, expected),
+                Polled::Batch(b) => assert_eq!(b.origin.bucket, expected),
                 other => panic!("expected a batch, got {other:?}"),
             }
         }

@@ -1,6 +1,5 @@
 package io.strom.flink.client;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import org.apache.arrow.vector.VectorSchemaRoot;
 
 /**
@@ -26,19 +25,6 @@ public record ScanBatch(
     long logOffset,
     long endOffset)
     implements AutoCloseable {
-
-  static ScanBatch of(VectorSchemaRoot root, JsonNode metadata) {
-    JsonNode partition = metadata.get("partition");
-    long base = metadata.path("base_offset").asLong(-1);
-    return new ScanBatch(
-        root,
-        metadata.path("bucket").asInt(),
-        partition == null || partition.isNull() ? null : partition.asText(),
-        base,
-        metadata.path("high_watermark").asLong(-1),
-        metadata.path("log_offset").asLong(-1),
-        metadata.path("end_offset").asLong(base < 0 ? -1 : base + root.getRowCount()));
-  }
 
   @Override
   public void close() {

@@ -1,8 +1,6 @@
 package io.strom.flink.client;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import io.strom.flink.client.internal.CData;
-import io.strom.flink.client.internal.Json;
 import io.strom.flink.client.internal.NativeResource;
 import io.strom.flink.client.internal.StromNative;
 import java.time.Duration;
@@ -23,6 +21,8 @@ public final class StromScanner extends NativeResource {
   private volatile boolean finished;
   /** The schema of the batches, imported with the first one (and again if it changes). */
   private Schema schema;
+  /** Filled by each poll: what came and where a batch came from ({@link StromNative#poll}). */
+  private final long[] origin = new long[StromNative.ORIGIN_LONGS];
 
   StromScanner(long handle, StromConnection connection) {
     super(handle, StromNative::closeScanner);
@@ -40,36 +40,33 @@ public final class StromScanner extends NativeResource {
     if (finished) {
       return null;
     }
-    JsonNode metadata = null;
     VectorSchemaRoot root = null;
+    String partition;
     try (CData.Incoming incoming = new CData.Incoming(connection.allocator())) {
-      String json =
+      partition =
           StromNative.poll(
-              handle(), timeout.toMillis(), incoming.arrayAddress(), incoming.schemaAddress(), schema != null);
-      if (json != null) {
-        metadata = Json.parse(json);
-        // The end marker leaves the structs empty.
-        if (!metadata.path("end").asBoolean()) {
-          if (incoming.hasSchema()) {
-            // First batch, or the table's schema changed: until this import succeeded Rust
-            // must send the schema again, so forget the old one first.
-            schema = null;
-            schema = incoming.importSchema();
-          } else if (schema == null) {
-            throw new IllegalStateException("the native scanner sent a batch without its schema");
-          }
-          root = incoming.importRoot(schema);
+              handle(), timeout.toMillis(), incoming.arrayAddress(), incoming.schemaAddress(), schema != null, origin);
+      if (origin[0] == StromNative.POLLED_BATCH) {
+        if (incoming.hasSchema()) {
+          // First batch, or the table's schema changed: until this import succeeded Rust
+          // must send the schema again, so forget the old one first.
+          schema = null;
+          schema = incoming.importSchema();
+        } else if (schema == null) {
+          throw new IllegalStateException("the native scanner sent a batch without its schema");
         }
+        root = incoming.importRoot(schema);
       }
     } catch (StromException e) {
       finished = true;
       throw e;
     }
     if (root == null) {
-      finished = metadata != null;
+      // The end leaves the structs empty.
+      finished = origin[0] == StromNative.POLLED_END;
       return null;
     }
-    return ScanBatch.of(root, metadata);
+    return new ScanBatch(root, (int) origin[1], partition, origin[2], origin[3], origin[4], origin[5]);
   }
 
   /** Whether a bounded scan has delivered everything (or failed). */

@@ -59,14 +59,24 @@ public final class StromNative {
   public static native long openScanner(long connection, String ticketJson);
 
   /**
-   * The next batch's metadata JSON (batch exported into the structs), {@code null} when
-   * nothing came within the timeout or {@link #wakeup} was called, {@code {"end":true}} at the
-   * end of a bounded scan. The schema struct is filled only when {@code haveSchema} is false
-   * or the batch's schema differs from the one filled last; otherwise it stays released and
-   * the batch has the schema Java imported last.
+   * Waits for the next batch. {@code origin[0]} says what came: {@link #POLLED_NOTHING} (nothing
+   * within the timeout, or {@link #wakeup} was called), {@link #POLLED_BATCH} (the batch is
+   * exported into the structs, {@code origin[1..5]} are its bucket, base offset, high watermark,
+   * changelog offset and end offset, -1 where one does not apply, and the return value is its
+   * partition or null) or {@link #POLLED_END} (a bounded scan is complete). The schema struct is
+   * filled only when {@code haveSchema} is false or the batch's schema differs from the one
+   * filled last; otherwise it stays released and the batch has the schema Java imported last.
+   *
+   * @param origin at least {@link #ORIGIN_LONGS} longs, overwritten
    */
   public static native String poll(
-      long scanner, long timeoutMillis, long arrayAddress, long schemaAddress, boolean haveSchema);
+      long scanner, long timeoutMillis, long arrayAddress, long schemaAddress, boolean haveSchema, long[] origin);
+
+  public static final int POLLED_NOTHING = 0;
+  public static final int POLLED_BATCH = 1;
+  public static final int POLLED_END = 2;
+  /** The verdict plus bucket, base offset, high watermark, changelog offset, end offset. */
+  public static final int ORIGIN_LONGS = 6;
 
   public static native void wakeup(long scanner);
 
