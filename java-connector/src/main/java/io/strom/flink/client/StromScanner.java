@@ -4,6 +4,7 @@ import io.strom.flink.client.internal.CData;
 import io.strom.flink.client.internal.NativeResource;
 import io.strom.flink.client.internal.StromNative;
 import java.time.Duration;
+import java.util.concurrent.atomic.AtomicReference;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.types.pojo.Schema;
 
@@ -21,6 +22,15 @@ public final class StromScanner extends NativeResource {
   private volatile boolean finished;
   /** The schema of the batches, imported with the first one (and again if it changes). */
   private Schema schema;
+  /**
+   * The root of the last batch closed, its buffers released, for the next batch of the same
+   * schema to be imported into. Batches may be closed on another thread than the poller's (a
+   * Flink source recycles on the task thread).
+   */
+  private final AtomicReference<Spare> spare = new AtomicReference<>();
+
+  private record Spare(Schema schema, VectorSchemaRoot root) {}
+
   /** Filled by each poll: what came and where a batch came from ({@link StromNative#poll}). */
   private final long[] origin = new long[StromNative.ORIGIN_LONGS];
 
@@ -55,7 +65,14 @@ public final class StromScanner extends NativeResource {
         } else if (schema == null) {
           throw new IllegalStateException("the native scanner sent a batch without its schema");
         }
-        root = incoming.importRoot(schema);
+        Spare reusable = spare.getAndSet(null);
+        VectorSchemaRoot reuse = null;
+        if (reusable != null && reusable.schema() == schema) {
+          reuse = reusable.root();
+        } else if (reusable != null) {
+          reusable.root().close();
+        }
+        root = incoming.importRoot(schema, reuse);
       }
     } catch (StromException e) {
       finished = true;
@@ -66,7 +83,37 @@ public final class StromScanner extends NativeResource {
       finished = origin[0] == StromNative.POLLED_END;
       return null;
     }
-    return new ScanBatch(root, (int) origin[1], partition, origin[2], origin[3], origin[4], origin[5]);
+    Schema rootSchema = schema;
+    return new ScanBatch(
+        root, (int) origin[1], partition, origin[2], origin[3], origin[4], origin[5], r -> recycle(rootSchema, r));
+  }
+
+  /** A closed batch's root: its buffers go back to Rust now, its vectors to the next batch. */
+  private void recycle(Schema rootSchema, VectorSchemaRoot root) {
+    root.clear();
+    if (isClosed() || !spare.compareAndSet(null, new Spare(rootSchema, root))) {
+      root.close();
+    } else if (isClosed()) {
+      // Closed between the check and the set: take it back unless close() already did.
+      closeSpare();
+    }
+  }
+
+  private void closeSpare() {
+    Spare left = spare.getAndSet(null);
+    if (left != null) {
+      left.root().close();
+    }
+  }
+
+  /** Cancels the scan; batches not yet closed stay readable until they are. */
+  @Override
+  public void close() {
+    try {
+      super.close();
+    } finally {
+      closeSpare();
+    }
   }
 
   /** Whether a bounded scan has delivered everything (or failed). */

@@ -2,6 +2,7 @@ package io.strom.flink.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.strom.flink.client.internal.CData;
@@ -104,6 +105,38 @@ class NativeBridgeTest {
     }
   }
 
+  @Test
+  void aClosedBatchsRootTakesTheNextBatchWithoutStaleValuesAndEverythingIsReleased() {
+    // The scanner's reuse: a closed batch's root (buffers released, vectors kept) receives the
+    // next batch. Batches of 3 and 6 rows alternate, so a validity bit, an offset, a value
+    // count or a list or struct child left from the batch before shows.
+    BufferAllocator allocator = new RootAllocator();
+    VectorSchemaRoot full = sample(allocator, 6);
+    VectorSchemaRoot tail = sample(allocator, 3);
+    Schema held;
+    try (CData.Incoming first = roundTripInto(allocator, full)) {
+      held = first.importSchema();
+    }
+    VectorSchemaRoot reused = null;
+    for (VectorSchemaRoot in : List.of(full, tail, full, tail, tail, full)) {
+      try (CData.Incoming next = roundTripInto(allocator, in)) {
+        VectorSchemaRoot out = next.importRoot(held, reused);
+        if (reused != null) {
+          assertSame(reused, out, "the closed batch's vectors were reused");
+        }
+        assertTrue(in.equals(out), () -> "differs from the batch sent (" + in.getRowCount() + " rows): " + in.contentToTSVString() + " got " + out.getRowCount() + " rows: " + out.contentToTSVString());
+        assertEquals(in.getRowCount(), out.getRowCount());
+        out.clear();
+        reused = out;
+      }
+    }
+    reused.close();
+    tail.close();
+    full.close();
+    assertEquals(0, allocator.getAllocatedMemory(), "every imported buffer was released");
+    allocator.close();
+  }
+
   /** {@code in} exported to Rust and back into fresh structs (the schema filled too). */
   private static CData.Incoming roundTripInto(BufferAllocator allocator, VectorSchemaRoot in) {
     CData.Incoming incoming = new CData.Incoming(allocator);
@@ -189,6 +222,11 @@ class NativeBridgeTest {
 
   /** Three rows of scalar, temporal, decimal, list and struct columns; row 1 is all nulls. */
   private static VectorSchemaRoot sample(BufferAllocator allocator) {
+    return sample(allocator, ROWS);
+  }
+
+  /** {@code rows} rows: values in the even ones, nulls in the odd ones (lists at 0 and 2). */
+  private static VectorSchemaRoot sample(BufferAllocator allocator, int rows) {
     List<Field> fields =
         List.of(
             field("tiny", new ArrowType.Int(8, true)),
@@ -216,7 +254,7 @@ class NativeBridgeTest {
     VectorSchemaRoot root =
         VectorSchemaRoot.create(new org.apache.arrow.vector.types.pojo.Schema(fields), allocator);
     root.allocateNew();
-    for (int row = 0; row < ROWS; row += 2) {
+    for (int row = 0; row < rows; row += 2) {
       int v = row + 1;
       ((TinyIntVector) root.getVector("tiny")).setSafe(row, v);
       ((SmallIntVector) root.getVector("small")).setSafe(row, v * 100);
@@ -236,12 +274,14 @@ class NativeBridgeTest {
       ((VarCharVector) struct.getChild("y")).setSafe(row, new Text("y" + v));
       struct.setIndexDefined(row);
     }
-    for (FieldVector vector : root.getFieldVectors()) {
-      if (!(vector instanceof ListVector) && !(vector instanceof StructVector)) {
-        vector.setNull(1);
+    for (int row = 1; row < rows; row += 2) {
+      for (FieldVector vector : root.getFieldVectors()) {
+        if (!(vector instanceof ListVector) && !(vector instanceof StructVector)) {
+          vector.setNull(row);
+        }
       }
+      ((StructVector) root.getVector("struct")).setNull(row);
     }
-    ((StructVector) root.getVector("struct")).setNull(1);
     ListVector list = (ListVector) root.getVector("list");
     UnionListWriter writer = list.getWriter();
     writer.setPosition(0);
@@ -253,8 +293,8 @@ class NativeBridgeTest {
     writer.startList();
     writer.integer().writeInt(3);
     writer.endList();
-    list.setValueCount(ROWS);
-    root.setRowCount(ROWS);
+    list.setValueCount(rows);
+    root.setRowCount(rows);
     return root;
   }
 }
