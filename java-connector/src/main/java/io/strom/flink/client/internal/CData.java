@@ -121,25 +121,13 @@ public final class CData {
      */
     public VectorSchemaRoot importRoot(Schema schema, VectorSchemaRoot reuse) {
       ArrowArray.Snapshot parent = array.snapshot();
-      if (parent.release == 0 || parent.offset != 0 || parent.null_count > 0 || parent.n_children != schema.getFields().size()) {
+      try {
+        checkFits(parent, schema);
+      } catch (IllegalStateException e) {
         if (reuse != null) {
           reuse.close();
         }
-      }
-      if (parent.release == 0) {
-        throw new IllegalStateException("the ArrowArray was not filled");
-      }
-      if (parent.offset != 0 || parent.null_count > 0 || parent.n_children != schema.getFields().size()) {
-        throw new IllegalStateException(
-            "a batch of "
-                + parent.n_children
-                + " columns (offset "
-                + parent.offset
-                + ", "
-                + parent.null_count
-                + " null rows) does not fit its schema of "
-                + schema.getFields().size()
-                + " columns");
+        throw e;
       }
       VectorSchemaRoot root = reuse != null ? reuse : VectorSchemaRoot.create(schema, allocator);
       try {
@@ -158,6 +146,24 @@ public final class CData {
         array.release();
       }
       return root;
+    }
+
+    private static void checkFits(ArrowArray.Snapshot parent, Schema schema) {
+      if (parent.release == 0) {
+        throw new IllegalStateException("the ArrowArray was not filled");
+      }
+      if (parent.offset != 0 || parent.null_count > 0 || parent.n_children != schema.getFields().size()) {
+        throw new IllegalStateException(
+            "a batch of "
+                + parent.n_children
+                + " columns (offset "
+                + parent.offset
+                + ", "
+                + parent.null_count
+                + " null rows) does not fit its schema of "
+                + schema.getFields().size()
+                + " columns");
+      }
     }
 
     /** Imports what Rust exported; the array moves into the root, the schema is released. */
