@@ -91,10 +91,11 @@ public final class StromScanner extends NativeResource {
   /** A closed batch's root: its buffers go back to Rust now, its vectors to the next batch. */
   private void recycle(Schema rootSchema, VectorSchemaRoot root) {
     root.clear();
-    if (isClosed() || !spare.compareAndSet(null, new Spare(rootSchema, root))) {
+    if (!spare.compareAndSet(null, new Spare(rootSchema, root))) {
       root.close();
-    } else if (isClosed()) {
-      // Closed between the check and the set: take it back unless close() already did.
+    }
+    if (isClosed()) {
+      // After close() (or during it): nothing polls any more, so nothing may stay kept.
       closeSpare();
     }
   }
