@@ -2,7 +2,6 @@ package io.strom.flink.lookup;
 
 import java.util.Collection;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import org.apache.flink.table.runtime.typeutils.RowDataSerializer;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.functions.AsyncLookupFunction;
@@ -13,8 +12,8 @@ import org.apache.flink.table.functions.FunctionContext;
  * is sent on the subtask's DoExchange stream without waiting for earlier answers, and Flink's
  * future completes from the Rust client's answer (no thread per request). Flink's async
  * operator bounds how many are in flight ({@code table.exec.async-lookup.buffer-capacity}). A
- * lookup that failed on the node or its connection is sent again (from the thread that saw
- * the failure: {@link StromLookups} is synchronized) up to {@code lookup.max-retries} times.
+ * lookup that failed on the node or its connection is sent again, batched with other keys,
+ * up to {@code lookup.max-retries} times ({@link StromLookups#lookupAsync}).
  */
 public final class StromAsyncLookupFunction extends AsyncLookupFunction {
   private static final long serialVersionUID = 1L;
@@ -37,25 +36,11 @@ public final class StromAsyncLookupFunction extends AsyncLookupFunction {
   public CompletableFuture<Collection<RowData>> asyncLookup(RowData keyRow) {
     // Flink may reuse the key row once this returns, while the key may wait to be batched or
     // be sent again by a retry: one copy serves both.
-    return attempt(keyCopier.copy(keyRow), 0);
-  }
-
-  private CompletableFuture<Collection<RowData>> attempt(RowData key, int attempt) {
-    CompletableFuture<Collection<RowData>> answer;
     try {
-      answer = lookups.lookupAsync(key);
+      return lookups.lookupAsync(keyCopier.copy(keyRow), plan.maxRetries());
     } catch (RuntimeException e) {
-      answer = CompletableFuture.failedFuture(e);
+      return CompletableFuture.failedFuture(e);
     }
-    if (attempt >= plan.maxRetries()) {
-      return answer;
-    }
-    return answer.exceptionallyCompose(
-        e -> StromLookups.retriable(unwrap(e)) ? attempt(key, attempt + 1) : CompletableFuture.failedFuture(e));
-  }
-
-  private static Throwable unwrap(Throwable e) {
-    return e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
   }
 
   @Override

@@ -105,23 +105,28 @@ final class StromLookups implements AutoCloseable {
       return List.of();
     }
     VectorSchemaRoot batch = keyBatch(key);
-    try (VectorSchemaRoot answer = lookuper.lookup(batch)) {
-      return rowsPerKey(answer, List.of(key)).get(0);
+    VectorSchemaRoot answer = lookuper.lookup(batch);
+    try {
+      return rows(rowsPerKey(answer, List.of(new Pending(key, 0)))[0]);
+    } finally {
+      lookuper.recycle(answer);
     }
   }
 
   /**
    * Sends the key and returns at once; the future completes with its rows. The key row must
-   * not change after this call (it may be sent later, batched with others). Keys are batched
-   * per partition without adding latency: a key goes out at once while fewer than {@link
-   * #REQUESTS_IN_FLIGHT} requests of its lookuper are unanswered; otherwise it waits and
-   * leaves with the other waiting keys, as one request, when an answer arrives. Under load a
-   * subtask thus sends batches of keys (the node's batched lookup path), idle it sends each key
-   * alone.
+   * not change after this call (it may be sent later, batched with others, or sent again).
+   * Keys are batched per partition without adding latency: a key goes out at once while fewer
+   * than {@link #REQUESTS_IN_FLIGHT} requests of its lookuper are unanswered; otherwise it
+   * waits and leaves with the other waiting keys, as one request, when an answer arrives.
+   * Under load a subtask thus sends batches of keys (the node's batched lookup path), idle it
+   * sends each key alone. A key whose request failed on the node or its connection ({@link
+   * #retriable}) is sent again, batched like a new one, up to {@code retries} times; then its
+   * future fails. (Retrying here rather than composing futures around each lookup saves a
+   * future and a completion stage per key.)
    */
-  synchronized CompletableFuture<Collection<RowData>> lookupAsync(RowData key) {
+  synchronized CompletableFuture<Collection<RowData>> lookupAsync(RowData key, int retries) {
     if (closed) {
-      // A retry that a completion started while the function closes.
       return CompletableFuture.failedFuture(new IllegalStateException("the lookup function is closed"));
     }
     StromLookuper lookuper = lookuperFor(key);
@@ -129,15 +134,12 @@ final class StromLookups implements AutoCloseable {
       return CompletableFuture.completedFuture(List.of());
     }
     Batcher batcher = batchers.computeIfAbsent(lookuper, Batcher::new);
-    CompletableFuture<Collection<RowData>> rows = new CompletableFuture<>();
-    // The key may wait for a later request: the caller hands over a row nobody changes
-    // afterwards (the async function's own copy, which its retries reuse).
-    batcher.keys.add(key);
-    batcher.waiting.add(rows);
-    if (batcher.inFlight < REQUESTS_IN_FLIGHT || batcher.keys.size() >= MAX_KEYS_PER_REQUEST) {
+    Pending pending = new Pending(key, retries);
+    batcher.waiting.add(pending);
+    if (batcher.inFlight < REQUESTS_IN_FLIGHT || batcher.waiting.size() >= MAX_KEYS_PER_REQUEST) {
       send(batcher);
     }
-    return rows;
+    return pending.rows;
   }
 
   /** Async requests sent and the keys they carried, in this JVM (tests read the ratio). */
@@ -149,11 +151,22 @@ final class StromLookups implements AutoCloseable {
   /** A batch is sent at this size even when the lookuper has requests in flight. */
   static final int MAX_KEYS_PER_REQUEST = 1024;
 
+  /** One key's lookup: its future and the attempts it has left after a failure. */
+  private static final class Pending {
+    final RowData key;
+    final CompletableFuture<Collection<RowData>> rows = new CompletableFuture<>();
+    int retriesLeft;
+
+    Pending(RowData key, int retries) {
+      this.key = key;
+      this.retriesLeft = retries;
+    }
+  }
+
   /** The keys of one lookuper waiting for a request, and its requests in flight. */
   private static final class Batcher {
     final StromLookuper lookuper;
-    List<RowData> keys = new ArrayList<>();
-    List<CompletableFuture<Collection<RowData>>> waiting = new ArrayList<>();
+    List<Pending> waiting = new ArrayList<>();
     int inFlight;
 
     Batcher(StromLookuper lookuper) {
@@ -163,51 +176,105 @@ final class StromLookups implements AutoCloseable {
 
   /** Sends the batcher's waiting keys as one request (under this object's lock). */
   private void send(Batcher batcher) {
-    List<CompletableFuture<Collection<RowData>>> waiting = batcher.waiting;
-    List<RowData> sentKeys = batcher.keys;
-    keys.reset();
-    sentKeys.forEach(keys::write);
-    batcher.keys = new ArrayList<>();
+    List<Pending> sent = batcher.waiting;
     batcher.waiting = new ArrayList<>();
+    keys.reset();
+    for (Pending pending : sent) {
+      keys.write(pending.key);
+    }
     CompletableFuture<VectorSchemaRoot> answer;
     try {
       // The key batch is exported (its buffers shared with Rust) before this returns, so the
       // writer can be reset for the next request at once.
       answer = batcher.lookuper.lookupAsync(keys.batch());
     } catch (RuntimeException e) {
-      waiting.forEach(rows -> rows.completeExceptionally(e));
+      // Failed before anything was sent: keys with attempts left wait for the next request
+      // (sent at once if none is in flight), the others fail.
+      List<Pending> failed = retryOrFail(batcher, sent, e);
+      if (batcher.inFlight == 0 && !batcher.waiting.isEmpty() && failed.size() < sent.size()) {
+        send(batcher);
+      }
+      failed.forEach(pending -> pending.rows.completeExceptionally(e));
       return;
     }
     batcher.inFlight++;
     REQUESTS_SENT.incrementAndGet();
-    KEYS_SENT.addAndGet(waiting.size());
-    answer.whenComplete(
-        (root, error) -> {
-          List<List<RowData>> perKey = null;
-          Throwable failure = error;
-          if (failure == null) {
-            try (root) {
-              perKey = rowsPerKey(root, sentKeys);
-            } catch (RuntimeException e) {
-              failure = e;
-            }
-          }
-          synchronized (StromLookups.this) {
-            batcher.inFlight--;
-            if (closed) {
-              StromLookups.this.notifyAll();
-            } else if (!batcher.keys.isEmpty()) {
-              send(batcher);
-            }
-          }
-          for (int i = 0; i < waiting.size(); i++) {
-            if (failure != null) {
-              waiting.get(i).completeExceptionally(failure);
-            } else {
-              waiting.get(i).complete(perKey.get(i));
-            }
-          }
-        });
+    KEYS_SENT.addAndGet(sent.size());
+    answer.whenComplete((root, error) -> answered(batcher, sent, root, error));
+  }
+
+  /**
+   * A request's answer (or failure), on the completion thread: rows are copied out, the keys
+   * that waited are sent, then Flink's futures complete (outside the lock: that runs Flink's
+   * join code).
+   */
+  private void answered(Batcher batcher, List<Pending> sent, VectorSchemaRoot root, Throwable error) {
+    Object[] perKey = null;
+    Throwable failure = error;
+    if (failure == null) {
+      try {
+        perKey = rowsPerKey(root, sent);
+      } catch (RuntimeException e) {
+        failure = e;
+      } finally {
+        batcher.lookuper.recycle(root);
+      }
+    }
+    List<Pending> failed = List.of();
+    synchronized (this) {
+      batcher.inFlight--;
+      if (failure != null) {
+        failed = retryOrFail(batcher, sent, failure);
+      }
+      if (closed) {
+        notifyAll();
+      } else if (!batcher.waiting.isEmpty()) {
+        send(batcher);
+      }
+    }
+    if (failure != null) {
+      for (Pending pending : failed) {
+        pending.rows.completeExceptionally(failure);
+      }
+      return;
+    }
+    for (int i = 0; i < sent.size(); i++) {
+      sent.get(i).rows.complete(rows(perKey[i]));
+    }
+  }
+
+  /**
+   * Puts the keys of a failed request that may be retried back in line (under this object's
+   * lock) and answers the ones that may not.
+   */
+  private List<Pending> retryOrFail(Batcher batcher, List<Pending> sent, Throwable failure) {
+    boolean retriable = !closed && retriable(unwrap(failure));
+    List<Pending> failed = new ArrayList<>();
+    for (Pending pending : sent) {
+      if (retriable && pending.retriesLeft > 0) {
+        pending.retriesLeft--;
+        batcher.waiting.add(pending);
+      } else {
+        failed.add(pending);
+      }
+    }
+    return failed;
+  }
+
+  private static Throwable unwrap(Throwable e) {
+    return e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
+  }
+
+  /** A key's rows from {@link #rowsPerKey}'s slot: none, one row, or a list. */
+  @SuppressWarnings("unchecked") // Slots hold a RowData or the List<RowData> rowsPerKey built.
+  private static Collection<RowData> rows(Object slot) {
+    if (slot == null) {
+      return List.of();
+    }
+    if (slot instanceof RowData row) {
+      return java.util.Collections.singletonList(row);
+    }
+    return (List<RowData>) slot;
   }
 
   private VectorSchemaRoot keyBatch(RowData key) {
@@ -254,13 +321,13 @@ final class StromLookups implements AutoCloseable {
 
   /**
    * The answer's rows (copies of the result columns) grouped by the key they answer ({@code
-   * _key_index}), keeping only rows whose extra join keys equal the key's.
+   * _key_index}), keeping only rows whose extra join keys equal the key's: per key null (no
+   * row), its one row, or a list of rows (see {@link #rows}). Most keys of a full-key lookup
+   * have one row or none, which then costs no list.
    */
-  private List<List<RowData>> rowsPerKey(VectorSchemaRoot answer, List<RowData> sentKeys) {
-    List<List<RowData>> perKey = new ArrayList<>(sentKeys.size());
-    for (int i = 0; i < sentKeys.size(); i++) {
-      perKey.add(new ArrayList<>(1));
-    }
+  @SuppressWarnings("unchecked") // Slots hold a RowData or a List<RowData>, nothing else.
+  private Object[] rowsPerKey(VectorSchemaRoot answer, List<Pending> sent) {
+    Object[] perKey = new Object[sent.size()];
     int count = answer.getRowCount();
     if (count == 0) {
       return perKey;
@@ -272,12 +339,23 @@ final class StromLookups implements AutoCloseable {
       int key = keyIndex.get(r);
       if (requested != null) {
         requested.setRowId(r);
-        if (!extraKeysMatch(sentKeys.get(key), requested)) {
+        if (!extraKeysMatch(sent.get(key).key, requested)) {
           continue;
         }
       }
       row.setRowId(r);
-      perKey.get(key).add(copyOut(row));
+      RowData copy = copyOut(row);
+      Object slot = perKey[key];
+      if (slot == null) {
+        perKey[key] = copy;
+      } else if (slot instanceof RowData first) {
+        List<RowData> rows = new ArrayList<>(4);
+        rows.add(first);
+        rows.add(copy);
+        perKey[key] = rows;
+      } else {
+        ((List<RowData>) slot).add(copy);
+      }
     }
     return perKey;
   }
@@ -376,7 +454,7 @@ final class StromLookups implements AutoCloseable {
     } finally {
       synchronized (this) {
         lookupers.clear();
-        batchers.values().forEach(b -> b.waiting.forEach(rows -> rows.cancel(false)));
+        batchers.values().forEach(b -> b.waiting.forEach(pending -> pending.rows.cancel(false)));
         batchers.clear();
       }
       completions.shutdown();

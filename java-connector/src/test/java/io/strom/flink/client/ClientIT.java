@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -317,6 +318,45 @@ class ClientIT {
     List<String> snapshot = scanAll(ScanRequest.snapshot(DB, table));
     assertEquals(49, snapshot.size(), "50 upserted, 1 deleted");
     assertEquals(expectedRow(50), snapshot.get(48));
+  }
+
+  @Test
+  void aRecycledAnswerTakesTheNextAnswerWithoutStaleRowsAndIsFreedWithTheLookuper() throws Exception {
+    // The lookup function hands each answer back (StromLookuper.recycle) instead of closing
+    // it: the next answer, sync or async, larger or smaller, is imported into its vectors.
+    String table = usersTableWithOrders(30);
+    Schema keySchema = new Schema(List.of(field("id", new ArrowType.Int(64, true), false)));
+    long before = connection.allocator().getAllocatedMemory();
+    try (VectorSchemaRoot keys = VectorSchemaRoot.create(keySchema, connection.allocator())) {
+      keys.allocateNew();
+      long withKeys = connection.allocator().getAllocatedMemory();
+      try (StromLookuper lookuper = connection.lookuper(DB, table)) {
+        BigIntVector id = (BigIntVector) keys.getVector("id");
+        VectorSchemaRoot previous = null;
+        for (int round = 0; round < 6; round++) {
+          int count = round % 2 == 0 ? 5 : 2;
+          for (int k = 0; k < count; k++) {
+            id.setSafe(k, 1 + round + k);
+          }
+          keys.setRowCount(count);
+          VectorSchemaRoot answer = round % 3 == 0 ? lookuper.lookup(keys) : lookuper.lookupAsync(keys).get(60, TimeUnit.SECONDS);
+          if (previous != null) {
+            assertSame(previous, answer, "the recycled root took this answer");
+          }
+          assertEquals(count, answer.getRowCount(), answer.contentToTSVString());
+          for (int r = 0; r < count; r++) {
+            assertEquals(r, ((IntVector) answer.getVector("_key_index")).get(r));
+            long key = 1 + round + r;
+            assertEquals(key % 3 == 0 ? "null" : "c" + key, String.valueOf(answer.getVector("customer").getObject(r)));
+          }
+          lookuper.recycle(answer);
+          previous = answer;
+        }
+      }
+      // Closing the lookuper closed the root it kept: only the key batch is left.
+      assertEquals(withKeys, connection.allocator().getAllocatedMemory());
+    }
+    assertEquals(before, connection.allocator().getAllocatedMemory());
   }
 
   @Test
