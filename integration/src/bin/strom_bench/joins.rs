@@ -48,8 +48,8 @@ pub struct JoinsArgs {
     pub joins_lookup_parallelism: Vec<usize>,
     /// Joins: Flink's `table.exec.async-lookup.buffer-capacity` (most keys in flight per
     /// subtask) of the lookup-join jobs, one job per value and parallelism (comma-separated;
-    /// Flink's default is 100; docs/flink.md recommends 1000-2000 for Strom).
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,2000")]
+    /// Flink's default is 100; docs/flink.md recommends 1000-5000 for Strom).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,2000,5000")]
     pub joins_lookup_buffer_capacity: Vec<usize>,
     /// Joins: steps of input growth (the input grows to this many times the first step).
     #[arg(long, default_value_t = 10)]
