@@ -7,12 +7,12 @@ import io.strom.flink.client.internal.Json;
 import io.strom.flink.client.internal.NativeCompletion;
 import io.strom.flink.client.internal.NativeResource;
 import io.strom.flink.client.internal.SchemaIds;
+import io.strom.flink.client.internal.SpareRoot;
 import io.strom.flink.client.internal.StromNative;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicReference;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.types.pojo.Schema;
 
@@ -32,14 +32,8 @@ public final class StromLookuper extends NativeResource {
   private final Map<Integer, Schema> answerSchemas = new ConcurrentHashMap<>();
   /** The id of the answer schema imported last (0: none), which Rust need not send again. */
   private volatile int answerSchemaHeld;
-  /**
-   * The root of the last answer handed back ({@link #recycle}), its buffers released, for the
-   * next answer of the same schema to be imported into: creating an answer's vectors was over a
-   * third of importing it (a lookup-join profile, 2026-12-07).
-   */
-  private final AtomicReference<Spare> spare = new AtomicReference<>();
-
-  private record Spare(Schema schema, VectorSchemaRoot root) {}
+  /** The root of the last answer handed back ({@link #recycle}), for the next answer. */
+  private final SpareRoot spare = new SpareRoot();
 
   StromLookuper(long handle, StromConnection connection) {
     super(handle, StromNative::closeLookuper);
@@ -131,16 +125,7 @@ public final class StromLookuper extends NativeResource {
         throw new IllegalStateException("a lookup answer came without its schema " + schemaId);
       }
     }
-    Spare reusable = spare.getAndSet(null);
-    VectorSchemaRoot reuse = null;
-    if (reusable != null) {
-      if (reusable.schema() == schema) {
-        reuse = reusable.root();
-      } else {
-        reusable.root().close();
-      }
-    }
-    return result.importRoot(schema, reuse);
+    return result.importRoot(schema, spare.take(schema));
   }
 
   /**
@@ -148,21 +133,8 @@ public final class StromLookuper extends NativeResource {
    * kept for the next answer. Any thread; the answer must not be used afterwards.
    */
   public void recycle(VectorSchemaRoot answer) {
-    answer.clear();
-    Schema schema = answer.getSchema();
-    if (!spare.compareAndSet(null, new Spare(schema, answer))) {
-      answer.close();
-    } else if (isClosed()) {
-      // After close() (or during it): nothing imports any more, so nothing may stay kept.
-      closeSpare();
-    }
-  }
-
-  private void closeSpare() {
-    Spare left = spare.getAndSet(null);
-    if (left != null) {
-      left.root().close();
-    }
+    // The root's schema is the imported one it was created for (importAnswer).
+    spare.keep(answer.getSchema(), answer, this::isClosed);
   }
 
   /** Waits for every submitted lookup, ends the stream and frees the lookuper. */
@@ -171,7 +143,7 @@ public final class StromLookuper extends NativeResource {
     try {
       super.close();
     } finally {
-      closeSpare();
+      spare.close();
     }
   }
 

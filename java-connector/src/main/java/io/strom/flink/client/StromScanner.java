@@ -2,9 +2,9 @@ package io.strom.flink.client;
 
 import io.strom.flink.client.internal.CData;
 import io.strom.flink.client.internal.NativeResource;
+import io.strom.flink.client.internal.SpareRoot;
 import io.strom.flink.client.internal.StromNative;
 import java.time.Duration;
-import java.util.concurrent.atomic.AtomicReference;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.types.pojo.Schema;
 
@@ -22,14 +22,8 @@ public final class StromScanner extends NativeResource {
   private volatile boolean finished;
   /** The schema of the batches, imported with the first one (and again if it changes). */
   private Schema schema;
-  /**
-   * The root of the last batch closed, its buffers released, for the next batch of the same
-   * schema to be imported into. Batches may be closed on another thread than the poller's (a
-   * Flink source recycles on the task thread).
-   */
-  private final AtomicReference<Spare> spare = new AtomicReference<>();
-
-  private record Spare(Schema schema, VectorSchemaRoot root) {}
+  /** The root of the last batch closed, for the next batch to be imported into. */
+  private final SpareRoot spare = new SpareRoot();
 
   /** Filled by each poll: what came and where a batch came from ({@link StromNative#poll}). */
   private final long[] origin = new long[StromNative.ORIGIN_LONGS];
@@ -65,14 +59,7 @@ public final class StromScanner extends NativeResource {
         } else if (schema == null) {
           throw new IllegalStateException("the native scanner sent a batch without its schema");
         }
-        Spare reusable = spare.getAndSet(null);
-        VectorSchemaRoot reuse = null;
-        if (reusable != null && reusable.schema() == schema) {
-          reuse = reusable.root();
-        } else if (reusable != null) {
-          reusable.root().close();
-        }
-        root = incoming.importRoot(schema, reuse);
+        root = incoming.importRoot(schema, spare.take(schema));
       }
     } catch (StromException e) {
       finished = true;
@@ -85,26 +72,15 @@ public final class StromScanner extends NativeResource {
     }
     Schema rootSchema = schema;
     return new ScanBatch(
-        root, (int) origin[1], partition, origin[2], origin[3], origin[4], origin[5], r -> recycle(rootSchema, r));
-  }
-
-  /** A closed batch's root: its buffers go back to Rust now, its vectors to the next batch. */
-  private void recycle(Schema rootSchema, VectorSchemaRoot root) {
-    root.clear();
-    if (!spare.compareAndSet(null, new Spare(rootSchema, root))) {
-      root.close();
-    }
-    if (isClosed()) {
-      // After close() (or during it): nothing polls any more, so nothing may stay kept.
-      closeSpare();
-    }
-  }
-
-  private void closeSpare() {
-    Spare left = spare.getAndSet(null);
-    if (left != null) {
-      left.root().close();
-    }
+        root,
+        (int) origin[1],
+        partition,
+        origin[2],
+        origin[3],
+        origin[4],
+        origin[5],
+        // A closed batch's root: its buffers go back to Rust now, its vectors to the next batch.
+        r -> spare.keep(rootSchema, r, this::isClosed));
   }
 
   /** Cancels the scan; batches not yet closed stay readable until they are. */
@@ -113,7 +89,7 @@ public final class StromScanner extends NativeResource {
     try {
       super.close();
     } finally {
-      closeSpare();
+      spare.close();
     }
   }
 
