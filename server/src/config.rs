@@ -149,6 +149,7 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     pub max_inflight_write_bytes: usize,
     pub shutdown_grace_ms: u64,
+    pub lookup_pipeline_depth: usize,
 }
 
 impl Default for ServerConfig {
@@ -158,6 +159,7 @@ impl Default for ServerConfig {
             max_message_bytes: 64 * 1024 * 1024,
             max_inflight_write_bytes: 512 * 1024 * 1024,
             shutdown_grace_ms: 5000,
+            lookup_pipeline_depth: 1,
         }
     }
 }
@@ -252,6 +254,7 @@ impl Config {
                 self.server.max_inflight_write_bytes >= self.server.max_message_bytes,
                 "server.max_inflight_write_bytes must be >= server.max_message_bytes",
             ),
+            ((1..=64).contains(&self.server.lookup_pipeline_depth), "server.lookup_pipeline_depth must be between 1 and 64"),
             (self.log.segment_bytes >= 1024 * 1024, "log.segment_bytes must be at least 1 MiB"),
             (self.log.flush_interval_ms > 0, "log.flush_interval_ms must be > 0"),
             (self.log.default_bucket_num >= 1, "log.default_bucket_num must be >= 1"),

@@ -37,8 +37,13 @@ impl RunningServer {
         let (shutdown, stop) = watch::channel(false);
         engine.spawn_background(stop.clone());
         let max = config.server.max_message_bytes;
-        let service =
-            crate::flight::flight_service(engine.clone(), config.server.max_inflight_write_bytes, max, max.max(256 * 1024 * 1024));
+        let service = crate::flight::flight_service(
+            engine.clone(),
+            config.server.max_inflight_write_bytes,
+            max,
+            max.max(256 * 1024 * 1024),
+            config.server.lookup_pipeline_depth,
+        );
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let engine2 = engine.clone();
         let handle = tokio::spawn(async move {

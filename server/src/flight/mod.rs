@@ -33,13 +33,27 @@ pub struct StromFlightService {
     engine: Arc<dyn StorageEngine>,
     write_permits: Arc<Semaphore>,
     max_message_bytes: usize,
+    /// Key batches of one DoExchange stream looked up at once (`server.lookup_pipeline_depth`).
+    lookup_pipeline_depth: usize,
     served: Arc<served::ServedStats>,
 }
 
 impl StromFlightService {
     pub fn new(engine: Arc<dyn StorageEngine>, max_inflight_write_bytes: usize, max_message_bytes: usize) -> Self {
         let permits = max_inflight_write_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
-        Self { engine, write_permits: Arc::new(Semaphore::new(permits)), max_message_bytes, served: Arc::default() }
+        Self {
+            engine,
+            write_permits: Arc::new(Semaphore::new(permits)),
+            max_message_bytes,
+            lookup_pipeline_depth: 1,
+            served: Arc::default(),
+        }
+    }
+
+    /// Up to `depth` key batches of one DoExchange stream looked up at once (at least 1).
+    pub fn with_lookup_pipeline_depth(mut self, depth: usize) -> Self {
+        self.lookup_pipeline_depth = depth.max(1);
+        self
     }
 }
 
@@ -52,8 +66,10 @@ pub fn flight_service(
     max_inflight_write_bytes: usize,
     max_message_bytes: usize,
     max_encoding_bytes: usize,
+    lookup_pipeline_depth: usize,
 ) -> zero_copy::ZeroCopyDoGet<FlightServiceServer<StromFlightService>> {
-    let service = StromFlightService::new(engine.clone(), max_inflight_write_bytes, max_message_bytes);
+    let service = StromFlightService::new(engine.clone(), max_inflight_write_bytes, max_message_bytes)
+        .with_lookup_pipeline_depth(lookup_pipeline_depth);
     let served = service.served.clone();
     let server =
         FlightServiceServer::new(service).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_encoding_bytes);
@@ -136,7 +152,8 @@ impl FlightService for StromFlightService {
     }
 
     async fn do_exchange(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
-        let stream = doexchange::do_exchange(self.engine.clone(), request.into_inner(), self.max_message_bytes).await?;
+        let stream =
+            doexchange::do_exchange(self.engine.clone(), request.into_inner(), self.max_message_bytes, self.lookup_pipeline_depth).await?;
         Ok(Response::new(stream))
     }
 

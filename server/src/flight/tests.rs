@@ -200,7 +200,7 @@ impl TestFixture {
     async fn start(engine: FakeEngine, max_message_bytes: usize) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let service = crate::flight::flight_service(Arc::new(engine), 64 << 20, max_message_bytes, 256 << 20);
+        let service = crate::flight::flight_service(Arc::new(engine), 64 << 20, max_message_bytes, 256 << 20, 1);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
