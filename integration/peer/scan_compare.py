@@ -5,10 +5,11 @@ in-memory pyarrow Flight server holding the same batches, alternating, in one ru
 The table: ``--rows`` rows (default 1M) of 43 columns (BIGINT, DOUBLE, STRING, INT, BOOLEAN,
 TIMESTAMP(3) in turn, as ``strom-bench``'s wide table), written to both servers in
 ``--batch-rows`` batches (default 65 536) in one bucket. Strom stores them with
-``--compression`` (``NONE`` or ``ZSTD``); the peer (integration/peer/pyarrow_peer.py) keeps the
-written batches in memory and serves them uncompressed with pyarrow's C++ ``RecordBatchStream``
-(pyarrow 26's ``RecordBatchStream(table, options=IpcWriteOptions(compression="zstd"))`` was
-checked on the wire and sends uncompressed IPC, so a ZSTD peer needs another way).
+``--compression`` (``NONE``, ``ZSTD`` or ``LZ4_FRAME``); the peer (integration/peer/pyarrow_peer.py)
+keeps the written batches in memory and serves them with pyarrow's C++ ``RecordBatchStream``,
+uncompressed or, for a compressed table, with ``IpcWriteOptions(compression=...)``: compressed
+IPC on the wire like the node's (16 MB of batches became 2 MB on the loopback interface with
+ZSTD), but compressed again on every scan, since pyarrow only sends IPC it encodes itself.
 
 Each round scans full width, then the first 13 columns, the 13 columns ``strom-bench`` picks
 across the table, and the last 13, from each server in turn (the order alternating between
@@ -151,7 +152,7 @@ def main() -> None:
                 servers["baseline"] = (baseline, flight.FlightClient(baseline.url))
             for name, (_, client) in servers.items():
                 action1(client, "create_database", {"name": "bench"})
-                write_table(client, "wide", batches, None if name == "peer" else args.compression)
+                write_table(client, "wide", batches, None if args.compression == "NONE" else args.compression)
             names = [column_name(i) for i in range(COLUMNS)]
             shapes = {
                 "full43": None,
@@ -180,7 +181,7 @@ def main() -> None:
             for profiler in profilers:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait()
-            print(f"{args.rows} rows x 43 columns in {args.batch_rows}-row batches, Strom compression {args.compression}, "
+            print(f"{args.rows} rows x 43 columns in {args.batch_rows}-row batches, compression {args.compression} (both servers), "
                   f"medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})")
             has_baseline = "baseline" in servers
             print(f"{'scan':8} {'strom GB/s':>11} {'peer GB/s':>10} {'ratio':>6} {'strom CPU s/GB':>15} {'peer CPU s/GB':>14}"
