@@ -25,6 +25,10 @@ Run from the repository root after ``cargo build --release -p strom-server``::
 ``--baseline-bin PATH`` adds a second Strom node from another build (written and scanned the
 same way, in the same rounds) to compare a change before and after in one run.
 
+``--concurrency N`` runs each measured scan as N scans at once, each on its own connection (one
+thread each; pyarrow reads without holding the GIL), and reports their bytes over the time from
+the first ``do_get`` to the last batch: whether concurrent scanners use both cores.
+
 ``--perf-strom FILE`` / ``--perf-peer FILE`` record a ``perf record --call-graph dwarf`` profile of that server
 during the measured rounds (Debian's ``linux-perf``); read it with ``perf report -i FILE``.
 """
@@ -32,6 +36,7 @@ during the measured rounds (Debian's ``linux-perf``); read it with ``perf report
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import signal
@@ -122,6 +127,20 @@ def scan(client: flight.FlightClient, table: str, columns: list[str] | None) -> 
     return seconds, result.num_rows, result.nbytes
 
 
+def scan_concurrently(clients: list[flight.FlightClient], table: str, columns: list[str] | None) -> tuple[float, int, int]:
+    """One scan per client, all at once; (seconds for all, rows of each, bytes of all)."""
+    if len(clients) == 1:
+        return scan(clients[0], table, columns)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        done = list(pool.map(lambda c: scan(c, table, columns), clients))
+    seconds = time.perf_counter() - start
+    rows = {r for _, r, _ in done}
+    if len(rows) != 1:
+        raise SystemExit(f"concurrent scans returned different row counts: {sorted(rows)}")
+    return seconds, rows.pop(), sum(n for _, _, n in done)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strom-bin", default=os.environ.get("STROM_BIN", "target/release/strom"))
@@ -129,6 +148,7 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=65_536)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compression", default="NONE", choices=["NONE", "ZSTD", "LZ4_FRAME"])
+    parser.add_argument("--concurrency", type=int, default=1, help="scans run at once per measured scan")
     parser.add_argument("--baseline-bin", help="a second strom binary scanned in the same rounds (before/after)")
     parser.add_argument("--perf-strom", help="perf record -g the node during the measured rounds into this file")
     parser.add_argument("--perf-peer", help="perf record -g the peer during the measured rounds into this file")
@@ -167,13 +187,16 @@ def main() -> None:
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                          for out, server in ((args.perf_strom, node), (args.perf_peer, peer)) if out]
             time.sleep(1.0 if profilers else 0)  # perf attaches asynchronously; not a sync of the scans
+            # Extra connections for concurrent scans (the first is the one that wrote).
+            scanners = {name: [client] + [flight.FlightClient(server.url) for _ in range(args.concurrency - 1)]
+                        for name, (server, client) in servers.items()}
             for round_no in range(args.rounds):
                 order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
                 for shape, columns in shapes.items():
                     for name in order:
                         server, client = servers[name]
                         cpu0 = cpu_seconds(server.proc.pid)
-                        seconds, rows, nbytes = scan(client, "wide", columns)
+                        seconds, rows, nbytes = scan_concurrently(scanners[name], "wide", columns)
                         cpu = cpu_seconds(server.proc.pid) - cpu0
                         if rows != args.rows:
                             raise SystemExit(f"{name} {shape}: {rows} rows, expected {args.rows}")
@@ -182,7 +205,7 @@ def main() -> None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait()
             print(f"{args.rows} rows x 43 columns in {args.batch_rows}-row batches, compression {args.compression} (both servers), "
-                  f"medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})")
+                  f"{args.concurrency} scan(s) at once, medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})")
             has_baseline = "baseline" in servers
             print(f"{'scan':8} {'strom GB/s':>11} {'peer GB/s':>10} {'ratio':>6} {'strom CPU s/GB':>15} {'peer CPU s/GB':>14}"
                   + (f" {'baseline GB/s':>14} {'ratio':>6} {'baseline CPU s/GB':>18}" if has_baseline else ""))
