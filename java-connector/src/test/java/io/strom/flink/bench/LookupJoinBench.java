@@ -150,9 +150,9 @@ public final class LookupJoinBench {
     static final double TO = 0.95;
     private final long base;
     private final long rows;
+    /** Written by the sampler only; read after {@link #stop} joined it. */
     private final java.util.List<long[]> samples = new java.util.ArrayList<>();
     private final Thread sampler;
-    private volatile boolean stopped;
 
     private KeyRate(long base, long rows) {
       this.base = base;
@@ -168,10 +168,8 @@ public final class LookupJoinBench {
     }
 
     private void sample() {
-      while (!stopped) {
-        synchronized (samples) {
-          samples.add(new long[] {System.nanoTime(), LookupCounters.keys() - base});
-        }
+      while (true) {
+        samples.add(new long[] {System.nanoTime(), LookupCounters.keys() - base});
         try {
           Thread.sleep(100);
         } catch (InterruptedException e) {
@@ -181,7 +179,7 @@ public final class LookupJoinBench {
     }
 
     void stop() throws InterruptedException {
-      stopped = true;
+      // The sampler ends when its sleep is interrupted.
       sampler.interrupt();
       sampler.join();
     }
