@@ -110,6 +110,27 @@ struct LookuperSpec {
     insert_if_not_exists: bool,
     #[serde(default)]
     max_in_flight: Option<usize>,
+    /// `LookupOptions::answer_timeout` in milliseconds; 0 waits forever, absent keeps the default.
+    #[serde(default)]
+    answer_timeout_ms: Option<u64>,
+}
+
+impl LookuperSpec {
+    fn into_options(self) -> LookupOptions {
+        let mut options = LookupOptions {
+            columns: self.columns,
+            partition: self.partition,
+            insert_if_not_exists: self.insert_if_not_exists,
+            ..LookupOptions::default()
+        };
+        if let Some(max_in_flight) = self.max_in_flight {
+            options.max_in_flight = max_in_flight.max(1);
+        }
+        if let Some(millis) = self.answer_timeout_ms {
+            options.answer_timeout = (millis > 0).then(|| std::time::Duration::from_millis(millis));
+        }
+        options
+    }
 }
 
 fn parse_json<T: for<'de> Deserialize<'de> + Default>(text: Option<String>, what: &str) -> BridgeResult<T> {
@@ -468,17 +489,10 @@ pub extern "system" fn Java_io_strom_flink_client_internal_StromNative_openLooku
         let client = CONNECTIONS.get(connection)?;
         let (database, table) = (string(env, &database, "database")?, string(env, &table, "table")?);
         let spec: LookuperSpec = parse_json(optional_string(env, &options_json)?, "lookuper options")?;
-        let mut options = LookupOptions {
-            columns: spec.columns,
-            partition: spec.partition,
-            insert_if_not_exists: spec.insert_if_not_exists,
-            ..LookupOptions::default()
-        };
-        if let Some(max_in_flight) = spec.max_in_flight {
-            options.max_in_flight = max_in_flight.max(1);
-        }
+        let prefix = spec.prefix;
+        let options = spec.into_options();
         let lookuper =
-            if spec.prefix { client.prefix_lookuper(&database, &table, options) } else { client.lookuper(&database, &table, options) };
+            if prefix { client.prefix_lookuper(&database, &table, options) } else { client.lookuper(&database, &table, options) };
         Ok(LOOKUPERS.insert(JniLookuper::new(lookuper)))
     })
     .resolve::<ThrowStromException>()
@@ -649,5 +663,14 @@ mod tests {
         assert!(!spec.insert_if_not_exists);
         let spec: LookuperSpec = parse_json(Some(r#"{"prefix":true,"columns":["a"]}"#.into()), "lookuper options").unwrap();
         assert!(spec.prefix);
+        assert_eq!(spec.into_options().answer_timeout, LookupOptions::default().answer_timeout, "absent: the default");
+    }
+
+    #[test]
+    fn given_answer_timeout_in_lookuper_options_when_converted_should_set_it_or_turn_it_off_at_zero() {
+        let spec: LookuperSpec = parse_json(Some(r#"{"answer_timeout_ms":1500}"#.into()), "lookuper options").unwrap();
+        assert_eq!(spec.into_options().answer_timeout, Some(std::time::Duration::from_millis(1500)));
+        let spec: LookuperSpec = parse_json(Some(r#"{"answer_timeout_ms":0}"#.into()), "lookuper options").unwrap();
+        assert_eq!(spec.into_options().answer_timeout, None);
     }
 }

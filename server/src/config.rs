@@ -142,6 +142,9 @@ pub enum KvCompression {
     None,
 }
 
+/// `server.lookup_pipeline_depth`'s default (config/strom.toml says why 4).
+pub const DEFAULT_LOOKUP_PIPELINE_DEPTH: usize = 4;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -159,7 +162,7 @@ impl Default for ServerConfig {
             max_message_bytes: 64 * 1024 * 1024,
             max_inflight_write_bytes: 512 * 1024 * 1024,
             shutdown_grace_ms: 5000,
-            lookup_pipeline_depth: 1,
+            lookup_pipeline_depth: DEFAULT_LOOKUP_PIPELINE_DEPTH,
         }
     }
 }

@@ -18,6 +18,10 @@
 //!   message is the oldest unanswered one: its request fails with the node's code, and the
 //!   requests after it go on over a new stream. After `max_retries` failed reconnects the
 //!   waiting requests fail, but the lookuper stays usable: the next call reconnects.
+//! * **A node that stops answering**: when the oldest sent message has waited
+//!   `answer_timeout`, the stream is treated as broken (`DEADLINE_EXCEEDED`) and retried the
+//!   same way, so a stuck node or a silently dead connection fails requests instead of
+//!   hanging them.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -70,6 +74,13 @@ pub struct LookupOptions {
     pub max_backoff: Duration,
     /// Approximate size at which a key batch is sent as several messages.
     pub max_flight_data_size: usize,
+    /// Longest wait for the answer to the oldest key message sent on the stream. Past it the
+    /// stream is dropped and its unanswered messages go out again on a new one, like after a
+    /// broken stream (so a node that stopped answering fails the requests within about
+    /// `answer_timeout + retry_deadline`). `None` waits forever. One timer per stream, not
+    /// per key: a caller can turn off timers of its own per lookup (Flink's per-row async
+    /// timeout) and rely on this one.
+    pub answer_timeout: Option<Duration>,
 }
 
 impl Default for LookupOptions {
@@ -84,6 +95,7 @@ impl Default for LookupOptions {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             max_flight_data_size: GRPC_TARGET_MAX_FLIGHT_SIZE_BYTES,
+            answer_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -367,6 +379,8 @@ struct Wire {
     request: u64,
     row_offset: usize,
     rows: usize,
+    /// When it went out on the current stream (`None` until then).
+    sent_at: Option<Instant>,
 }
 
 /// A caller request waiting for the answers of its messages.
@@ -426,6 +440,16 @@ async fn next_answer(conn: &mut Option<Conn>) -> Result<Option<RecordBatch>> {
 enum Event {
     Command(Option<Command>),
     Answer(Result<Option<RecordBatch>>),
+    /// The oldest sent key message waited `answer_timeout` without an answer.
+    AnswerOverdue,
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn overdue(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Owns the stream, the unanswered messages and the retry state, as one task.
@@ -465,9 +489,11 @@ impl Driver {
                 }
             }
             let accept_commands = commands_open && self.closing.is_none();
+            let deadline = self.answer_deadline();
             let event = tokio::select! {
                 command = commands.recv(), if accept_commands => Event::Command(command),
                 answer = next_answer(&mut self.conn), if self.conn.is_some() => Event::Answer(answer),
+                () = overdue(deadline), if deadline.is_some() => Event::AnswerOverdue,
             };
             match event {
                 Event::Command(None) => commands_open = false,
@@ -487,7 +513,7 @@ impl Driver {
                         _permit: permit,
                     });
                     for m in messages {
-                        self.wires.push_back(Wire { data: m.data, request: id, row_offset: m.row_offset, rows: m.rows });
+                        self.wires.push_back(Wire { data: m.data, request: id, row_offset: m.row_offset, rows: m.rows, sent_at: None });
                     }
                 }
                 Event::Answer(Ok(Some(batch))) => self.on_answer(batch),
@@ -497,6 +523,20 @@ impl Driver {
                         let error = Error::Transport(format!("the node ended the lookup stream with {} key batches unanswered", self.sent));
                         self.retry(error).await;
                     }
+                }
+                Event::AnswerOverdue => {
+                    // The node may be stuck or the connection silently dead: a new stream
+                    // (and connection attempt) is the only way to learn which.
+                    self.conn = None;
+                    let waited = self.options.answer_timeout.unwrap_or_default();
+                    let error = Error::Status {
+                        code: Code::DeadlineExceeded,
+                        message: format!(
+                            "the node did not answer a lookup key batch within {waited:?} ({} unanswered on the stream)",
+                            self.sent
+                        ),
+                    };
+                    self.retry(error).await;
                 }
                 Event::Answer(Err(error)) => {
                     self.conn = None;
@@ -531,12 +571,28 @@ impl Driver {
 
     fn send_unsent(&mut self) {
         let Some(requests) = self.conn.as_ref().and_then(|c| c.requests.as_ref()) else { return };
+        if self.sent == self.wires.len() {
+            return;
+        }
+        let now = Instant::now();
         while self.sent < self.wires.len() {
-            if requests.unbounded_send(self.wires[self.sent].data.clone()).is_err() {
+            let wire = &mut self.wires[self.sent];
+            if requests.unbounded_send(wire.data.clone()).is_err() {
                 break;
             }
+            wire.sent_at = Some(now);
             self.sent += 1;
         }
+    }
+
+    /// When the oldest message sent on the current stream is overdue, if one is out and a
+    /// timeout is set.
+    fn answer_deadline(&self) -> Option<Instant> {
+        let timeout = self.options.answer_timeout?;
+        if self.sent == 0 {
+            return None;
+        }
+        self.wires.front()?.sent_at.map(|sent_at| sent_at + timeout)
     }
 
     fn on_answer(&mut self, batch: RecordBatch) {

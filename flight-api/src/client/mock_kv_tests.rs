@@ -44,6 +44,9 @@ pub(crate) struct KvState {
     answered: usize,
     /// Break the stream (Unavailable) once this many messages were answered, once.
     break_after_answers: Option<usize>,
+    /// This many DoExchange streams (the first ones) read their key messages but never
+    /// answer, as a stuck node would.
+    stalled_streams: usize,
     /// Record-batch messages of a DoGet: (app_metadata, rows of column `v`).
     pub(crate) do_get_batches: Vec<(Value, Vec<i64>)>,
     /// When set, a scan ticket is answered by an endless stream (a `follow` scan) that
@@ -105,11 +108,18 @@ impl KvMock {
     async fn serve_exchange(self, mut input: Streaming<FlightData>, mut out: futures::channel::mpsc::Sender<Result<FlightData, Status>>) {
         let Ok(Some(first)) = input.message().await else { return };
         let descriptor: Value = serde_json::from_slice(&first.flight_descriptor.as_ref().unwrap().cmd).unwrap();
-        let group = {
+        let (group, stalled) = {
             let mut state = self.state.lock().unwrap();
             state.exchanges.push(descriptor);
-            state.answer_group.max(1)
+            let stalled = state.stalled_streams > 0;
+            state.stalled_streams = state.stalled_streams.saturating_sub(1);
+            (state.answer_group.max(1), stalled)
         };
+        if stalled {
+            // Keep the stream open, answering nothing, until the client gives up on it.
+            while let Ok(Some(_)) = input.message().await {}
+            return;
+        }
         let key_schema = Arc::new(Schema::try_from(&first).expect("schema message first"));
         let _ = out.send(Ok(schema_message(&answer_schema()))).await;
         let mut held = Vec::new();
@@ -334,6 +344,40 @@ async fn given_stream_broken_with_lookups_in_flight_when_retried_should_answer_e
         assert_eq!(int64s(answer, "k"), vec![2 * i as i64], "answer {i} belongs to request {i}");
     }
     assert_eq!(mock.exchanges().len(), 2, "one reconnect");
+}
+
+#[tokio::test]
+async fn given_stream_the_node_stopped_answering_when_the_answer_timeout_passes_should_answer_on_a_new_stream() {
+    let mock = KvMock::default();
+    mock.state.lock().unwrap().stalled_streams = 1;
+    let client = connect(&mock).await;
+    let options = LookupOptions { answer_timeout: Some(Duration::from_millis(200)), ..fast_retries() };
+    let mut lookuper = client.lookuper("d", "t", options);
+    let started = std::time::Instant::now();
+    let (a, b) = within(async {
+        let a = lookuper.submit(keys(&[2, 3])).await.unwrap();
+        let b = lookuper.submit(keys(&[4])).await.unwrap();
+        (a.await.unwrap(), b.await.unwrap())
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(200), "answered only after the stalled stream was given up");
+    assert_eq!((int64s(&a, "k"), int64s(&b, "k")), (vec![2], vec![4]));
+    assert_eq!(mock.exchanges().len(), 2, "one new stream");
+}
+
+#[tokio::test]
+async fn given_node_that_never_answers_when_the_retry_deadline_passes_should_fail_with_deadline_exceeded() {
+    let mock = KvMock::default();
+    mock.state.lock().unwrap().stalled_streams = usize::MAX;
+    let client = connect(&mock).await;
+    let options =
+        LookupOptions { answer_timeout: Some(Duration::from_millis(100)), retry_deadline: Duration::from_millis(250), ..fast_retries() };
+    let mut lookuper = client.lookuper("d", "t", options);
+    let error = within(lookuper.lookup(keys(&[2]))).await.expect_err("nothing answers");
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{error}");
+    assert!(error.to_string().contains("did not answer a lookup key batch within 100ms"), "{error}");
+    let streams = mock.exchanges().len();
+    assert!((2..=4).contains(&streams), "new streams until the retry deadline, then none: {streams}");
 }
 
 #[tokio::test]

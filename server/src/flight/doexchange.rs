@@ -8,10 +8,10 @@
 //! Key batches of one stream are answered in order, up to `server.lookup_pipeline_depth` of
 //! them looked up at once (each batch of more than one key runs on the blocking pool), so a
 //! single client stream with several requests in flight can use more than one core. One at a
-//! time (the default), one stream of 500-key batches with 2 in flight peaked at 141–165K keys/s
-//! on 2 cores where 4 streams reached 263–343K; at depth 4 it reached 203–225K. The default
-//! stays 1 because a Flink async lookup join running beside the node on those 2 cores lost a
-//! fifth of its rate when the node took the second core (docs/benchmarks.md, config/strom.toml).
+//! time, one stream of 500-key batches with 2 in flight peaked at 141–165K keys/s on 2 cores
+//! where 4 streams reached 263–343K; at depth 4 it reached 203–225K, and a Flink async lookup
+//! join (one subtask, one stream) was bound by the node's one busy core until the depth went
+//! up (docs/benchmarks.md, config/strom.toml: why 4 is the default).
 //! Lookups that insert missing keys (`insert_if_not_exists`) stay one at a time: a key new to
 //! two batches must be inserted by the first and found by the second, as the client sent them.
 

@@ -45,7 +45,7 @@ impl StromFlightService {
             engine,
             write_permits: Arc::new(Semaphore::new(permits)),
             max_message_bytes,
-            lookup_pipeline_depth: 1,
+            lookup_pipeline_depth: crate::config::DEFAULT_LOOKUP_PIPELINE_DEPTH,
             served: Arc::default(),
         }
     }

@@ -175,6 +175,18 @@ public final class StromLookuper extends NativeResource {
       return this;
     }
 
+    /**
+     * Longest wait for the node's answer to a key batch before the stream is dropped and the
+     * unanswered keys go out again on a new one (default 30 s); zero waits forever.
+     */
+    public Options answerTimeout(java.time.Duration timeout) {
+      if (timeout.isNegative()) {
+        throw new IllegalArgumentException("the answer timeout must not be negative: " + timeout);
+      }
+      json.put("answer_timeout_ms", timeout.toMillis());
+      return this;
+    }
+
     String toJson() {
       return Json.write(json);
     }

@@ -59,6 +59,19 @@ public final class StromConnectorOptions {
               "Lookup joins use the asynchronous lookup function (many keys in flight on one"
                   + " DoExchange stream per subtask); false: the synchronous one.");
 
+  public static final ConfigOption<Duration> LOOKUP_ANSWER_TIMEOUT =
+      ConfigOptions.key("lookup.answer-timeout")
+          .durationType()
+          .defaultValue(Duration.ofSeconds(30))
+          .withDescription(
+              "Longest wait for the node's answer to a batch of lookup keys. Past it the"
+                  + " subtask's lookup stream is dropped and the keys unanswered on it are sent"
+                  + " again on a new one; a node that keeps not answering fails the lookups"
+                  + " (then 'lookup.max-retries' applies). One timer per stream, not per row:"
+                  + " with it, Flink's per-row timer can be turned off"
+                  + " ('table.exec.async-lookup.timeout' = '0'), which speeds up async lookup"
+                  + " joins. 0 waits forever.");
+
   public static final ConfigOption<Boolean> LOOKUP_INSERT_IF_NOT_EXISTS =
       ConfigOptions.key("lookup.insert-if-not-exists")
           .booleanType()

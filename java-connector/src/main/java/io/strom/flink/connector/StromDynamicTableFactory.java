@@ -71,6 +71,7 @@ public class StromDynamicTableFactory implements DynamicTableSourceFactory, Dyna
         StromConnectorOptions.SCAN_PARTITION_DISCOVERY_INTERVAL,
         StromConnectorOptions.LOOKUP_ASYNC,
         StromConnectorOptions.LOOKUP_INSERT_IF_NOT_EXISTS,
+        StromConnectorOptions.LOOKUP_ANSWER_TIMEOUT,
         LookupOptions.CACHE_TYPE,
         LookupOptions.PARTIAL_CACHE_EXPIRE_AFTER_ACCESS,
         LookupOptions.PARTIAL_CACHE_EXPIRE_AFTER_WRITE,

@@ -233,7 +233,8 @@ abstract class StromScanSource
             prefix,
             partitionPositions,
             lookupSettings.maxRetries(),
-            lookupSettings.insertIfNotExists());
+            lookupSettings.insertIfNotExists(),
+            lookupSettings.answerTimeout());
     return lookupSettings.provider(plan);
   }
 

@@ -27,6 +27,8 @@ import org.apache.flink.table.types.logical.RowType;
  * @param maxRetries attempts after a failed lookup ({@code lookup.max-retries})
  * @param insertIfNotExists a key not found is inserted and its new row returned ({@code
  *     lookup.insert-if-not-exists})
+ * @param answerTimeout longest wait for the node's answer to a key batch ({@code
+ *     lookup.answer-timeout}; zero waits forever)
  */
 public record LookupPlan(
     StromTableAddress address,
@@ -39,7 +41,8 @@ public record LookupPlan(
     boolean prefix,
     int[] partitionKeyPositions,
     int maxRetries,
-    boolean insertIfNotExists)
+    boolean insertIfNotExists,
+    java.time.Duration answerTimeout)
     implements Serializable {
 
   /** The columns asked from the node, in the order of {@link #requestType()}. */

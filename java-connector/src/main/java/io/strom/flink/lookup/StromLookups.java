@@ -146,8 +146,14 @@ final class StromLookups implements AutoCloseable {
   static final java.util.concurrent.atomic.AtomicLong REQUESTS_SENT = new java.util.concurrent.atomic.AtomicLong();
   static final java.util.concurrent.atomic.AtomicLong KEYS_SENT = new java.util.concurrent.atomic.AtomicLong();
 
-  /** Most unanswered requests per lookuper before keys wait to be batched. */
-  static final int REQUESTS_IN_FLIGHT = 2;
+  /**
+   * Most unanswered requests per lookuper before keys wait to be batched: the node's default
+   * {@code server.lookup_pipeline_depth}, so that it looks them all up at once. (At 2, with the
+   * node at depth 4, a one-subtask join at buffer capacity 2000 kept only 2 batches at the node:
+   * 123.6K rows/s against 139.1K at 4; against a node at depth 1, 4 was slower than 2 —
+   * docs/benchmarks.md.)
+   */
+  static final int REQUESTS_IN_FLIGHT = 4;
   /** A batch is sent at this size even when the lookuper has requests in flight. */
   static final int MAX_KEYS_PER_REQUEST = 1024;
 
@@ -303,7 +309,7 @@ final class StromLookups implements AutoCloseable {
     String name = partition == null ? "" : partition;
     StromLookuper lookuper = lookupers.get(name);
     if (lookuper == null) {
-      StromLookuper.Options options = new StromLookuper.Options().columns(plan.columns());
+      StromLookuper.Options options = new StromLookuper.Options().columns(plan.columns()).answerTimeout(plan.answerTimeout());
       if (plan.prefix()) {
         options.prefix();
       }

@@ -14,7 +14,8 @@ import org.apache.flink.table.api.TableEnvironment;
  * 1/(1-miss-ratio)} times the table's key count, so that share of them misses) joined with
  * {@code FOR SYSTEM_TIME AS OF proc_time} to the primary-key table strom-bench loaded (the
  * {@code pk} scenarios' users table: ids 0..n), through the async lookup function with default
- * options (no cache), into a blackhole. One JSON line per job with its rows and Flink's net
+ * connector options (no cache), with the Flink options docs/flink.md recommends ({@link
+ * #joinOptions}), into a blackhole. One JSON line per job with its rows and Flink's net
  * runtime, per parallelism and per {@code table.exec.async-lookup.buffer-capacity} (the most
  * keys in flight per subtask; {@code --buffer-capacity 100,1000,2000}: Flink's default and the
  * values docs/flink.md recommends); a {@code datagen → blackhole} job of the same probe rows first,
@@ -53,23 +54,28 @@ public final class LookupJoinBench {
         run(tEnv, "datagen-to-blackhole", parallelism, 0,
             "INSERT INTO default_catalog.default_database.probe_sink SELECT id FROM " + probe, probeRows);
         for (int capacity : capacities) {
-          Map<String, String> options = new LinkedHashMap<>(extraOptions());
+          Map<String, String> options = joinOptions();
           options.put("table.exec.async-lookup.buffer-capacity", String.valueOf(capacity));
           TableEnvironment joinEnv = flink.tableEnvironment(true, parallelism, options);
           createTables(joinEnv, probeRows, idRange);
-          run(joinEnv, "lookup-join", parallelism, capacity, String.format(join(table), ""), probeRows);
+          run(joinEnv, "lookup-join", parallelism, capacity, String.format(join(table), ""), probeRows, options);
         }
       }
     }
   }
 
   /**
-   * More Flink options for the join jobs, from the system property {@code
-   * strom.bench.flink-options} ({@code key=value,key=value}; e.g. {@code
-   * pipeline.object-reuse=true}), to measure a tuning against the defaults.
+   * The Flink options of the join jobs: the ones docs/flink.md recommends for async lookup
+   * joins (object reuse; Flink's per-row async timeout off, the connector's {@code
+   * lookup.answer-timeout} guarding each stream instead), then the system property {@code
+   * strom.bench.flink-options} ({@code key=value,key=value}), which adds to or overrides them —
+   * e.g. {@code pipeline.object-reuse=false,table.exec.async-lookup.timeout=3min} measures
+   * Flink's defaults. Each job's line names the options it ran with.
    */
-  private static Map<String, String> extraOptions() {
+  private static Map<String, String> joinOptions() {
     Map<String, String> options = new LinkedHashMap<>();
+    options.put("pipeline.object-reuse", "true");
+    options.put("table.exec.async-lookup.timeout", "0");
     String given = System.getProperty("strom.bench.flink-options", "");
     for (String pair : given.split(",")) {
       if (!pair.isBlank()) {
@@ -99,6 +105,12 @@ public final class LookupJoinBench {
 
   /** Runs one job to its end and prints its line ({@code capacity} 0: not a lookup join). */
   private static void run(TableEnvironment tEnv, String op, int parallelism, int capacity, String sql, long rows) throws Exception {
+    run(tEnv, op, parallelism, capacity, sql, rows, Map.of());
+  }
+
+  private static void run(
+      TableEnvironment tEnv, String op, int parallelism, int capacity, String sql, long rows, Map<String, String> flinkOptions)
+      throws Exception {
     long requestsBefore = LookupCounters.requests();
     long keysBefore = LookupCounters.keys();
     long start = System.nanoTime();
@@ -132,6 +144,9 @@ public final class LookupJoinBench {
     }
     if (rate != null) {
       rate.report(line);
+    }
+    if (!flinkOptions.isEmpty()) {
+      line.put("flink_options", flinkOptions);
     }
     BenchCluster.print(line);
   }

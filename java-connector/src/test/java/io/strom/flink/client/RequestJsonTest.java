@@ -2,6 +2,7 @@ package io.strom.flink.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -74,6 +75,10 @@ class RequestJsonTest {
     JsonNode lookup = Json.parse(new StromLookuper.Options().prefix().insertIfNotExists().toJson());
     assertTrue(lookup.get("prefix").asBoolean());
     assertTrue(lookup.get("insert_if_not_exists").asBoolean());
+    assertNull(lookup.get("answer_timeout_ms"), "absent unless set: the client's default applies");
+    JsonNode timed = Json.parse(new StromLookuper.Options().answerTimeout(java.time.Duration.ofSeconds(2)).toJson());
+    assertEquals(2000, timed.get("answer_timeout_ms").asLong());
+    assertThrows(IllegalArgumentException.class, () -> new StromLookuper.Options().answerTimeout(java.time.Duration.ofMillis(-1)));
   }
 
   @Test

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.strom.flink.FlinkStromFixture;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.test.junit5.MiniClusterExtension;
@@ -99,9 +100,20 @@ class LookupJoinIT {
         "CREATE TEMPORARY TABLE dim_rows (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '2000',"
             + " 'rows-per-second' = '1000000000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '2000')");
     batch.executeSql("INSERT INTO big_dim SELECT id, id * 2 FROM dim_rows").await();
+    // 3 000 probe keys as fast as Flink makes them (1 000 of them missing): 100 in flight with
+    // Flink's defaults, then with the settings docs/flink.md recommends for throughput (no
+    // per-row Flink timer, object reuse: the rows handed to Flink must not be reused by us).
+    joinEveryKeyInBatches(Map.of("table.exec.async-lookup.buffer-capacity", "100"));
+    joinEveryKeyInBatches(
+        Map.of(
+            "table.exec.async-lookup.buffer-capacity", "5000",
+            "table.exec.async-lookup.timeout", "0",
+            "pipeline.object-reuse", "true"));
+  }
+
+  private static void joinEveryKeyInBatches(Map<String, String> settings) throws Exception {
     TableEnvironment tEnv = STROM.flink(EnvironmentSettings.inStreamingMode(), 1);
-    // 3 000 probe keys as fast as Flink makes them (1 000 of them missing), 100 in flight.
-    tEnv.getConfig().set("table.exec.async-lookup.buffer-capacity", "100");
+    settings.forEach(tEnv.getConfig()::set);
     tEnv.executeSql(
         "CREATE TEMPORARY TABLE probe_keys (k BIGINT, proc AS PROCTIME()) WITH ('connector' = 'datagen',"
             + " 'number-of-rows' = '3000', 'rows-per-second' = '1000000000', 'fields.k.kind' = 'sequence',"
@@ -120,11 +132,11 @@ class LookupJoinIT {
         joined++;
       }
     }
-    assertEquals(2000, joined, "every present key joined once");
+    assertEquals(2000, joined, "every present key joined once: " + settings);
     long requests = StromLookups.REQUESTS_SENT.get() - requestsBefore;
     long keys = StromLookups.KEYS_SENT.get() - keysBefore;
-    assertEquals(3000, keys, "every key was sent once");
-    assertTrue(requests < keys / 2, "keys in flight were batched: " + keys + " keys in " + requests + " requests");
+    assertEquals(3000, keys, "every key was sent once: " + settings);
+    assertTrue(requests < keys / 2, "keys in flight were batched: " + keys + " keys in " + requests + " requests, " + settings);
   }
 
   @Test
@@ -209,6 +221,22 @@ class LookupJoinIT {
     idOfUser.forEach((user, id) -> expected.add("+I[" + user + ", " + id + "]"));
     expected.sort(null);
     assertEquals(expected, stored);
+  }
+
+  @Test
+  void aNegativeAnswerTimeoutIsRefusedNamingTheOption() {
+    TableEnvironment tEnv = probe();
+    Throwable error =
+        assertThrows(
+            Throwable.class,
+            () -> tEnv.explainSql(
+                "SELECT o.order_id FROM orders AS o JOIN users /*+ OPTIONS('lookup.answer-timeout' = '-1 s') */"
+                    + " FOR SYSTEM_TIME AS OF o.proc AS u ON o.user_id = u.id"));
+    StringBuilder messages = new StringBuilder();
+    for (Throwable t = error; t != null; t = t.getCause()) {
+      messages.append(t.getMessage()).append(" | ");
+    }
+    assertTrue(messages.toString().contains("Could not parse value '-1 s' for key 'lookup.answer-timeout'"), messages.toString());
   }
 
   @Test
