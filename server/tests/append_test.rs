@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use strom_server::config::Durability;
 use strom_server::engine::BatchIdentity;
+use strom_server::engine::StorageEngine;
 use strom_server::Error;
 
 fn id(writer_id: i64, sequence: i64) -> Option<BatchIdentity> {
@@ -160,4 +161,43 @@ async fn given_os_mode_rolls_when_flushed_should_seal_segments_and_survive_reope
     );
     f.reopen();
     assert_eq!(ids(&f.scan(EngineFixture::full_scan()).await.unwrap()), (0..1200).collect::<Vec<_>>(), "and after a reopen");
+}
+
+/// A record-batch message as a client sends it: 64-byte aligned buffers (pyarrow's layout),
+/// uncompressed — not what the node's own encoder (8-byte alignment) would make of the batch.
+fn sent_message(batch: &arrow_array::RecordBatch) -> strom_server::engine::IpcMessage {
+    use arrow_ipc::writer::{CompressionContext, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
+    let options = IpcWriteOptions::try_new(64, false, arrow_ipc::MetadataVersion::V5).unwrap();
+    let (_, encoded) =
+        IpcDataGenerator {}.encode(batch, &mut DictionaryTracker::new(false), &options, &mut CompressionContext::default()).unwrap();
+    strom_server::engine::IpcMessage { header: encoded.ipc_message.into(), body: bytes::Bytes::from(encoded.arrow_data).into() }
+}
+
+async fn append_as_sent(f: &EngineFixture, batch: arrow_array::RecordBatch) -> bytes::Bytes {
+    let sent = sent_message(&batch);
+    let body = sent.body.clone().into_contiguous();
+    let writer = f.engine.open_writer(&strom_flight_api::WriteCommand::append(DB, TABLE), true).unwrap();
+    writer.write_as_sent(batch, sent, None).await.unwrap().durable().await.unwrap();
+    body
+}
+
+#[tokio::test]
+async fn given_message_with_the_tables_compression_when_appended_should_store_and_serve_its_bytes() {
+    let f = EngineFixture::builder().buckets(1).option("table.log.arrow.compression.type", "NONE").open();
+    let sent = append_as_sent(&f, rows(0, 1000)).await;
+    let scanned = f.scan(EngineFixture::full_scan()).await.unwrap();
+    assert_eq!(ids(&scanned), (0..1000).collect::<Vec<_>>());
+    let served = scanned[0].0.message.body.clone().into_contiguous();
+    assert_eq!(served, sent, "stored as sent (not encoded again, which would pad buffers to 8 bytes) and served as stored");
+    assert_eq!(scanned[0].1, rows(0, 1000));
+}
+
+#[tokio::test]
+async fn given_message_the_table_must_compress_when_appended_should_be_encoded_with_the_tables_codec() {
+    let f = EngineFixture::builder().buckets(1).option("table.log.arrow.compression.type", "ZSTD").open();
+    let sent = append_as_sent(&f, rows(0, 1000)).await;
+    let scanned = f.scan(EngineFixture::full_scan()).await.unwrap();
+    let served = scanned[0].0.message.body.clone().into_contiguous();
+    assert!(served.len() < sent.len() / 2, "compressed: {} of {} bytes", served.len(), sent.len());
+    assert_eq!(scanned[0].1, rows(0, 1000));
 }

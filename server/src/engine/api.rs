@@ -68,6 +68,13 @@ pub trait TableWriter: Send + Sync {
     /// ack resolves once the batch is durable under the table's mode (and, for primary-key
     /// tables, applied to the KV store).
     async fn write(&self, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<PendingAck>;
+    /// `write`, given also the record-batch message `batch` was decoded from: where the table
+    /// can store that message as it is (a log table with the same body compression, the batch
+    /// whole in one bucket), it is stored instead of the batch being encoded again.
+    async fn write_as_sent(&self, batch: RecordBatch, sent: IpcMessage, id: Option<BatchIdentity>) -> Result<PendingAck> {
+        let _ = sent;
+        self.write(batch, id).await
+    }
 }
 
 /// A written batch whose acknowledgement waits for durability.

@@ -233,7 +233,7 @@ impl LookupPlan {
             return Ok(found);
         }
         let absent = subset(&keys, &missing)?;
-        let part = write_to_runtime(&table, absent.clone(), WriteOp::Pk(PkOp::InsertIfAbsent), None).await?;
+        let part = write_to_runtime(&table, absent.clone(), None, WriteOp::Pk(PkOp::InsertIfAbsent), None).await?;
         durable_ack(vec![part], absent.num_rows() as u64, None).durable().await?;
         let plan = self.clone();
         let inserted = blocking(move || plan.find_in(&table, &absent)).await?;

@@ -8,7 +8,7 @@
 //! applies a primary-key table's merged rows to RocksDB (also on the blocking pool), and only
 //! then resolves. Batches of one idempotent writer are written in call order.
 
-use super::api::{BatchIdentity, PendingAck, TableWriter};
+use super::api::{BatchIdentity, IpcMessage, PendingAck, TableWriter};
 use super::conform::{self, Routing};
 use super::partitions::{split, PartitionedTable};
 use super::pk::read::PkShape;
@@ -145,7 +145,7 @@ impl EngineWriter {
         let several = targets.len() > 1;
         let mut parts = Vec::with_capacity(targets.len());
         for (name, runtime, part) in targets {
-            let written = write_to_runtime(&runtime, part, self.op.clone(), id).await.map_err(|e| match several {
+            let written = write_to_runtime(&runtime, part, None, self.op.clone(), id).await.map_err(|e| match several {
                 true => e.with_context(&format!("partition {name:?} (row numbers count that partition's rows of the batch)")),
                 false => e,
             })?;
@@ -173,14 +173,25 @@ impl TableWriter for EngineWriter {
     }
 
     async fn write(&self, batch: RecordBatch, id: Option<BatchIdentity>) -> Result<PendingAck> {
+        self.write_batch(batch, None, id).await
+    }
+
+    async fn write_as_sent(&self, batch: RecordBatch, sent: IpcMessage, id: Option<BatchIdentity>) -> Result<PendingAck> {
+        self.write_batch(batch, Some(sent), id).await
+    }
+}
+
+impl EngineWriter {
+    async fn write_batch(&self, batch: RecordBatch, sent: Option<IpcMessage>, id: Option<BatchIdentity>) -> Result<PendingAck> {
         match &self.table {
             TableHandle::Plain(table) => {
                 let rows = batch.num_rows() as u64;
                 let mut gate = WriterGate::enter(&table.writers, &self.path, id).await?;
-                let part = write_to_runtime(table, batch, self.op.clone(), id).await?;
+                let part = write_to_runtime(table, batch, sent, self.op.clone(), id).await?;
                 gate.passed();
                 Ok(durable_ack(vec![part], rows, id))
             }
+            // A partitioned table's rows are split by partition first: encoded per partition.
             TableHandle::Partitioned(pt) => self.write_partitioned(pt, batch, id).await,
         }
     }
@@ -193,10 +204,12 @@ pub(crate) struct AckPart {
 }
 
 /// Writes one batch to one table or partition (no sequence-gap check: the caller holds the
-/// writer's gate) into the page cache, on the blocking pool.
+/// writer's gate) into the page cache, on the blocking pool. `sent`: the message the batch was
+/// decoded from, stored as it is where a log table can (`append_parts`).
 pub(crate) async fn write_to_runtime(
     table: &Arc<TableRuntime>,
     batch: RecordBatch,
+    sent: Option<IpcMessage>,
     op: WriteOp,
     id: Option<BatchIdentity>,
 ) -> Result<AckPart> {
@@ -204,7 +217,7 @@ pub(crate) async fn write_to_runtime(
     let appended = tokio::task::spawn_blocking(move || {
         let (meta, schema, pk) = this.shape();
         match (op, pk) {
-            (WriteOp::Append, None) => append_parts(&this, &meta, &schema, batch, id),
+            (WriteOp::Append, None) => append_parts(&this, &meta, &schema, batch, sent, id),
             (WriteOp::Pk(op), Some(pk)) => pk::write::write_batch(&pk, &this.buckets, &meta, batch, &op, id),
             (WriteOp::Append, Some(_)) => Err(Error::FailedPrecondition(format!(
                 "table {} has a primary key: write it with \"upsert\" or \"delete\", not \"append\"",
@@ -222,11 +235,14 @@ pub(crate) async fn write_to_runtime(
 }
 
 /// A log table's append: conform, route, then encode and write each bucket's rows (no fsync).
+/// A batch that needed no conforming and goes whole to one bucket is stored as the message
+/// `sent` it was decoded from, when that message can be (`log::encoded_as_sent`).
 fn append_parts(
     table: &TableRuntime,
     meta: &TableMeta,
     schema: &SchemaRef,
     batch: RecordBatch,
+    sent: Option<IpcMessage>,
     id: Option<BatchIdentity>,
 ) -> Result<Vec<(u32, Appended)>> {
     let opts = options::log_options(&meta.options)?;
@@ -248,6 +264,21 @@ fn append_parts(
         Routing::Keyed(&table.key_columns)
     };
     let parts = conform::route(&conformed, meta.bucket_num, routing)?;
+    if let (Some(sent), [(bucket, part)]) = (&sent, parts.as_slice()) {
+        let unchanged = part.num_rows() == batch.num_rows()
+            && conformed.num_columns() == batch.num_columns()
+            && conformed.columns().iter().zip(batch.columns()).all(|(a, b)| Arc::ptr_eq(a, b));
+        let body = sent.body.clone().into_contiguous();
+        if let Some(encoded) = unchanged.then(|| crate::log::encoded_as_sent(&sent.header, &body, opts.compression, schema)).flatten() {
+            let log = &table.buckets[*bucket as usize];
+            if let Some(id) = id {
+                log.check_in_window(id)?;
+            }
+            let rows = u32::try_from(batch.num_rows())
+                .map_err(|_| Error::ResourceExhausted("a single batch must hold fewer than 2^32 rows".into()))?;
+            return Ok(vec![(*bucket, log.append_encoded(&encoded, rows, meta.schema_id, id)?)]);
+        }
+    }
     let mut encoder = BatchEncoder::new(opts.compression)?;
     let mut out = Vec::with_capacity(parts.len());
     for (bucket, part) in parts {

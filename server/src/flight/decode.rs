@@ -24,9 +24,18 @@ pub(crate) fn declared_schema(data: &FlightData, verb: &str) -> Result<SchemaRef
 
 /// Decodes a record-batch message with the stream's schema.
 pub(crate) async fn decode_batch(data: FlightData, schema: SchemaRef, verb: &'static str) -> Result<RecordBatch> {
+    Ok(decode_batch_as_sent(data, schema, verb).await?.0)
+}
+
+/// Decodes a record-batch message with the stream's schema, and hands back the message too
+/// (its bytes shared, not copied), for a writer that can store it as it is.
+pub(crate) async fn decode_batch_as_sent(data: FlightData, schema: SchemaRef, verb: &'static str) -> Result<(RecordBatch, IpcMessage)> {
     let size = data.data_header.len() + data.data_body.len();
     let message = IpcMessage { header: data.data_header, body: data.data_body.into() };
-    let decode = move || message.decode(&schema).map_err(|e| Error::invalid(format!("{verb} record batch does not decode: {e}")));
+    let decode = move || {
+        let batch = message.decode(&schema).map_err(|e| Error::invalid(format!("{verb} record batch does not decode: {e}")))?;
+        Ok((batch, message))
+    };
     if size <= INLINE_DECODE_BYTES {
         return decode();
     }

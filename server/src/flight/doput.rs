@@ -4,8 +4,8 @@
 //! Writing batch i+1 while batch i waits for its fdatasync lets one stream share group commits
 //! with itself; memory permits bound what is decoded but not yet written.
 
-use super::decode::{declared_schema, decode_batch};
-use crate::engine::{BatchIdentity, PendingAck, StorageEngine, TableWriter};
+use super::decode::{declared_schema, decode_batch_as_sent};
+use crate::engine::{BatchIdentity, IpcMessage, PendingAck, StorageEngine, TableWriter};
 use crate::error::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_flight::{flight_descriptor::DescriptorType, FlightData, FlightDescriptor, PutResult};
@@ -105,16 +105,17 @@ fn ack_stream(rx: mpsc::Receiver<Result<PendingAck>>) -> impl Stream<Item = Resu
     })
 }
 
-/// A decoded batch on its way to the write stage, holding its memory permits.
-type DecodedBatch = (RecordBatch, Option<BatchIdentity>, OwnedSemaphorePermit);
+/// A decoded batch (and the message it came from) on its way to the write stage, holding its
+/// memory permits.
+type DecodedBatch = (RecordBatch, IpcMessage, Option<BatchIdentity>, OwnedSemaphorePermit);
 
 /// Writes decoded batches in order; the first error (its own or the decode stage's) is queued
 /// after the acks of the batches before it, and ends the stream.
 async fn write_stage(writer: Arc<dyn TableWriter>, mut decoded: mpsc::Receiver<Result<DecodedBatch>>, acks: AckQueue) {
     while let Some(item) = decoded.recv().await {
         let outcome = match item {
-            Ok((batch, id, permits)) => {
-                let pending = writer.write(batch, id).await;
+            Ok((batch, sent, id, permits)) => {
+                let pending = writer.write_as_sent(batch, sent, id).await;
                 drop(permits); // written (or refused): its decoded form is gone
                 pending
             }
@@ -172,10 +173,10 @@ async fn decode_loop(
             }
             MessageHeader::RecordBatch => {
                 let s = schema.clone().ok_or_else(|| Error::invalid("DoPut sent a record batch before its schema"))?;
-                let batch = decode_batch(data, s, "DoPut").await?;
+                let (batch, sent) = decode_batch_as_sent(data, s, "DoPut").await?;
                 let id = command.writer_id.map(|w| BatchIdentity { writer_id: w, sequence: command.sequence.unwrap_or(0) + batch_index });
                 batch_index += 1;
-                if decoded.send(Ok((batch, id, permits))).await.is_err() {
+                if decoded.send(Ok((batch, sent, id, permits))).await.is_err() {
                     return Ok(()); // the write stage stopped
                 }
             }

@@ -15,7 +15,7 @@ mod recovery_point;
 mod segment;
 
 pub use bucket::{Appended, BatchIdentity, BucketLog, LogSettings, ReadersClosed, RecoveryReport, SegmentPolicy};
-pub use ipc::{decode, BatchEncoder, Compression, EncodedBatch};
+pub use ipc::{decode, encoded_as_sent, BatchEncoder, Compression, EncodedBatch};
 pub use read::{MessageBody, ReadProjection};
 
 #[cfg(test)]
