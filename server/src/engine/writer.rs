@@ -20,7 +20,7 @@ use super::table::TableRuntime;
 use crate::catalog::options::{self, dynamic_partition_creation, NoKeyAssigner};
 use crate::catalog::TableMeta;
 use crate::error::{Error, Result};
-use crate::log::{Appended, BatchEncoder};
+use crate::log::{encoded_as_sent, record_count, Appended, BatchEncoder, Compression, EncodedBatch};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use std::sync::atomic::Ordering;
@@ -265,18 +265,12 @@ fn append_parts(
     };
     let parts = conform::route(&conformed, meta.bucket_num, routing)?;
     if let (Some(sent), [(bucket, part)]) = (&sent, parts.as_slice()) {
-        let unchanged = part.num_rows() == batch.num_rows()
-            && conformed.num_columns() == batch.num_columns()
-            && conformed.columns().iter().zip(batch.columns()).all(|(a, b)| Arc::ptr_eq(a, b));
-        let body = sent.body.clone().into_contiguous();
-        if let Some(encoded) = unchanged.then(|| crate::log::encoded_as_sent(&sent.header, &body, opts.compression, schema)).flatten() {
+        if let Some(encoded) = stored_as_sent(sent, &batch, &conformed, part, opts.compression, schema) {
             let log = &table.buckets[*bucket as usize];
             if let Some(id) = id {
                 log.check_in_window(id)?;
             }
-            let rows = u32::try_from(batch.num_rows())
-                .map_err(|_| Error::ResourceExhausted("a single batch must hold fewer than 2^32 rows".into()))?;
-            return Ok(vec![(*bucket, log.append_encoded(&encoded, rows, meta.schema_id, id)?)]);
+            return Ok(vec![(*bucket, log.append_encoded(&encoded, record_count(part.num_rows())?, meta.schema_id, id)?)]);
         }
     }
     let mut encoder = BatchEncoder::new(opts.compression)?;
@@ -289,6 +283,22 @@ fn append_parts(
         out.push((bucket, log.append_unconfirmed(&part, meta.schema_id, id, &mut encoder)?));
     }
     Ok(out)
+}
+
+/// `sent` as it is stored, when the one bucket part is the batch as sent (conforming changed no
+/// column, routing kept every row) and the message can be stored as it is.
+fn stored_as_sent(
+    sent: &IpcMessage,
+    batch: &RecordBatch,
+    conformed: &RecordBatch,
+    part: &RecordBatch,
+    compression: Compression,
+    schema: &SchemaRef,
+) -> Option<EncodedBatch> {
+    let unchanged = part.num_rows() == batch.num_rows()
+        && conformed.num_columns() == batch.num_columns()
+        && conformed.columns().iter().zip(batch.columns()).all(|(a, b)| Arc::ptr_eq(a, b));
+    unchanged.then(|| encoded_as_sent(&sent.header, &sent.body.clone().into_contiguous(), compression, schema)).flatten()
 }
 
 /// The ack of a written batch: resolves once every bucket part is durable (group commit in

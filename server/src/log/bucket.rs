@@ -342,8 +342,7 @@ impl BucketLog {
         encoder: &mut BatchEncoder,
     ) -> Result<Appended> {
         self.check_stopped()?;
-        let rows = u32::try_from(batch.num_rows())
-            .map_err(|_| Error::ResourceExhausted("a single batch must hold fewer than 2^32 rows".into()))?;
+        let rows = record_count(batch.num_rows())?;
         if let Some(dup) = id.and_then(|id| self.duplicate_of(id)) {
             return Ok(dup);
         }
@@ -661,4 +660,9 @@ impl BucketLog {
         }
         Ok(())
     }
+}
+
+/// A batch's rows as an entry's record count (entries count records in 32 bits).
+pub fn record_count(rows: usize) -> Result<u32> {
+    u32::try_from(rows).map_err(|_| Error::ResourceExhausted("a single batch must hold fewer than 2^32 rows".into()))
 }

@@ -14,7 +14,7 @@ mod read;
 mod recovery_point;
 mod segment;
 
-pub use bucket::{Appended, BatchIdentity, BucketLog, LogSettings, ReadersClosed, RecoveryReport, SegmentPolicy};
+pub use bucket::{record_count, Appended, BatchIdentity, BucketLog, LogSettings, ReadersClosed, RecoveryReport, SegmentPolicy};
 pub use ipc::{decode, encoded_as_sent, BatchEncoder, Compression, EncodedBatch};
 pub use read::{MessageBody, ReadProjection};
 

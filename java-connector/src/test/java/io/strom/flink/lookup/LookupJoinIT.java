@@ -232,11 +232,8 @@ class LookupJoinIT {
             () -> tEnv.explainSql(
                 "SELECT o.order_id FROM orders AS o JOIN users /*+ OPTIONS('lookup.answer-timeout' = '-1 s') */"
                     + " FOR SYSTEM_TIME AS OF o.proc AS u ON o.user_id = u.id"));
-    StringBuilder messages = new StringBuilder();
-    for (Throwable t = error; t != null; t = t.getCause()) {
-      messages.append(t.getMessage()).append(" | ");
-    }
-    assertTrue(messages.toString().contains("Could not parse value '-1 s' for key 'lookup.answer-timeout'"), messages.toString());
+    String messages = messageChain(error);
+    assertTrue(messages.contains("Could not parse value '-1 s' for key 'lookup.answer-timeout'"), messages);
   }
 
   @Test
@@ -248,10 +245,16 @@ class LookupJoinIT {
             () -> tEnv.executeSql(
                     "SELECT o.order_id FROM orders AS o JOIN users FOR SYSTEM_TIME AS OF o.proc AS u ON o.ds = u.name")
                 .await());
+    String messages = messageChain(error);
+    assertTrue(messages.contains("primary key [id]"), messages);
+  }
+
+  /** The messages of an exception and its causes, joined with " | ". */
+  private static String messageChain(Throwable error) {
     StringBuilder messages = new StringBuilder();
     for (Throwable t = error; t != null; t = t.getCause()) {
       messages.append(t.getMessage()).append(" | ");
     }
-    assertTrue(messages.toString().contains("primary key [id]"), messages.toString());
+    return messages.toString();
   }
 }
