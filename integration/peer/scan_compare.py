@@ -29,6 +29,11 @@ same way, in the same rounds) to compare a change before and after in one run.
 thread each; pyarrow reads without holding the GIL), and reports their bytes over the time from
 the first ``do_get`` to the last batch: whether concurrent scanners use both cores.
 
+``--pin`` runs this client on CPU 0 and every server on CPU 1 (``taskset``), so that no server's
+CPU is taken from the client: the rate each server reaches is then the client's, the way to
+tell a client-bound scan from a server-bound one. The client's own CPU time per GB received
+(user + system of this process, all its threads) is printed either way.
+
 ``--perf-strom FILE`` / ``--perf-peer FILE`` record a ``perf record --call-graph dwarf`` profile of that server
 during the measured rounds (Debian's ``linux-perf``); read it with ``perf report -i FILE``.
 """
@@ -141,6 +146,17 @@ def scan_concurrently(clients: list[flight.FlightClient], table: str, columns: l
     return seconds, rows.pop(), sum(n for _, _, n in done)
 
 
+def pin_cpus(servers: list) -> None:
+    """This process (every thread) on CPU 0, each server (every thread) on CPU 1."""
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("--pin needs two CPUs")
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        os.sched_setaffinity(int(task), {0})
+    for server in servers:
+        subprocess.run(["taskset", "--all-tasks", "--pid", "--cpu-list", "1", str(server.proc.pid)],
+                       stdout=subprocess.DEVNULL, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strom-bin", default=os.environ.get("STROM_BIN", "target/release/strom"))
@@ -153,6 +169,7 @@ def main() -> None:
     parser.add_argument("--perf-strom", help="perf record -g the node during the measured rounds into this file")
     parser.add_argument("--perf-peer", help="perf record -g the peer during the measured rounds into this file")
     parser.add_argument("--perf-freq", type=int, default=999, help="perf sampling frequency (Hz)")
+    parser.add_argument("--pin", action="store_true", help="this client on CPU 0, every server on CPU 1")
     args = parser.parse_args()
     os.environ["STROM_BIN"] = str(Path(args.strom_bin).resolve())
 
@@ -182,6 +199,9 @@ def main() -> None:
                 "last13": names[-13:],
             }
             results: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
+            client_cpus: dict[tuple[str, str], list[float]] = {}
+            if args.pin:
+                pin_cpus([server for server, _ in servers.values()])
             for name, (_, client) in servers.items():  # one unmeasured scan each: caches, connections
                 scan(client, "wide", None)
             profilers = [subprocess.Popen(["perf", "record", "--call-graph", "dwarf,32768", "-F", str(args.perf_freq), "-o", out, "-p", str(server.proc.pid)],
@@ -196,19 +216,22 @@ def main() -> None:
                 for shape, columns in shapes.items():
                     for name in order:
                         server, client = servers[name]
-                        cpu0 = cpu_seconds(server.proc.pid)
+                        cpu0, client0 = cpu_seconds(server.proc.pid), cpu_seconds(os.getpid())
                         seconds, rows, nbytes = scan_concurrently(scanners[name], "wide", columns)
-                        cpu = cpu_seconds(server.proc.pid) - cpu0
+                        cpu, client_cpu = cpu_seconds(server.proc.pid) - cpu0, cpu_seconds(os.getpid()) - client0
                         if rows != args.rows:
                             raise SystemExit(f"{name} {shape}: {rows} rows, expected {args.rows}")
                         results.setdefault((shape, name), []).append((seconds, nbytes, cpu))
+                        client_cpus.setdefault((shape, name), []).append(client_cpu)
             for profiler in profilers:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait()
             print(f"{args.rows} rows x 43 columns in {args.batch_rows}-row batches, compression {args.compression} (both servers), "
-                  f"{args.concurrency} scan(s) at once, medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})")
+                  f"{args.concurrency} scan(s) at once, medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})"
+                  + (", client on CPU 0, servers on CPU 1" if args.pin else ""))
             has_baseline = "baseline" in servers
             print(f"{'scan':8} {'strom GB/s':>11} {'peer GB/s':>10} {'ratio':>6} {'strom CPU s/GB':>15} {'peer CPU s/GB':>14}"
+                  f" {'client s/GB (strom / peer)':>27}"
                   + (f" {'baseline GB/s':>14} {'ratio':>6} {'baseline CPU s/GB':>18}" if has_baseline else ""))
             for shape in shapes:
                 line = {}
@@ -218,8 +241,10 @@ def main() -> None:
                     # /proc counts CPU in clock ticks (10 ms): per GB over all rounds, not a median.
                     cpu_per_gb = sum(c for _, _, c in runs) / (sum(n for _, n, _ in runs) / 1e9)
                     line[name] = (gbps, cpu_per_gb)
+                client = {name: sum(client_cpus[(shape, name)]) / (sum(n for _, n, _ in results[(shape, name)]) / 1e9)
+                          for name in servers}
                 print(f"{shape:8} {line['strom'][0]:11.2f} {line['peer'][0]:10.2f} {line['strom'][0] / line['peer'][0]:6.2f} "
-                      f"{line['strom'][1]:15.3f} {line['peer'][1]:14.3f}"
+                      f"{line['strom'][1]:15.3f} {line['peer'][1]:14.3f} {client['strom']:13.3f} / {client['peer']:.3f}"
                       + (f" {line['baseline'][0]:14.2f} {line['baseline'][0] / line['peer'][0]:6.2f} {line['baseline'][1]:18.3f}"
                          if has_baseline else ""))
         finally:
