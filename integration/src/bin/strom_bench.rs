@@ -150,6 +150,11 @@ struct Args {
     /// Scan: minimum measured scans per variant.
     #[arg(long, default_value_t = 3)]
     scan_iterations: u32,
+    /// Scan: clients, comma-separated: `decoding` (arrow-flight decodes every batch, as a user's
+    /// client does) and `raw` (reads every message and counts the rows its header declares,
+    /// body not decoded: the server's own pace, when a decoding client is the bottleneck).
+    #[arg(long, value_delimiter = ',', default_value = "decoding")]
+    scan_clients: Vec<String>,
 
     /// Follow: rows per second written.
     #[arg(long, default_value_t = 10_000)]
@@ -326,6 +331,11 @@ struct Args {
     /// HTTP/2 connection window of the client connections, bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     connection_window: u32,
+    /// HTTP/2 max frame size the bench's clients accept (SETTINGS_MAX_FRAME_SIZE; h2's default
+    /// 16 KiB when not given). A server writes each DATA frame with its own system call, so this
+    /// moves the server's cost per GB scanned; Strom's own client (flight-api) asks for 4 MiB.
+    #[arg(long)]
+    client_max_frame: Option<u32>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -475,7 +485,11 @@ async fn run(mut args: Args) -> Res<()> {
         let strom = start_strom(&args, tmp.path())?;
         if kv_cache_bytes.is_none() {
             let health = net::action(
-                &net::connect(&strom.url, net::Windows { stream: args.stream_window, connection: args.connection_window }).await?,
+                &net::connect(
+                    &strom.url,
+                    net::Windows { stream: args.stream_window, connection: args.connection_window, max_frame: args.client_max_frame },
+                )
+                .await?,
                 "health",
                 &serde_json::json!({}),
             )
@@ -498,7 +512,11 @@ async fn run(mut args: Args) -> Res<()> {
     // A smoke run of the interference scenario is meant for a busy machine: it never waits.
     let quiet = (args.quiet_wait_seconds > 0.0 && !args.interference_quick)
         .then(|| scenarios::Quiet { max_busy_cores: args.quiet_busy_cores, max_wait: Duration::from_secs_f64(args.quiet_wait_seconds) });
-    let env = Env { windows: net::Windows { stream: args.stream_window, connection: args.connection_window }, progress, quiet };
+    let env = Env {
+        windows: net::Windows { stream: args.stream_window, connection: args.connection_window, max_frame: args.client_max_frame },
+        progress,
+        quiet,
+    };
     for t in &targets {
         let health = net::action(&net::connect(&t.url, env.windows).await?, "health", &serde_json::json!({})).await?;
         println!("{:<9} {} {}", t.name, t.url.replace("http://", "grpc://"), health);
@@ -570,6 +588,15 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             min_duration: Duration::from_secs_f64(args.scan_seconds),
             min_iterations: args.scan_iterations.max(1),
             buckets: args.buckets,
+            raw_clients: args
+                .scan_clients
+                .iter()
+                .map(|c| match c.as_str() {
+                    "decoding" => Ok(false),
+                    "raw" => Ok(true),
+                    other => Err(format!("--scan-clients: unknown client {other:?} (decoding, raw)")),
+                })
+                .collect::<Result<Vec<bool>, String>>()?,
         };
         let wide = scenarios::wide_data(&cfg)?;
         for t in &log_targets {

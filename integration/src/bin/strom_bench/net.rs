@@ -29,6 +29,8 @@ pub const STALL: Duration = Duration::from_secs(60);
 pub struct Windows {
     pub stream: u32,
     pub connection: u32,
+    /// SETTINGS_MAX_FRAME_SIZE of the client (None: h2's 16 KiB).
+    pub max_frame: Option<u32>,
 }
 
 /// A new HTTP/2 connection (each writer / reader gets its own, like separate clients).
@@ -37,7 +39,8 @@ pub async fn connect(url: &str, w: Windows) -> Res<Channel> {
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .initial_stream_window_size(w.stream)
-        .initial_connection_window_size(w.connection);
+        .initial_connection_window_size(w.connection)
+        .max_frame_size(w.max_frame);
     Ok(tokio::time::timeout(Duration::from_secs(15), endpoint.connect()).await.map_err(|_| format!("connecting to {url} timed out"))??)
 }
 
@@ -193,11 +196,14 @@ struct WireCounters {
 
 /// A DoGet decoded like a real client would (FlightRecordBatchStream decompresses buffers),
 /// counting IPC bytes as they arrive.
-pub async fn scan(channel: Channel, ticket: Vec<u8>, progress: Arc<AtomicU64>) -> Res<ScanOutcome> {
+pub async fn scan(channel: Channel, ticket: Vec<u8>, progress: Arc<AtomicU64>, raw: bool) -> Res<ScanOutcome> {
     let mut c = client(channel);
     let start = Instant::now();
     let response =
         tokio::time::timeout(STALL, c.do_get(Ticket { ticket: ticket.into() })).await.map_err(|_| "DoGet timed out")??.into_inner();
+    if raw {
+        return scan_raw(response, start, progress).await;
+    }
     let counters = Arc::new(WireCounters::default());
     let mut batches = decode_counted(response, counters.clone());
     let mut gaps = stats::histogram();
@@ -218,6 +224,28 @@ pub async fn scan(channel: Channel, ticket: Vec<u8>, progress: Arc<AtomicU64>) -
         body_bytes: counters.body.load(Ordering::Relaxed),
         messages: counters.messages.load(Ordering::Relaxed),
     })
+}
+
+/// Reads every message of a DoGet without decoding its body: rows come from each record-batch
+/// header, so what is measured is the server and the wire (and tonic's framing), not the
+/// client's decoding.
+async fn scan_raw(mut response: tonic::Streaming<FlightData>, start: Instant, progress: Arc<AtomicU64>) -> Res<ScanOutcome> {
+    let mut out = ScanOutcome { gaps: stats::histogram(), rows: 0, ipc_bytes: 0, body_bytes: 0, messages: 0 };
+    let mut last = start;
+    while let Some(data) = tokio::time::timeout(STALL, response.message()).await.map_err(|_| "DoGet stalled for 60 s")?? {
+        out.ipc_bytes += ipc_len(&data);
+        out.body_bytes += data.data_body.len() as u64;
+        out.messages += 1;
+        let header = arrow_ipc::root_as_message(&data.data_header).map_err(|e| format!("not an IPC message: {e}"))?;
+        if let Some(batch) = header.header_as_record_batch() {
+            let now = Instant::now();
+            stats::record(&mut out.gaps, now - last);
+            last = now;
+            out.rows += batch.length() as u64;
+            progress.fetch_add(batch.length() as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(out)
 }
 
 fn decode_counted(response: tonic::Streaming<FlightData>, counters: Arc<WireCounters>) -> FlightRecordBatchStream {

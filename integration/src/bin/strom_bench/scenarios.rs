@@ -296,6 +296,8 @@ pub struct ScanConfig {
     pub min_duration: Duration,
     pub min_iterations: u32,
     pub buckets: u32,
+    /// One pass per entry: `false` decodes every batch, `true` only counts (scenario `…-raw`).
+    pub raw_clients: Vec<bool>,
 }
 
 /// The wide table's batches, encoded once and loaded into every target.
@@ -335,13 +337,13 @@ struct Pass {
     gaps: hdrhistogram::Histogram<u64>,
 }
 
-async fn scan_once(target: &Target, env: &Env, tickets: &[Vec<u8>], progress: &Arc<AtomicU64>) -> Res<Pass> {
+async fn scan_once(target: &Target, env: &Env, tickets: &[Vec<u8>], progress: &Arc<AtomicU64>, raw: bool) -> Res<Pass> {
     let mut channels = Vec::with_capacity(tickets.len());
     for _ in tickets {
         channels.push(net::connect(&target.url, env.windows).await?);
     }
     let start = Instant::now();
-    let tasks: Vec<_> = tickets.iter().zip(channels).map(|(t, ch)| tokio::spawn(net::scan(ch, t.clone(), progress.clone()))).collect();
+    let tasks: Vec<_> = tickets.iter().zip(channels).map(|(t, ch)| tokio::spawn(net::scan(ch, t.clone(), progress.clone(), raw))).collect();
     let mut pass = Pass { rows: 0, ipc: 0, body: 0, messages: 0, wall: Duration::ZERO, gaps: stats::histogram() };
     for t in tasks {
         let o = t.await??;
@@ -396,8 +398,11 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
         let label_c = if target.is_strom() { format!("/{compression}") } else { String::new() };
         let mut full_body_per_iter = 0u64;
         let mut full_rate = 0f64;
-        for (fanout, projected) in [(Fanout::Single, false), (Fanout::Single, true), (Fanout::Endpoints, false), (Fanout::Endpoints, true)]
-        {
+        let variants = cfg.raw_clients.iter().flat_map(|&raw| {
+            [(Fanout::Single, false), (Fanout::Single, true), (Fanout::Endpoints, false), (Fanout::Endpoints, true)]
+                .map(|(fanout, projected)| (fanout, projected, raw))
+        });
+        for (fanout, projected, raw) in variants {
             let columns = projected.then(data::projected_names);
             let tickets: Vec<Vec<u8>> = match fanout {
                 Fanout::Single => {
@@ -421,15 +426,16 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
                 }
             };
             let label = format!(
-                "scan/{}/{}{label_c}",
+                "scan/{}/{}{}{label_c}",
                 if projected { format!("proj{}", data::PROJECTED.len()) } else { format!("full{}", data::WIDE_COLUMNS) },
-                if fanout == Fanout::Single { "1get".to_string() } else { format!("{}ep", tickets.len()) }
+                if fanout == Fanout::Single { "1get".to_string() } else { format!("{}ep", tickets.len()) },
+                if raw { "-raw" } else { "" }
             );
             let pb = env.bar(&format!("{label} {}", target.name), cfg.min_duration);
             let progress = Arc::new(AtomicU64::new(0));
             let ticker = net::ticker(&pb, progress.clone(), cfg.min_duration);
             // Warm-up (not measured): connections, page cache, allocator.
-            let warm = scan_once(target, env, &tickets, &progress).await?;
+            let warm = scan_once(target, env, &tickets, &progress, raw).await?;
             if warm.rows != cfg.rows as u64 {
                 return Err(format!("{} {label}: scan returned {} rows, expected {}", target.name, warm.rows, cfg.rows).into());
             }
@@ -437,7 +443,7 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
             let mut agg = Pass { rows: 0, ipc: 0, body: 0, messages: 0, wall: Duration::ZERO, gaps: stats::histogram() };
             let mut iterations = 0u32;
             while iterations < cfg.min_iterations || agg.wall < cfg.min_duration {
-                let p = scan_once(target, env, &tickets, &progress).await?;
+                let p = scan_once(target, env, &tickets, &progress, raw).await?;
                 if p.rows != cfg.rows as u64 {
                     return Err(format!("{} {label}: scan returned {} rows, expected {}", target.name, p.rows, cfg.rows).into());
                 }
@@ -454,15 +460,23 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
             }
             ticker.abort();
             pb.finish_and_clear();
-            let mut row = ResultRow::new(&label, target.name, "gap between decoded batches", agg.rows, agg.ipc, agg.wall, &agg.gaps)
-                .with("iterations", iterations)
-                .with("streams", tickets.len())
-                .with("messages_per_scan", agg.messages / iterations as u64)
-                .with("columns", if projected { data::PROJECTED.len() } else { data::WIDE_COLUMNS })
-                .with("compression", compression.as_str())
-                .with("body_bytes_per_scan", agg.body / iterations as u64)
-                .with("table_rows", cfg.rows)
-                .with("load_seconds", (load_secs * 100.0).round() / 100.0);
+            let mut row = ResultRow::new(
+                &label,
+                target.name,
+                if raw { "gap between batch messages" } else { "gap between decoded batches" },
+                agg.rows,
+                agg.ipc,
+                agg.wall,
+                &agg.gaps,
+            )
+            .with("iterations", iterations)
+            .with("streams", tickets.len())
+            .with("messages_per_scan", agg.messages / iterations as u64)
+            .with("columns", if projected { data::PROJECTED.len() } else { data::WIDE_COLUMNS })
+            .with("compression", compression.as_str())
+            .with("body_bytes_per_scan", agg.body / iterations as u64)
+            .with("table_rows", cfg.rows)
+            .with("load_seconds", (load_secs * 100.0).round() / 100.0);
             // CPU figures of scans are per scan.
             row = env.cpu(row, &probe, iterations as f64);
             let body_per_iter = agg.body / iterations as u64;
