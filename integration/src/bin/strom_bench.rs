@@ -338,6 +338,13 @@ struct Args {
     client_max_frame: Option<u32>,
 }
 
+impl Args {
+    /// The HTTP/2 settings of every client connection the bench opens.
+    fn windows(&self) -> net::Windows {
+        net::Windows { stream: self.stream_window, connection: self.connection_window, max_frame: self.client_max_frame }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -484,16 +491,7 @@ async fn run(mut args: Args) -> Res<()> {
     if want("strom") && (log_scenarios || pk_parts.any_flight()) {
         let strom = start_strom(&args, tmp.path())?;
         if kv_cache_bytes.is_none() {
-            let health = net::action(
-                &net::connect(
-                    &strom.url,
-                    net::Windows { stream: args.stream_window, connection: args.connection_window, max_frame: args.client_max_frame },
-                )
-                .await?,
-                "health",
-                &serde_json::json!({}),
-            )
-            .await?;
+            let health = net::action(&net::connect(&strom.url, args.windows()).await?, "health", &serde_json::json!({})).await?;
             kv_cache_bytes = health["kv_block_cache_bytes"].as_u64();
         }
         servers.push(strom);
@@ -512,11 +510,7 @@ async fn run(mut args: Args) -> Res<()> {
     // A smoke run of the interference scenario is meant for a busy machine: it never waits.
     let quiet = (args.quiet_wait_seconds > 0.0 && !args.interference_quick)
         .then(|| scenarios::Quiet { max_busy_cores: args.quiet_busy_cores, max_wait: Duration::from_secs_f64(args.quiet_wait_seconds) });
-    let env = Env {
-        windows: net::Windows { stream: args.stream_window, connection: args.connection_window, max_frame: args.client_max_frame },
-        progress,
-        quiet,
-    };
+    let env = Env { windows: args.windows(), progress, quiet };
     for t in &targets {
         let health = net::action(&net::connect(&t.url, env.windows).await?, "health", &serde_json::json!({})).await?;
         println!("{:<9} {} {}", t.name, t.url.replace("http://", "grpc://"), health);
