@@ -195,7 +195,7 @@ struct WireCounters {
 }
 
 /// A DoGet decoded like a real client would (FlightRecordBatchStream decompresses buffers),
-/// counting IPC bytes as they arrive.
+/// counting IPC bytes as they arrive; with `raw`, read without decoding (`scan_raw`).
 pub async fn scan(channel: Channel, ticket: Vec<u8>, progress: Arc<AtomicU64>, raw: bool) -> Res<ScanOutcome> {
     let mut c = client(channel);
     let start = Instant::now();
