@@ -706,11 +706,26 @@ pub struct Health {
     /// The KV block cache's size in bytes (`kv.block_cache_bytes`, with `"auto"` resolved).
     #[serde(default)]
     pub kv_block_cache_bytes: u64,
+    /// The tail cache of recent appends (`log.tail_cache_bytes`): what it holds and how many
+    /// batches reads took from it or from segment files since the node started.
+    #[serde(default)]
+    pub tail_cache: TailCacheHealth,
     /// Background tasks (flush, retention, auto-partition, KV flush, data deletion) whose
     /// latest run failed, one entry per task and table; an entry goes away when the task
     /// succeeds again for that table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub background_failures: Vec<BackgroundFailure>,
+}
+
+/// The tail cache's figures in `health`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TailCacheHealth {
+    pub budget_bytes: u64,
+    pub held_bytes: u64,
+    /// Batches served from the cache.
+    pub hits: u64,
+    /// Batches read from segment files (older than the cache holds).
+    pub misses: u64,
 }
 
 /// The latest failure of one background task on one table.

@@ -10,6 +10,11 @@ keeps the written batches in memory and serves them with pyarrow's C++ ``RecordB
 uncompressed or, for a compressed table, with ``IpcWriteOptions(compression=...)``: compressed
 IPC on the wire like the node's (16 MB of batches became 2 MB on the loopback interface with
 ZSTD), but compressed again on every scan, since pyarrow only sends IPC it encodes itself.
+The table is made and written by a child process, so the scanning process holds nothing but
+what it scans: made in the scanning process (``--write-here``), the millions of Python strings
+behind the string columns left its heap in a state where every scan's buffers were faulted in
+afresh, and the client paid 0.8-1.3 s of CPU per GB instead of ~0.35 for the same scans
+(docs/benchmarks.md, "Scans, 2026-12-07 23:40 UTC").
 
 Each round scans full width, then the first 13 columns, the 13 columns ``strom-bench`` picks
 across the table, and the last 13, from each server in turn (the order alternating between
@@ -43,6 +48,7 @@ from __future__ import annotations
 import argparse
 from concurrent.futures import ThreadPoolExecutor
 import json
+import multiprocessing
 import os
 import signal
 import statistics
@@ -122,6 +128,18 @@ def write_table(client: flight.FlightClient, table: str, batches: list[pa.Record
     writer.close()
 
 
+def write_everywhere(urls: list[str], rows: int, batch_rows: int, compression: str) -> None:
+    """Makes the table and writes it to every server (run in a child process: see --write-here)."""
+    rng = np.random.default_rng(7)
+    batches = [make_batch(min(batch_rows, rows - first), first, rng) for first in range(0, rows, batch_rows)]
+    for url in urls:
+        client = flight.FlightClient(url)
+        action1(client, "create_database", {"name": "bench"})
+        # Explicit even for NONE: the node's default for new tables is ZSTD.
+        write_table(client, "wide", batches, compression)
+        client.close()
+
+
 def scan(client: flight.FlightClient, table: str, columns: list[str] | None) -> tuple[float, int, int]:
     request = {"scan": "log", "database": "bench", "table": table}
     if columns is not None:
@@ -170,12 +188,12 @@ def main() -> None:
     parser.add_argument("--perf-peer", help="perf record -g the peer during the measured rounds into this file")
     parser.add_argument("--perf-freq", type=int, default=999, help="perf sampling frequency (Hz)")
     parser.add_argument("--pin", action="store_true", help="this client on CPU 0, every server on CPU 1")
+    parser.add_argument("--write-here", action="store_true",
+                        help="make and write the table in the scanning process (as before 2026-12-07 23:40: its heap then "
+                             "costs every scan 2-3x the client CPU per GB)")
     args = parser.parse_args()
     os.environ["STROM_BIN"] = str(Path(args.strom_bin).resolve())
 
-    rng = np.random.default_rng(7)
-    batches = [make_batch(min(args.batch_rows, args.rows - first), first, rng)
-               for first in range(0, args.rows, args.batch_rows)]
     with tempfile.TemporaryDirectory(prefix="scan-compare-") as tmp:
         node = start_strom(Path(tmp) / "data", Path(tmp) / "strom.log", "--durability", "os")
         peer = start_peer(Path(tmp) / "peer.log")
@@ -187,10 +205,16 @@ def main() -> None:
                 baseline = start_strom(Path(tmp) / "baseline", Path(tmp) / "baseline.log", "--durability", "os")
                 extra_servers.append(baseline)
                 servers["baseline"] = (baseline, flight.FlightClient(baseline.url))
-            for name, (_, client) in servers.items():
-                action1(client, "create_database", {"name": "bench"})
-                # Explicit even for NONE: the node's default for new tables is ZSTD.
-                write_table(client, "wide", batches, args.compression)
+            urls = [server.url for server, _ in servers.values()]
+            if args.write_here:
+                write_everywhere(urls, args.rows, args.batch_rows, args.compression)
+            else:
+                writer = multiprocessing.get_context("spawn").Process(
+                    target=write_everywhere, args=(urls, args.rows, args.batch_rows, args.compression))
+                writer.start()
+                writer.join()
+                if writer.exitcode != 0:
+                    raise SystemExit(f"the writer process failed (exit code {writer.exitcode})")
             names = [column_name(i) for i in range(COLUMNS)]
             shapes = {
                 "full43": None,
@@ -228,7 +252,8 @@ def main() -> None:
                 profiler.wait()
             print(f"{args.rows} rows x 43 columns in {args.batch_rows}-row batches, compression {args.compression} (both servers), "
                   f"{args.concurrency} scan(s) at once, medians of {args.rounds} alternating rounds (pyarrow {pa.__version__})"
-                  + (", client on CPU 0, servers on CPU 1" if args.pin else ""))
+                  + (", client on CPU 0, servers on CPU 1" if args.pin else "")
+                  + (", table written by the scanning process" if args.write_here else ", table written by another process"))
             has_baseline = "baseline" in servers
             print(f"{'scan':8} {'strom GB/s':>11} {'peer GB/s':>10} {'ratio':>6} {'strom CPU s/GB':>15} {'peer CPU s/GB':>14}"
                   f" {'client s/GB (strom / peer)':>27}"

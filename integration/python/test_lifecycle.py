@@ -1,5 +1,6 @@
 """Tests that need a node of their own: graceful shutdown and restart, the message size limit
-of `--max-message-bytes`, and the KV block cache size from the configuration."""
+of `--max-message-bytes`, the KV block cache size from the configuration, and the tail
+cache as `health` reports it."""
 
 from __future__ import annotations
 
@@ -144,3 +145,32 @@ def test_given_block_cache_bytes_in_config_when_health_should_report_it_and_bad_
     config.write_text('[kv]\nblock_cache_bytes = "plenty"\n')
     with pytest.raises(RuntimeError, match="plenty"):
         start_strom(tmp_path / "data2", tmp_path / "strom2.log", "--config", str(config))
+
+
+def _scan_through_the_tail_cache(tmp_path, name: str, *extra: str) -> tuple[pa.Table, dict]:
+    """Writes 3 batches, scans them full width and pruned, and returns the scans and health."""
+    node = start_strom(tmp_path / name, tmp_path / f"{name}.log", *extra)
+    client = flight.FlightClient(node.url)
+    try:
+        action1(client, "create_database", {"name": "tc"})
+        action1(client, "create_table", {"database": "tc", "table": "t", "columns": COLUMNS})
+        put(client, path("tc", "t"), [batch(0, 300), batch(300, 300), batch(600, 400)])
+        full = scan(client, "tc", "t")
+        pruned = scan(client, "tc", "t", columns=["payload"])
+        assert pruned.column("payload").equals(full.column("payload"))
+        return full, action1(client, "health")["tail_cache"]
+    finally:
+        client.close()
+        node.stop()
+
+
+def test_given_recent_appends_when_scanned_should_serve_them_from_the_tail_cache_unless_turned_off(tmp_path):
+    full, cached = _scan_through_the_tail_cache(tmp_path, "on")
+    assert full.column("id").to_pylist() == list(range(1_000))
+    assert cached["budget_bytes"] == 1024 ** 3, "the default budget is 1 GiB"
+    assert cached["held_bytes"] > 16 * 1_000 and cached["hits"] == 6 and cached["misses"] == 0, cached
+    config = tmp_path / "off.toml"
+    config.write_text("[log]\ntail_cache_bytes = 0\n")
+    same, off = _scan_through_the_tail_cache(tmp_path, "off", "--config", str(config))
+    assert same.equals(full)
+    assert off == {"budget_bytes": 0, "held_bytes": 0, "hits": 0, "misses": 6}, off

@@ -22,7 +22,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strom_flight_api::{ColumnSpec, CreateDatabase, CreateTable, LogScan, WriteCommand};
-use strom_server::bench_internals::{BatchEncoder, BucketLog, Compression, EncodedBatch, LogSettings, ReadProjection, SegmentPolicy};
+use strom_server::bench_internals::{
+    BatchEncoder, BucketLog, Compression, EncodedBatch, LogSettings, ReadProjection, SegmentPolicy, TailCache,
+};
 use strom_server::config::{Config, Durability};
 use strom_server::engine::{Engine, StorageEngine};
 
@@ -115,12 +117,14 @@ fn policy() -> SegmentPolicy {
     SegmentPolicy { segment_bytes: 256 * 1024 * 1024, segment_ms: 24 * 3600 * 1000 }
 }
 
-fn open_log(dir: &std::path::Path) -> BucketLog {
+/// A bucket log with a tail cache of `tail_cache_bytes` (0: every read from the segment).
+fn open_log(dir: &std::path::Path, tail_cache_bytes: u64) -> BucketLog {
     let settings = LogSettings {
         policy: policy(),
         durability: Durability::Os,
         clock: strom_server::clock::system_clock(),
         fs: Arc::new(strom_server::fs::RealFs::new()),
+        tail_cache: TailCache::new(tail_cache_bytes),
     };
     BucketLog::open(dir, 0, "bench/bucket-0".into(), &settings).expect("open bucket log").0
 }
@@ -149,7 +153,7 @@ fn bench_append(c: &mut Criterion) {
         let bytes = (encoded.meta.len() + encoded.body.len()) as u64;
         g.throughput(Throughput::Bytes(bytes));
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = open_log(dir.path());
+        let log = open_log(dir.path(), 0);
         g.bench_function(BenchmarkId::new("os/NONE", rows), |b| {
             b.iter_custom(|iters| {
                 let mut measured = Duration::ZERO;
@@ -182,9 +186,9 @@ struct StoredWide {
     rows: u64,
 }
 
-fn stored_wide(compression: Compression, batches: usize, rows: usize) -> StoredWide {
+fn stored_wide(compression: Compression, batches: usize, rows: usize, tail_cache_bytes: u64) -> StoredWide {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = open_log(dir.path());
+    let log = open_log(dir.path(), tail_cache_bytes);
     let schema = wide_schema();
     let mut encoder = BatchEncoder::new(compression).expect("encoder");
     for i in 0..batches {
@@ -208,16 +212,24 @@ fn read_all(stored: &StoredWide, columns: Option<Vec<usize>>) -> usize {
     bytes
 }
 
+/// Reads from the segment files (every byte CRC-checked) and, for `read/tail_cache`, from the
+/// tail cache of the same appends (no segment read, no CRC pass).
 fn bench_read_segment(c: &mut Criterion) {
-    let mut g = c.benchmark_group("read/segment");
+    for (group, tail_cache_bytes) in [("read/segment", 0), ("read/tail_cache", 1 << 30)] {
+        bench_read_stored(c, group, tail_cache_bytes);
+    }
+}
+
+fn bench_read_stored(c: &mut Criterion, group: &str, tail_cache_bytes: u64) {
+    let mut g = c.benchmark_group(group);
     g.measurement_time(MEASURE).warm_up_time(WARM_UP).sample_size(20);
     for (name, compression) in [("NONE", Compression::None), ("ZSTD", Compression::Zstd)] {
-        let stored = stored_wide(compression, 16, 16_384);
+        let stored = stored_wide(compression, 16, 16_384, tail_cache_bytes);
         g.throughput(Throughput::Elements(stored.rows));
         let full_bytes = read_all(&stored, None);
         let proj_bytes = read_all(&stored, Some(PROJECTED.to_vec()));
         println!(
-            "read/segment/{name}: {} rows, full body {} B, projected body {} B (byte share {:.1}%)",
+            "{group}/{name}: {} rows, full body {} B, projected body {} B (byte share {:.1}%)",
             stored.rows,
             full_bytes,
             proj_bytes,

@@ -219,6 +219,7 @@ pub struct LogConfig {
     pub auto_partition_check_interval_ms: u64,
     pub default_bucket_num: u32,
     pub scan_read_bytes: usize,
+    pub tail_cache_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -232,6 +233,7 @@ impl Default for LogConfig {
             auto_partition_check_interval_ms: 60_000,
             default_bucket_num: 1,
             scan_read_bytes: 8 * 1024 * 1024,
+            tail_cache_bytes: 1024 * 1024 * 1024,
         }
     }
 }

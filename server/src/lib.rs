@@ -31,7 +31,7 @@ pub mod server;
 pub mod bench_internals {
     pub use crate::kv::keys::{bucket_prefix, BUCKET_PREFIX_LEN};
     pub use crate::kv::store::{KvStore, KvWrite};
-    pub use crate::log::{BatchEncoder, BucketLog, Compression, EncodedBatch, LogSettings, ReadProjection, SegmentPolicy};
+    pub use crate::log::{BatchEncoder, BucketLog, Compression, EncodedBatch, LogSettings, ReadProjection, SegmentPolicy, TailCache};
 }
 
 pub use config::Config;

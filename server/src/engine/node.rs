@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use strom_flight_api::{
     AlterTable, BucketOffset, CountKind, CountRequest, CreateDatabase, CreatePartition, CreateTable, DropDatabase, DropPartition,
-    DropTable, Health, ListOffsets, LogScan, LookupRequest, OffsetSpec, PartitionInfo, SnapshotScan, TableInfo, WriteCommand,
+    DropTable, Health, ListOffsets, LogScan, LookupRequest, OffsetSpec, PartitionInfo, SnapshotScan, TableInfo, TailCacheHealth,
+    WriteCommand,
 };
 
 pub struct Engine {
@@ -94,6 +95,10 @@ impl StorageEngine for Engine {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             kv_block_cache_bytes: self.registry.config.kv.block_cache_bytes.resolve() as u64,
+            tail_cache: {
+                let s = self.registry.tail_cache.stats();
+                TailCacheHealth { budget_bytes: s.budget_bytes, held_bytes: s.held_bytes, hits: s.hits, misses: s.misses }
+            },
             background_failures,
         }
     }

@@ -17,7 +17,7 @@ use crate::config::{CacheSize, Config};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{self, FileSystem};
 use crate::kv::store::KvStore;
-use crate::log::{LogSettings, ReadersClosed, SegmentPolicy};
+use crate::log::{LogSettings, ReadersClosed, SegmentPolicy, TailCache};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -66,6 +66,8 @@ pub(crate) struct Registry {
     kv: Mutex<Option<Arc<KvStore>>>,
     /// Background work that failed (reported by `health`).
     pub failures: Arc<BackgroundFailures>,
+    /// Recent appends of every bucket, served to readers from memory (`log.tail_cache_bytes`).
+    pub tail_cache: Arc<TailCache>,
 }
 
 impl Registry {
@@ -81,6 +83,7 @@ impl Registry {
         let data_dir = config.storage.data_dir.clone();
         fs::create_dir_all_durable(fs.as_ref(), &data_dir)?;
         let catalog = Catalog::open(fs.clone(), &data_dir.join("catalog"))?;
+        let tail_cache = TailCache::new(config.log.tail_cache_bytes);
         let registry = Self {
             config,
             clock,
@@ -91,6 +94,7 @@ impl Registry {
             partitioned: RwLock::new(HashMap::new()),
             kv: Mutex::new(None),
             failures: Arc::default(),
+            tail_cache,
         };
         let metas = registry.catalog.all_tables();
         let started = Instant::now();
@@ -134,6 +138,7 @@ impl Registry {
             durability: self.config.log.durability,
             clock: self.clock.clone(),
             fs: self.fs.clone(),
+            tail_cache: self.tail_cache.clone(),
         };
         Ok(Arc::new(TableRuntime::open(meta, &self.data_dir, &node, || self.kv())?))
     }

@@ -48,7 +48,14 @@ fn not_faked<T>() -> Result<T> {
 #[async_trait::async_trait]
 impl StorageEngine for FakeEngine {
     fn health(&self) -> Health {
-        Health { status: "ok".into(), version: "test".into(), uptime_ms: 0, kv_block_cache_bytes: 0, background_failures: vec![] }
+        Health {
+            status: "ok".into(),
+            version: "test".into(),
+            uptime_ms: 0,
+            kv_block_cache_bytes: 0,
+            tail_cache: Default::default(),
+            background_failures: vec![],
+        }
     }
     fn create_database(&self, _: &CreateDatabase) -> Result<bool> {
         not_faked()

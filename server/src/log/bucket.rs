@@ -9,6 +9,7 @@ use super::ipc::{BatchEncoder, EncodedBatch};
 use super::read::{self, DecodedEntry, ReadOutcome, ReadProjection};
 use super::recovery_point::{self, RecoveryPoint, RecoveryPointFile};
 use super::segment::{segment_file_name, CorruptRange, IndexEntry, Segment};
+use super::tail_cache::{BucketTail, CachedEntry, TailCache};
 use crate::clock::Clock;
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
@@ -41,6 +42,8 @@ pub struct LogSettings {
     pub clock: Clock,
     /// Where segment and index files live (the real file system, or a fault-injecting one).
     pub fs: Arc<dyn FileSystem>,
+    /// The node's cache of recent appends (`TailCache::disabled()` for none).
+    pub tail_cache: Arc<TailCache>,
 }
 
 /// Where an appended batch landed.
@@ -98,6 +101,8 @@ pub struct BucketLog {
     recovery_point: Arc<RecoveryPointFile>,
     /// Set when the table is dropped or the node stops: tailing readers end with this error.
     readers_closed: Mutex<Option<ReadersClosed>>,
+    /// This bucket's recent appends, served to readers from memory.
+    tail: BucketTail,
 }
 
 /// Why tailing readers of a bucket were told to stop.
@@ -228,6 +233,7 @@ impl BucketLog {
             readers_closed: Mutex::new(None),
             pending_seal: Mutex::new(Vec::new()),
             recovery_point,
+            tail: settings.tail_cache.bucket(),
         };
         Ok((log, report))
     }
@@ -385,6 +391,8 @@ impl BucketLog {
             // A failed write may have left partial bytes: stop rather than guess.
             return Err(self.stop_writes(format!("write failed: {e}")));
         }
+        // Under the append lock: the tail cache takes a bucket's entries in offset order.
+        self.tail.insert(CachedEntry { header, meta: bytes::Bytes::copy_from_slice(&batch.meta), body: batch.body.clone() });
         let appended = Appended { base_offset: state.next_offset, count: rows as u64, duplicate: false };
         state.next_offset += rows as u64;
         state.last_timestamp = now;
@@ -515,7 +523,8 @@ impl BucketLog {
         budget: &mut dyn FnMut(u64) -> u64,
     ) -> Result<ReadOutcome> {
         let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
-        read::read_entries(&segment, &entries, self.bucket, (from, until, next), projection, budget)
+        let cached = self.tail.get_many(entries.iter().map(|e| e.base_offset));
+        read::read_entries(&segment, &entries, &cached, self.bucket, (from, until, next), projection, budget)
     }
 
     /// Reads and decodes committed batches from `from` (below `until`), at most about
@@ -530,7 +539,8 @@ impl BucketLog {
         schema_of: &dyn Fn(u32) -> Result<SchemaRef>,
     ) -> Result<(Vec<DecodedEntry>, u64)> {
         let (segment, entries, next) = self.entries_for_read(from, until, max_bytes)?;
-        Ok((read::decode_entries(&segment, &entries, schema_of)?, next))
+        let cached = self.tail.get_many(entries.iter().map(|e| e.base_offset));
+        Ok((read::decode_entries(&segment, &entries, &cached, schema_of)?, next))
     }
 
     /// The index entries (with records) a read from `from` covers, their segment, and where
@@ -619,6 +629,7 @@ impl BucketLog {
         if !expired.is_empty() {
             let start = self.log_start_offset();
             self.corrupt.write().retain(|c| c.end > start);
+            self.tail.forget_below(start);
         }
         Ok(expired.len())
     }

@@ -2,14 +2,17 @@
 //! the requested columns without decoding, or decoded into record batches (changelog replay,
 //! and batches cut by a scan's start, end or row limit).
 //!
-//! Every byte served is checked against its CRC exactly once per read: a verbatim entry by its
-//! body CRC, a projected one by the CRCs of the columns it keeps (the pruned columns are never
-//! read), a decoded one by its body CRC. Only this module and the modules beside it know the
-//! layout of an entry.
+//! Every byte served from a segment is checked against its CRC exactly once per read: a
+//! verbatim entry by its body CRC, a projected one by the CRCs of the columns it keeps (the
+//! pruned columns are never read), a decoded one by its body CRC. Entries still in the tail
+//! cache are served from the buffers the append computed those CRCs from, unchecked
+//! (`tail_cache.rs` says why). Only this module and the modules beside it know the layout of an
+//! entry.
 
 use super::format::{self, BatchHeader, HEADER_LEN};
 use super::ipc::{self, BatchLayout, MetadataValues};
-use super::segment::{read_prelude, IndexEntry, Prelude, Segment};
+use super::segment::{read_prelude, IndexEntry, Segment};
+use super::tail_cache::CachedEntry;
 use crate::error::{Error, Result};
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -186,31 +189,36 @@ pub struct DecodedEntry {
 }
 
 /// Serves `entries` of `segment` (the entries a read from `from` below `until` covers, whose
-/// next read starts at `next`), projected as `projection` says. `budget(n)` is asked before each
-/// batch of `n` rows and answers how many of them may be sent (a scan's `limit`). Blocking.
+/// next read starts at `next`), projected as `projection` says. `cached[i]` is entry `i` from
+/// the tail cache when it is there: served from those buffers, with no segment read and no
+/// CRC pass (see `tail_cache.rs`). `budget(n)` is asked before each batch of `n` rows and
+/// answers how many of them may be sent (a scan's `limit`). Blocking.
 pub(super) fn read_entries(
     segment: &Segment,
     entries: &[IndexEntry],
+    cached: &[Option<CachedEntry>],
     bucket: u32,
     (from, until, next): (u64, u64, u64),
     projection: &ReadProjection,
     budget: &mut dyn FnMut(u64) -> u64,
 ) -> Result<ReadOutcome> {
+    debug_assert_eq!(entries.len(), cached.len());
     if entries.is_empty() {
         return Ok(ReadOutcome { batches: vec![], next, exhausted: false });
     }
     let location = segment.location();
     let mut batches = Vec::with_capacity(entries.len());
-    // One mapping of the whole run of a verbatim read; every batch is a zero-copy slice.
-    let run = match projection.verbatim {
-        true => {
-            let first = entries[0].position;
-            let last = entries.last().expect("non-empty");
+    // One mapping of the whole run of a verbatim read (of its entries not in the tail cache);
+    // every batch is a zero-copy slice of it.
+    let missing = || entries.iter().zip(cached).filter(|(_, c)| c.is_none()).map(|(e, _)| e);
+    let run = match (projection.verbatim, missing().next(), missing().last()) {
+        (true, Some(first), Some(last)) => {
+            let first = first.position;
             Some((first, segment.bytes_at(first, (last.position + last.len as u64 - first) as usize)?))
         }
-        false => None,
+        _ => None,
     };
-    for e in entries {
+    for (e, cached) in entries.iter().zip(cached) {
         let start = from.saturating_sub(e.base_offset);
         let wanted = until.min(e.next_offset()) - e.base_offset - start;
         let allowed = budget(wanted).min(wanted);
@@ -219,25 +227,46 @@ pub(super) fn read_entries(
         }
         let end = start + allowed;
         let whole = start == 0 && end == e.count as u64;
-        let batch = match &run {
-            Some((first, run)) => {
+        let batch = match (cached, &run) {
+            (Some(c), _) => {
+                if whole && c.header.schema_id == projection.schema_id {
+                    match projection.verbatim {
+                        true => ReadBatch {
+                            base_offset: e.base_offset,
+                            rows: e.count as u64,
+                            meta: c.meta.clone(),
+                            body: c.body.clone().into(),
+                        },
+                        false => projected_batch(&c.meta, &c.body, None, e, c.header.max_timestamp, bucket, projection)
+                            .map_err(|err| data_loss(&location, e, err))?,
+                    }
+                } else {
+                    decoded_batch(&c.meta, c.body.clone(), &c.header, e, (start, end), bucket, projection, &location)?
+                }
+            }
+            (None, Some((first, run))) => {
                 let at = (e.position - first) as usize;
                 let entry = run.slice(at..at + e.len as usize);
                 let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
                 if whole && header.schema_id == projection.schema_id {
                     verbatim_batch(&entry, &header, e)
                 } else {
-                    decoded_batch(&entry, &header, e, (start, end), bucket, projection, &location)?
+                    let (meta, body) = meta_and_body(&entry, &header);
+                    decoded_batch(meta, body, &header, e, (start, end), bucket, projection, &location)?
                 }
             }
-            None => {
+            (None, None) => {
                 let prelude = read_prelude(segment, e).map_err(|err| data_loss(&location, e, err))?;
                 if whole && prelude.header.schema_id == projection.schema_id {
-                    projected_batch(segment, e, &prelude, bucket, projection).map_err(|err| data_loss(&location, e, err))?
+                    let body = segment.bytes_at(e.position + prelude.header.body_start() as u64, prelude.header.body_len as usize)?;
+                    let check = ColumnCheck { crcs: &prelude.column_crcs, segment: &location };
+                    projected_batch(&prelude.meta, &body, Some(check), e, prelude.header.max_timestamp, bucket, projection)
+                        .map_err(|err| data_loss(&location, e, err))?
                 } else {
                     let entry = segment.bytes_at(e.position, e.len as usize)?;
                     let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
-                    decoded_batch(&entry, &header, e, (start, end), bucket, projection, &location)?
+                    let (meta, body) = meta_and_body(&entry, &header);
+                    decoded_batch(meta, body, &header, e, (start, end), bucket, projection, &location)?
                 }
             }
         };
@@ -249,23 +278,34 @@ pub(super) fn read_entries(
     Ok(ReadOutcome { batches, next, exhausted: false })
 }
 
+/// The IPC message header and the body of a verified stored entry.
+fn meta_and_body<'a>(entry: &'a Bytes, header: &BatchHeader) -> (&'a [u8], Bytes) {
+    (format::meta_of(header, &entry[HEADER_LEN..]), entry.slice(header.body_start()..header.entry_len()))
+}
+
 /// Decodes `entries` of `segment`, each with the stored schema `schema_of` gives for its
-/// schema id. Blocking.
+/// schema id; `cached[i]` is entry `i` from the tail cache when it is there. Blocking.
 pub(super) fn decode_entries(
     segment: &Segment,
     entries: &[IndexEntry],
+    cached: &[Option<CachedEntry>],
     schema_of: &dyn Fn(u32) -> Result<SchemaRef>,
 ) -> Result<Vec<DecodedEntry>> {
     let location = segment.location();
     let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let entry = segment.bytes_at(e.position, e.len as usize)?;
-        let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
-        let meta = format::meta_of(&header, &entry[HEADER_LEN..]);
-        let body = entry.slice(header.body_start()..header.entry_len());
-        let batch = ipc::decode(meta, body, &schema_of(header.schema_id)?)
-            .map_err(|err| Error::DataLoss { location: batch_location(&location, e), detail: err.to_string() })?;
-        out.push(DecodedEntry { base_offset: e.base_offset, schema_id: header.schema_id, batch });
+    for (e, cached) in entries.iter().zip(cached) {
+        let decoded = match cached {
+            Some(c) => ipc::decode(&c.meta, c.body.clone(), &schema_of(c.header.schema_id)?).map(|b| (c.header.schema_id, b)),
+            None => {
+                let entry = segment.bytes_at(e.position, e.len as usize)?;
+                let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+                let (meta, body) = meta_and_body(&entry, &header);
+                ipc::decode(meta, body, &schema_of(header.schema_id)?).map(|b| (header.schema_id, b))
+            }
+        };
+        let (schema_id, batch) =
+            decoded.map_err(|err| Error::DataLoss { location: batch_location(&location, e), detail: err.to_string() })?;
+        out.push(DecodedEntry { base_offset: e.base_offset, schema_id, batch });
     }
     Ok(out)
 }
@@ -296,26 +336,44 @@ fn verbatim_batch(entry: &Bytes, header: &BatchHeader, e: &IndexEntry) -> ReadBa
     }
 }
 
-/// Reads only the kept columns' bytes of one batch (each checked against its column CRC) and
-/// rebuilds its message header, appending the metadata columns when asked. The body is the
-/// kept columns as slices of the mapped segment (not copied), padding and the metadata tail.
-fn projected_batch(segment: &Segment, e: &IndexEntry, prelude: &Prelude, bucket: u32, projection: &ReadProjection) -> Result<ReadBatch> {
-    let layout = BatchLayout::parse(&prelude.meta, &projection.stored_schema)?;
+/// The column CRCs a projected read checks its kept columns against (a read from a segment;
+/// a read from the tail cache has none to check).
+struct ColumnCheck<'a> {
+    crcs: &'a [u32],
+    segment: &'a str,
+}
+
+/// Keeps only the kept columns' bytes of one batch whose IPC header is `meta` and body is
+/// `stored` (each checked against its column CRC when `check` says) and rebuilds its message
+/// header, appending the metadata columns when asked. The body is the kept columns as slices
+/// of `stored` (the mapped segment or the cached body, not copied), padding and the metadata
+/// tail.
+fn projected_batch(
+    meta: &[u8],
+    stored: &Bytes,
+    check: Option<ColumnCheck<'_>>,
+    e: &IndexEntry,
+    max_timestamp: i64,
+    bucket: u32,
+    projection: &ReadProjection,
+) -> Result<ReadBatch> {
+    let layout = BatchLayout::parse(meta, &projection.stored_schema)?;
     let metadata = projection.metadata_columns.then_some(MetadataValues {
         bucket: bucket as i32,
         base_offset: e.base_offset as i64,
-        timestamp_ms: prelude.header.max_timestamp,
+        timestamp_ms: max_timestamp,
     });
     let projected = ipc::project(&layout, &projection.keep, metadata)?;
-    let stored = segment.bytes_at(e.position + prelude.header.body_start() as u64, prelude.header.body_len as usize)?;
     let mut parts = Vec::with_capacity(projected.copies.len() * 2 + 2);
     let mut len = 0usize;
     for &(col, (start, end), dest) in &projected.copies {
         let bytes = stored.slice(start..end);
-        let computed = crc32c::crc32c(&bytes);
-        if computed != prelude.column_crcs[col] {
-            let location = format!("{} column {:?}", segment.location(), projection.stored_schema.field(col).name());
-            return Err(Error::CrcMismatch { location, stored: prelude.column_crcs[col], computed });
+        if let Some(check) = &check {
+            let computed = crc32c::crc32c(&bytes);
+            if computed != check.crcs[col] {
+                let location = format!("{} column {:?}", check.segment, projection.stored_schema.field(col).name());
+                return Err(Error::CrcMismatch { location, stored: check.crcs[col], computed });
+            }
         }
         parts.push(padding(dest - len));
         len = dest + bytes.len();
@@ -330,8 +388,10 @@ fn projected_batch(segment: &Segment, e: &IndexEntry, prelude: &Prelude, bucket:
 
 /// Rows `[start, end)` of a batch (cut by a scan's range or limit, or of an older schema
 /// version): decoded, widened to the current columns, sliced and re-encoded uncompressed.
+#[allow(clippy::too_many_arguments)] // the entry's parts, its place in the read and the projection: one call site per source
 fn decoded_batch(
-    entry: &Bytes,
+    meta: &[u8],
+    body: Bytes,
     header: &BatchHeader,
     e: &IndexEntry,
     (start, end): (u64, u64),
@@ -339,8 +399,6 @@ fn decoded_batch(
     projection: &ReadProjection,
     location: &str,
 ) -> Result<ReadBatch> {
-    let meta = format::meta_of(header, &entry[HEADER_LEN..]);
-    let body = entry.slice(header.body_start()..header.entry_len());
     let stored = projection.stored_schema_of(header.schema_id);
     let batch = ipc::decode(meta, body, stored)
         .map_err(|err| Error::DataLoss { location: batch_location(location, e), detail: err.to_string() })?;

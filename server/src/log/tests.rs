@@ -14,6 +14,7 @@ fn open(dir: &std::path::Path, segment_bytes: u64) -> BucketLog {
         durability: Durability::Os,
         clock: system_clock(),
         fs: Arc::new(crate::fs::RealFs::new()),
+        tail_cache: super::TailCache::disabled(),
     };
     BucketLog::open(dir, 0, "test/bucket-0".into(), &settings).unwrap().0
 }
@@ -92,6 +93,7 @@ async fn given_rolled_segment_torn_before_its_seal_when_recovered_should_cut_it_
             durability: Durability::Sync,
             clock: system_clock(),
             fs: Arc::new(fs.clone()),
+            tail_cache: super::TailCache::disabled(),
         };
         let mut encoder = BatchEncoder::new(Compression::None).unwrap();
         let log = BucketLog::open(&dir, 0, "test/bucket-0".into(), &settings).unwrap().0;
@@ -141,6 +143,7 @@ async fn given_segments_removed_by_recovery_when_power_is_lost_again_should_stay
             durability: Durability::Sync,
             clock: system_clock(),
             fs: Arc::new(fs.clone()),
+            tail_cache: super::TailCache::disabled(),
         };
         let open = || BucketLog::open(&dir, 0, "test/bucket-0".into(), &settings).unwrap().0;
         let mut encoder = BatchEncoder::new(Compression::None).unwrap();
@@ -199,6 +202,7 @@ async fn given_garbage_inside_unsynced_entries_when_recovered_should_cut_it_not_
             durability: Durability::Sync,
             clock: system_clock(),
             fs: Arc::new(fs.clone()),
+            tail_cache: super::TailCache::disabled(),
         };
         let mut encoder = BatchEncoder::new(Compression::None).unwrap();
         let log = BucketLog::open(&dir, 0, "test/bucket-0".into(), &settings).unwrap().0;

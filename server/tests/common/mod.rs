@@ -28,6 +28,7 @@ pub struct FixtureBuilder {
     buckets: u32,
     options: Vec<(String, String)>,
     fault_fs: bool,
+    tail_cache_bytes: Option<u64>,
 }
 
 /// Writes one batch with `command` and waits until it is durable.
@@ -66,7 +67,14 @@ pub fn snapshot_batch(chunk: &SnapshotChunk, schema: &SchemaRef) -> RecordBatch 
 
 impl EngineFixture {
     pub fn builder() -> FixtureBuilder {
-        FixtureBuilder { segment_bytes: 128 * 1024 * 1024, durability: Durability::Sync, buckets: 1, options: vec![], fault_fs: false }
+        FixtureBuilder {
+            segment_bytes: 128 * 1024 * 1024,
+            durability: Durability::Sync,
+            buckets: 1,
+            options: vec![],
+            fault_fs: false,
+            tail_cache_bytes: None,
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -158,6 +166,12 @@ impl FixtureBuilder {
         self
     }
 
+    /// The node's `log.tail_cache_bytes` (default: the shipped default).
+    pub fn tail_cache_bytes(mut self, n: u64) -> Self {
+        self.tail_cache_bytes = Some(n);
+        self
+    }
+
     /// Runs the engine on a `FaultFs`, so the test can cut the power (`power_loss`).
     pub fn fault_fs(mut self) -> Self {
         self.fault_fs = true;
@@ -170,6 +184,9 @@ impl FixtureBuilder {
         config.storage.data_dir = dir.path().to_path_buf();
         config.log.segment_bytes = self.segment_bytes;
         config.log.durability = self.durability;
+        if let Some(n) = self.tail_cache_bytes {
+            config.log.tail_cache_bytes = n;
+        }
         let fault = self.fault_fs.then(|| FaultFs::new(dir.path()).unwrap());
         let engine = open_engine(&config, fault.as_ref());
         engine.create_database(&CreateDatabase { name: DB.into(), ..Default::default() }).unwrap();
