@@ -168,7 +168,8 @@ def test_given_recent_appends_when_scanned_should_serve_them_from_the_tail_cache
     full, cached = _scan_through_the_tail_cache(tmp_path, "on")
     assert full.column("id").to_pylist() == list(range(1_000))
     assert cached["budget_bytes"] == 1024 ** 3, "the default budget is 1 GiB"
-    assert cached["held_bytes"] > 16 * 1_000 and cached["hits"] == 6 and cached["misses"] == 0, cached
+    # Three ZSTD-compressed batches (the default codec) held; both scans read all three from it.
+    assert cached["held_bytes"] > 0 and cached["hits"] == 6 and cached["misses"] == 0, cached
     config = tmp_path / "off.toml"
     config.write_text("[log]\ntail_cache_bytes = 0\n")
     same, off = _scan_through_the_tail_cache(tmp_path, "off", "--config", str(config))
