@@ -12,8 +12,8 @@ pub mod contract;
 pub mod error;
 
 pub use client::{
-    AckFuture, AppendWriter, AppendWriterOptions, ClientOptions, DeleteWriter, LogScanStream, LookupFuture, LookupOptions, Lookuper,
-    ScanBatch, Snapshot, SnapshotBatch, SnapshotScanStream, StromClient, TableWriter, UpsertWriter, WriterOptions,
+    AckFuture, AppendWriter, AppendWriterOptions, BatchDecoder, ClientOptions, DeleteWriter, LogScanStream, LookupFuture, LookupOptions,
+    Lookuper, ScanBatch, Snapshot, SnapshotBatch, SnapshotScanStream, StromClient, TableWriter, UpsertWriter, WriterOptions,
 };
 pub use contract::*;
 pub use error::{Code, Error, Result};

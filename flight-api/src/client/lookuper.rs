@@ -30,10 +30,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::decode::BatchDecoder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
 use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch};
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::decode::DecodedPayload;
 use arrow_flight::encode::GRPC_TARGET_MAX_FLIGHT_SIZE_BYTES;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -123,7 +124,7 @@ impl StromClient {
         }
         let mut client = self.inner.clone();
         let stream = client.do_get(Ticket::new(TicketRequest::Lookup(request).to_json())).await.map_err(from_status)?.into_inner();
-        let decoder = FlightDataDecoder::new(stream.map_err(|status| FlightError::Tonic(Box::new(status))));
+        let decoder = BatchDecoder::new(stream.map_err(|status| FlightError::Tonic(Box::new(status))));
         let batches: Vec<RecordBatch> = decoder
             .try_filter_map(|decoded| async move {
                 Ok(match decoded.payload {
@@ -404,7 +405,7 @@ type OpeningCall = BoxFuture<'static, std::result::Result<tonic::Response<Stream
 
 enum ConnState {
     Opening(OpeningCall),
-    Open(FlightDataDecoder),
+    Open(BatchDecoder),
 }
 
 impl Conn {
@@ -414,7 +415,7 @@ impl Conn {
             match &mut self.state {
                 ConnState::Opening(call) => {
                     let stream = call.await.map_err(from_status)?.into_inner().map_err(|status| FlightError::Tonic(Box::new(status)));
-                    self.state = ConnState::Open(FlightDataDecoder::new(stream));
+                    self.state = ConnState::Open(BatchDecoder::new(stream));
                 }
                 ConnState::Open(decoder) => match decoder.next().await {
                     None => return Ok(None),

@@ -20,6 +20,7 @@
 //! ```
 
 mod admin;
+mod decode;
 mod lookuper;
 #[cfg(test)]
 mod mock_handshake_tests;
@@ -43,6 +44,7 @@ use crate::contract::{HandshakeInfo, CONTRACT_VERSION};
 use crate::error::{from_status, from_transport, Code, Error, Result};
 
 pub use admin::path_descriptor;
+pub use decode::BatchDecoder;
 pub use lookuper::{LookupFuture, LookupOptions, Lookuper};
 pub use scanner::{LogScanStream, ScanBatch, Snapshot, SnapshotBatch, SnapshotScanStream};
 pub use writer::{AckFuture, AppendWriterOptions, TableWriter, WriterOptions};

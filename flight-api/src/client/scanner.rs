@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::decode::BatchDecoder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
 use arrow_array::RecordBatch;
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::decode::DecodedPayload;
 use arrow_flight::error::FlightError;
 use arrow_flight::Ticket;
 use arrow_schema::{DataType, SchemaRef};
@@ -30,11 +31,11 @@ pub struct ScanBatch {
 /// A bounded scan ends at the high watermark of the call; a `follow` scan never ends on its
 /// own: drop the stream to stop it.
 pub struct LogScanStream {
-    decoder: FlightDataDecoder,
+    decoder: BatchDecoder,
 }
 
 impl LogScanStream {
-    fn new(decoder: FlightDataDecoder) -> Self {
+    fn new(decoder: BatchDecoder) -> Self {
         Self { decoder }
     }
 
@@ -144,7 +145,7 @@ impl Snapshot {
 /// The batches of a snapshot scan as the node sends them; every bucket sends at least one
 /// (possibly empty) batch, so every bucket's log offset is seen.
 pub struct SnapshotScanStream {
-    decoder: FlightDataDecoder,
+    decoder: BatchDecoder,
 }
 
 impl SnapshotScanStream {
@@ -199,7 +200,7 @@ impl StromClient {
         let mut client = self.inner.clone();
         let stream = client.do_get(ticket).await.map_err(from_status)?.into_inner();
         let stream = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
-        Ok(LogScanStream::new(FlightDataDecoder::new(stream)))
+        Ok(LogScanStream::new(BatchDecoder::new(stream)))
     }
 
     /// Starts a snapshot scan of a primary-key table (`{"scan": "snapshot", ...}`): the
@@ -208,7 +209,7 @@ impl StromClient {
         let mut client = self.inner.clone();
         let stream = client.do_get(Ticket::new(TicketRequest::SnapshotScan(scan).to_json())).await.map_err(from_status)?.into_inner();
         let stream = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
-        Ok(SnapshotScanStream { decoder: FlightDataDecoder::new(stream) })
+        Ok(SnapshotScanStream { decoder: BatchDecoder::new(stream) })
     }
 
     /// Reads a whole snapshot scan: rows and per-bucket changelog offsets.
@@ -232,7 +233,7 @@ impl StromClient {
         let ticket = Ticket::new(TicketRequest::Count(request).to_json());
         let stream = client.do_get(ticket).await.map_err(from_status)?.into_inner();
         let stream = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
-        let mut decoder = FlightDataDecoder::new(stream);
+        let mut decoder = BatchDecoder::new(stream);
         let mut total: Option<u64> = None;
         while let Some(decoded) = decoder.try_next().await.map_err(from_flight)? {
             let DecodedPayload::RecordBatch(batch) = decoded.payload else { continue };

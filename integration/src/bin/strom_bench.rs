@@ -151,8 +151,10 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     scan_iterations: u32,
     /// Scan: clients, comma-separated: `decoding` (arrow-flight decodes every batch, as a user's
-    /// client does) and `raw` (reads every message and counts the rows its header declares,
-    /// body not decoded: the server's own pace, when a decoding client is the bottleneck).
+    /// client does; it copies each body first), `zerocopy` (flight-api's `BatchDecoder`, Strom's
+    /// own client, decodes bodies where they arrived; scenarios `…-zc`) and `raw` (reads every
+    /// message and counts the rows its header declares, body not decoded: the server's own
+    /// pace, when a decoding client is the bottleneck).
     #[arg(long, value_delimiter = ',', default_value = "decoding")]
     scan_clients: Vec<String>,
 
@@ -582,15 +584,7 @@ async fn run_scenarios(args: &Args, targets: &[Target], env: &Env, rows: &mut Ve
             min_duration: Duration::from_secs_f64(args.scan_seconds),
             min_iterations: args.scan_iterations.max(1),
             buckets: args.buckets,
-            raw_clients: args
-                .scan_clients
-                .iter()
-                .map(|c| match c.as_str() {
-                    "decoding" => Ok(false),
-                    "raw" => Ok(true),
-                    other => Err(format!("--scan-clients: unknown client {other:?} (decoding, raw)")),
-                })
-                .collect::<Result<Vec<bool>, String>>()?,
+            scan_clients: args.scan_clients.iter().map(|c| net::ScanClient::parse(c)).collect::<Result<Vec<_>, String>>()?,
         };
         let wide = scenarios::wide_data(&cfg)?;
         for t in &log_targets {

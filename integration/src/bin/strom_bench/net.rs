@@ -194,18 +194,64 @@ struct WireCounters {
     messages: AtomicU64,
 }
 
-/// A DoGet decoded like a real client would (FlightRecordBatchStream decompresses buffers),
-/// counting IPC bytes as they arrive; with `raw`, read without decoding (`scan_raw`).
-pub async fn scan(channel: Channel, ticket: Vec<u8>, progress: Arc<AtomicU64>, raw: bool) -> Res<ScanOutcome> {
+/// How a scan client reads a DoGet answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanClient {
+    /// arrow-flight's `FlightRecordBatchStream`, as a third-party arrow-rs client decodes (it
+    /// copies every message body before decoding it).
+    Decoding,
+    /// flight-api's `BatchDecoder` (Strom's own client, under the JNI bridge): decodes each
+    /// body where it was received. Scenario `…-zc`.
+    ZeroCopy,
+    /// Reads every message and counts the rows its header declares, body not decoded: the
+    /// server's own pace, when a decoding client is the bottleneck. Scenario `…-raw`.
+    Raw,
+}
+
+impl ScanClient {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "decoding" => Ok(Self::Decoding),
+            "zerocopy" => Ok(Self::ZeroCopy),
+            "raw" => Ok(Self::Raw),
+            other => Err(format!("--scan-clients: unknown client {other:?} (decoding, zerocopy, raw)")),
+        }
+    }
+
+    /// What its scenario names end with.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Decoding => "",
+            Self::ZeroCopy => "-zc",
+            Self::Raw => "-raw",
+        }
+    }
+}
+
+/// A DoGet read by `kind` of client (decoders decompress buffers), counting IPC bytes as they
+/// arrive.
+pub async fn scan(channel: Channel, ticket: Vec<u8>, progress: Arc<AtomicU64>, kind: ScanClient) -> Res<ScanOutcome> {
     let mut c = client(channel);
     let start = Instant::now();
     let response =
         tokio::time::timeout(STALL, c.do_get(Ticket { ticket: ticket.into() })).await.map_err(|_| "DoGet timed out")??.into_inner();
-    if raw {
-        return scan_raw(response, start, progress).await;
-    }
     let counters = Arc::new(WireCounters::default());
-    let mut batches = decode_counted(response, counters.clone());
+    let mut batches: std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>> = match kind {
+        ScanClient::Raw => return scan_raw(response, start, progress).await,
+        ScanClient::Decoding => Box::pin(decode_counted(response, counters.clone())),
+        ScanClient::ZeroCopy => {
+            let decoder = strom_flight_api::BatchDecoder::new(counted(response, counters.clone()));
+            Box::pin(decoder.filter_map(|decoded| async move {
+                match decoded {
+                    Ok(d) => match d.payload {
+                        arrow_flight::decode::DecodedPayload::RecordBatch(batch) => Some(Ok(batch)),
+                        _ => None,
+                    },
+                    Err(e) => Some(Err(e)),
+                }
+            }))
+        }
+    };
     let mut gaps = stats::histogram();
     let mut rows = 0u64;
     let mut last = start;
@@ -248,16 +294,23 @@ async fn scan_raw(mut response: tonic::Streaming<FlightData>, start: Instant, pr
     Ok(out)
 }
 
-fn decode_counted(response: tonic::Streaming<FlightData>, counters: Arc<WireCounters>) -> FlightRecordBatchStream {
-    let counted = response.map(move |m| {
+/// The messages of a DoGet, counted as they arrive.
+fn counted(
+    response: tonic::Streaming<FlightData>,
+    counters: Arc<WireCounters>,
+) -> impl Stream<Item = Result<FlightData, FlightError>> + Send + 'static {
+    response.map(move |m| {
         if let Ok(d) = &m {
             counters.ipc.fetch_add(ipc_len(d), Ordering::Relaxed);
             counters.body.fetch_add(d.data_body.len() as u64, Ordering::Relaxed);
             counters.messages.fetch_add(1, Ordering::Relaxed);
         }
         m.map_err(FlightError::from)
-    });
-    FlightRecordBatchStream::new_from_flight_data(counted)
+    })
+}
+
+fn decode_counted(response: tonic::Streaming<FlightData>, counters: Arc<WireCounters>) -> FlightRecordBatchStream {
+    FlightRecordBatchStream::new_from_flight_data(counted(response, counters))
 }
 
 /// A DoGet whose batches are handed out one by one (for follow scans).

@@ -326,7 +326,7 @@ async fn point_lookups(target: &Target, env: &Env, cfg: &PkConfig, table: &str, 
                             keys: vec![vec![json!(key)]],
                             ..lookup_command(LookupKind::PrimaryKey, table)
                         });
-                        let o = net::scan(channel.clone(), ticket.to_json(), done.clone(), false).await?;
+                        let o = net::scan(channel.clone(), ticket.to_json(), done.clone(), net::ScanClient::Decoding).await?;
                         (o.rows, o.ipc_bytes)
                     }
                 };
@@ -549,7 +549,7 @@ async fn scans(target: &Target, env: &Env, table: &str, n: u64, out: &mut Vec<Re
         let (pb, ticker) = rows_bar(env, &format!("{label} {}", target.name), n, done.clone());
         let probe = target.probe();
         let start = Instant::now();
-        let o = net::scan(net::connect(&target.url, env.windows).await?, ticket.to_json(), done, false).await;
+        let o = net::scan(net::connect(&target.url, env.windows).await?, ticket.to_json(), done, net::ScanClient::Decoding).await;
         let elapsed = start.elapsed();
         ticker.abort();
         pb.finish_and_clear();

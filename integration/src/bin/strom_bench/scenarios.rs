@@ -296,8 +296,8 @@ pub struct ScanConfig {
     pub min_duration: Duration,
     pub min_iterations: u32,
     pub buckets: u32,
-    /// One pass per entry: `false` decodes every batch, `true` only counts (scenario `…-raw`).
-    pub raw_clients: Vec<bool>,
+    /// One pass per client kind (`net::ScanClient`).
+    pub scan_clients: Vec<net::ScanClient>,
 }
 
 /// The wide table's batches, encoded once and loaded into every target.
@@ -337,13 +337,14 @@ struct Pass {
     gaps: hdrhistogram::Histogram<u64>,
 }
 
-async fn scan_once(target: &Target, env: &Env, tickets: &[Vec<u8>], progress: &Arc<AtomicU64>, raw: bool) -> Res<Pass> {
+async fn scan_once(target: &Target, env: &Env, tickets: &[Vec<u8>], progress: &Arc<AtomicU64>, kind: net::ScanClient) -> Res<Pass> {
     let mut channels = Vec::with_capacity(tickets.len());
     for _ in tickets {
         channels.push(net::connect(&target.url, env.windows).await?);
     }
     let start = Instant::now();
-    let tasks: Vec<_> = tickets.iter().zip(channels).map(|(t, ch)| tokio::spawn(net::scan(ch, t.clone(), progress.clone(), raw))).collect();
+    let tasks: Vec<_> =
+        tickets.iter().zip(channels).map(|(t, ch)| tokio::spawn(net::scan(ch, t.clone(), progress.clone(), kind))).collect();
     let mut pass = Pass { rows: 0, ipc: 0, body: 0, messages: 0, wall: Duration::ZERO, gaps: stats::histogram() };
     for t in tasks {
         let o = t.await??;
@@ -398,11 +399,11 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
         let label_c = if target.is_strom() { format!("/{compression}") } else { String::new() };
         let mut full_body_per_iter = 0u64;
         let mut full_rate = 0f64;
-        let variants = cfg.raw_clients.iter().flat_map(|&raw| {
+        let variants = cfg.scan_clients.iter().flat_map(|&kind| {
             [(Fanout::Single, false), (Fanout::Single, true), (Fanout::Endpoints, false), (Fanout::Endpoints, true)]
-                .map(|(fanout, projected)| (fanout, projected, raw))
+                .map(|(fanout, projected)| (fanout, projected, kind))
         });
-        for (fanout, projected, raw) in variants {
+        for (fanout, projected, kind) in variants {
             let columns = projected.then(data::projected_names);
             let tickets: Vec<Vec<u8>> = match fanout {
                 Fanout::Single => {
@@ -429,13 +430,13 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
                 "scan/{}/{}{}{label_c}",
                 if projected { format!("proj{}", data::PROJECTED.len()) } else { format!("full{}", data::WIDE_COLUMNS) },
                 if fanout == Fanout::Single { "1get".to_string() } else { format!("{}ep", tickets.len()) },
-                if raw { "-raw" } else { "" }
+                kind.suffix()
             );
             let pb = env.bar(&format!("{label} {}", target.name), cfg.min_duration);
             let progress = Arc::new(AtomicU64::new(0));
             let ticker = net::ticker(&pb, progress.clone(), cfg.min_duration);
             // Warm-up (not measured): connections, page cache, allocator.
-            let warm = scan_once(target, env, &tickets, &progress, raw).await?;
+            let warm = scan_once(target, env, &tickets, &progress, kind).await?;
             if warm.rows != cfg.rows as u64 {
                 return Err(format!("{} {label}: scan returned {} rows, expected {}", target.name, warm.rows, cfg.rows).into());
             }
@@ -443,7 +444,7 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
             let mut agg = Pass { rows: 0, ipc: 0, body: 0, messages: 0, wall: Duration::ZERO, gaps: stats::histogram() };
             let mut iterations = 0u32;
             while iterations < cfg.min_iterations || agg.wall < cfg.min_duration {
-                let p = scan_once(target, env, &tickets, &progress, raw).await?;
+                let p = scan_once(target, env, &tickets, &progress, kind).await?;
                 if p.rows != cfg.rows as u64 {
                     return Err(format!("{} {label}: scan returned {} rows, expected {}", target.name, p.rows, cfg.rows).into());
                 }
@@ -463,7 +464,7 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
             let mut row = ResultRow::new(
                 &label,
                 target.name,
-                if raw { "gap between batch messages" } else { "gap between decoded batches" },
+                if kind == net::ScanClient::Raw { "gap between batch messages" } else { "gap between decoded batches" },
                 agg.rows,
                 agg.ipc,
                 agg.wall,
