@@ -192,8 +192,11 @@ fn trailers(status: &Status) -> HeaderMap {
 /// One message as gRPC framing + protobuf: the prefix (length prefix, every field but the
 /// body, the body's key and length) and the body's ranges, untouched.
 pub fn encode_message(message: GetMessage, max_message_size: usize) -> Result<(Bytes, Vec<Bytes>), Status> {
-    let GetMessage { data: message, body } = message;
+    let GetMessage { data: mut message, body } = message;
     debug_assert!(message.data_body.is_empty(), "the body travels beside the FlightData");
+    if !body.is_empty() {
+        align_body(&mut message, body.len());
+    }
     let fields_len = message.encoded_len();
     let body_field_len = if body.is_empty() {
         0
@@ -216,6 +219,41 @@ pub fn encode_message(message: GetMessage, max_message_size: usize) -> Result<(B
     prost::encoding::encode_varint(DATA_BODY_KEY, &mut prefix);
     prost::encoding::encode_varint(body.len() as u64, &mut prefix);
     Ok((prefix.freeze(), body.parts().to_vec()))
+}
+
+/// Where in a received message its body should start: arrow-rs decodes the buffers of a body
+/// in place only when each is aligned for its type (up to 16 bytes, `i128`), and copies the
+/// others (`ArrayData::align_buffers`: 14 % of a zero-copy scan client's CPU before this). A
+/// client that reads a large message into a buffer of its own (tonic reserves one per message)
+/// has the message start aligned, so a body at an offset that is a multiple of 16 in the
+/// protobuf message is aligned, and so is every buffer in it (they are 8-aligned in the body).
+const BODY_ALIGNMENT: usize = 16;
+
+/// Pads the JSON app metadata of a message with trailing spaces (still the same JSON value)
+/// so that its body of `body_len` bytes starts at a multiple of `BODY_ALIGNMENT` in the
+/// encoded FlightData. Messages without JSON metadata are left as they are.
+fn align_body(message: &mut arrow_flight::FlightData, body_len: usize) {
+    if !message.app_metadata.ends_with(b"}") {
+        return;
+    }
+    let body_start = |m: &arrow_flight::FlightData| {
+        m.encoded_len() + prost::encoding::encoded_len_varint(DATA_BODY_KEY) + prost::encoding::encoded_len_varint(body_len as u64)
+    };
+    let misaligned = body_start(message) % BODY_ALIGNMENT;
+    if misaligned == 0 {
+        return;
+    }
+    let mut padded = Vec::with_capacity(message.app_metadata.len() + 2 * BODY_ALIGNMENT);
+    padded.extend_from_slice(&message.app_metadata);
+    padded.resize(message.app_metadata.len() + BODY_ALIGNMENT - misaligned, b' ');
+    message.app_metadata = padded.into();
+    // Crossing a length-varint boundary (127 -> 128 bytes) moves the body one byte further:
+    // pad on until it lands.
+    while body_start(message) % BODY_ALIGNMENT != 0 {
+        let mut padded = message.app_metadata.to_vec();
+        padded.push(b' ');
+        message.app_metadata = padded.into();
+    }
 }
 
 #[cfg(test)]
@@ -257,13 +295,48 @@ mod tests {
         for message in cases {
             for parts in [1, 3] {
                 let out = framed(&message, parts);
-                let expected = message.encode_to_vec();
+                // What prost would send for the message with the app metadata this one was
+                // padded to (see `given_json_metadata_when_framed_...`).
+                let sent = FlightData::decode(&out[5..]).unwrap();
+                assert_eq!(sent.app_metadata.trim_ascii_end(), message.app_metadata.trim_ascii_end());
+                let expected = sent.encode_to_vec();
                 assert_eq!(out[0], 0, "uncompressed");
                 assert_eq!(u32::from_be_bytes(out[1..5].try_into().unwrap()) as usize, expected.len());
                 assert_eq!(&out[5..], expected.as_slice(), "the same bytes as prost's encoding ({parts} body ranges)");
-                assert_eq!(FlightData::decode(&out[5..]).unwrap(), message);
+                assert_eq!(FlightData { app_metadata: message.app_metadata.clone(), ..sent }, message);
             }
         }
+    }
+
+    #[test]
+    fn given_json_metadata_when_framed_should_start_the_body_16_byte_aligned_with_the_same_json() {
+        for header_len in [0usize, 1, 7, 100, 250, 301] {
+            for metadata_len in [2usize, 9, 60, 115, 120, 126, 127, 128, 200] {
+                for body_len in [1usize, 127, 128, 70_000, 3 << 20] {
+                    let json = format!("{{\"k\":\"{}\"}}", "x".repeat(metadata_len - 2));
+                    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+                    let message = FlightData {
+                        data_header: vec![1u8; header_len].into(),
+                        data_body: vec![7u8; body_len].into(),
+                        app_metadata: json.into_bytes().into(),
+                        ..Default::default()
+                    };
+                    let out = framed(&message, 1);
+                    let body_start = out.len() - 5 - body_len;
+                    assert_eq!(body_start % BODY_ALIGNMENT, 0, "header {header_len}, metadata {metadata_len}, body {body_len}");
+                    let sent = FlightData::decode(&out[5..]).unwrap();
+                    assert!(sent.app_metadata.len() < message.app_metadata.len() + 2 * BODY_ALIGNMENT);
+                    assert_eq!(serde_json::from_slice::<serde_json::Value>(&sent.app_metadata).unwrap(), value, "the same JSON value");
+                    assert_eq!((sent.data_header, sent.data_body), (message.data_header, message.data_body));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn given_metadata_that_is_not_json_when_framed_should_send_it_unchanged() {
+        let message = FlightData { data_body: vec![7u8; 100].into(), app_metadata: b"opaque".to_vec().into(), ..Default::default() };
+        assert_eq!(FlightData::decode(&framed(&message, 1)[5..]).unwrap(), message);
     }
 
     #[test]
