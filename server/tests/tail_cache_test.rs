@@ -8,8 +8,8 @@ mod common;
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use common::*;
 use std::os::unix::fs::FileExt;
-use strom_flight_api::{EndPosition, LogScan, StartPosition, TailCacheHealth};
-use strom_server::engine::StorageEngine;
+use strom_flight_api::{ColumnSpec, CreateTable, EndPosition, LogScan, StartPosition, TailCacheHealth, WriteCommand, WriteKind};
+use strom_server::engine::{BatchIdentity, StorageEngine};
 use strom_server::Error;
 
 const BATCHES: i64 = 20;
@@ -154,4 +154,39 @@ async fn given_a_segment_damaged_on_disk_while_its_batches_are_cached_when_read_
     f.reopen();
     let err = f.scan(EngineFixture::full_scan()).await.unwrap_err();
     assert!(matches!(err, Error::DataLoss { .. }), "read from the segment, the damage is caught: {err}");
+}
+
+/// Regression (seen in CI: a Flink job restored from a savepoint never saw the rows written
+/// after an idempotent upsert that changed nothing): such a write leaves a zero-record entry
+/// at the offset the next entry starts at, and the cache answered that offset with no rows.
+#[tokio::test]
+async fn given_an_idempotent_upsert_that_changed_nothing_when_the_changelog_is_read_should_serve_every_later_change() {
+    let f = EngineFixture::builder().open();
+    f.engine
+        .create_table(&CreateTable {
+            database: DB.into(),
+            table: "firsts".into(),
+            columns: vec![
+                ColumnSpec::new("id", "BIGINT").not_null(),
+                ColumnSpec::new("name", "STRING"),
+                ColumnSpec::new("score", "BIGINT"),
+            ],
+            primary_key: vec!["id".into()],
+            bucket_num: Some(1),
+            options: [("table.merge-engine".to_string(), "first_row".to_string())].into_iter().collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut upsert = WriteCommand::append(DB, "firsts");
+    upsert.write = WriteKind::Upsert;
+    let id = |sequence| Some(BatchIdentity { writer_id: 7, sequence });
+    write(f.engine.as_ref(), &upsert, rows(0, 10), id(0)).await.unwrap();
+    // first_row keeps the first row of key 3: nothing changes, a zero-record entry is logged.
+    let ack = write(f.engine.as_ref(), &upsert, rows(3, 1), id(1)).await.unwrap();
+    assert_eq!(ack.rows, 1, "{ack:?}");
+    write(f.engine.as_ref(), &upsert, rows(10, 10), id(2)).await.unwrap();
+    let changelog = LogScan { database: DB.into(), table: "firsts".into(), columns: Some(vec!["id".into()]), ..Default::default() };
+    let read = common::scan(f.engine.as_ref(), &changelog).await.unwrap();
+    assert_eq!(ids(&read), (0..20).collect::<Vec<_>>(), "every change once, the ones after the no-op included");
+    assert!(tail_cache(&f).hits > 0, "{:?}", tail_cache(&f));
 }

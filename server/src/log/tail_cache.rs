@@ -112,12 +112,16 @@ pub struct BucketTail {
 
 impl BucketTail {
     /// Keeps a just-appended entry. Call after the entry's bytes were written to its segment,
-    /// in append order (under the bucket's append lock). Entries larger than the whole budget
-    /// are not kept.
+    /// in append order (under the bucket's append lock). Entries larger than the whole budget,
+    /// and entries without records, are not kept: the kept ones have strictly increasing base
+    /// offsets.
     pub fn insert(&self, entry: CachedEntry) {
         let cache = &self.inner.cache;
         let bytes = entry.bytes();
-        if bytes > cache.budget {
+        // A zero-record entry (an idempotent primary-key write that changed nothing) shares its
+        // base offset with the next entry and is never read: keeping it would answer a lookup
+        // of that offset with no rows.
+        if bytes > cache.budget || entry.header.record_count == 0 {
             return;
         }
         let base_offset = entry.header.base_offset;
@@ -241,6 +245,22 @@ mod tests {
         // a's ghost slot went first: both of b's entries are still there.
         assert_eq!(bases(&b.get_many([0, 10].into_iter())), vec![Some(0), Some(10)]);
         assert_eq!(cache.stats().held_bytes, 200);
+    }
+
+    /// Regression (seen in CI as a Flink job restored from a savepoint that never saw the rows
+    /// written after a no-op idempotent upsert): a zero-record entry and the entry after it
+    /// share a base offset, and the cache answered that offset with the empty one.
+    #[test]
+    fn given_a_zero_record_entry_when_the_next_entry_shares_its_offset_should_answer_with_the_records() {
+        let cache = TailCache::new(1000);
+        let a = cache.bucket();
+        a.insert(entry(0, 10));
+        let mut empty = entry(10, 0);
+        empty.header.record_count = 0;
+        a.insert(empty);
+        a.insert(entry(10, 10));
+        let found = a.get_many([10].into_iter());
+        assert_eq!(found[0].as_ref().map(|e| e.header.record_count), Some(10));
     }
 
     #[test]
