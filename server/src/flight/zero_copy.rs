@@ -236,22 +236,18 @@ fn align_body(message: &mut arrow_flight::FlightData, body_len: usize) {
     if !message.app_metadata.ends_with(b"}") {
         return;
     }
-    let body_start = |m: &arrow_flight::FlightData| {
-        m.encoded_len() + prost::encoding::encoded_len_varint(DATA_BODY_KEY) + prost::encoding::encoded_len_varint(body_len as u64)
-    };
-    let misaligned = body_start(message) % BODY_ALIGNMENT;
-    if misaligned == 0 {
-        return;
-    }
-    let mut padded = Vec::with_capacity(message.app_metadata.len() + 2 * BODY_ALIGNMENT);
-    padded.extend_from_slice(&message.app_metadata);
-    padded.resize(message.app_metadata.len() + BODY_ALIGNMENT - misaligned, b' ');
-    message.app_metadata = padded.into();
-    // Crossing a length-varint boundary (127 -> 128 bytes) moves the body one byte further:
-    // pad on until it lands.
-    while body_start(message) % BODY_ALIGNMENT != 0 {
-        let mut padded = message.app_metadata.to_vec();
-        padded.push(b' ');
+    use prost::encoding::encoded_len_varint;
+    // The app metadata field is its key (1 byte), its length and its bytes; the body starts
+    // after every field, the body's key and the body's length.
+    let field = |len: usize| 1 + encoded_len_varint(len as u64) + len;
+    let metadata_len = message.app_metadata.len();
+    let others = message.encoded_len() - field(metadata_len) + encoded_len_varint(DATA_BODY_KEY) + encoded_len_varint(body_len as u64);
+    // At most 2 * BODY_ALIGNMENT steps: one varint boundary (127 -> 128 bytes) can be crossed.
+    let padded_len = (metadata_len..).find(|&len| (others + field(len)).is_multiple_of(BODY_ALIGNMENT)).expect("some length aligns");
+    if padded_len > metadata_len {
+        let mut padded = Vec::with_capacity(padded_len);
+        padded.extend_from_slice(&message.app_metadata);
+        padded.resize(padded_len, b' ');
         message.app_metadata = padded.into();
     }
 }

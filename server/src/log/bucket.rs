@@ -9,7 +9,7 @@ use super::ipc::{BatchEncoder, EncodedBatch};
 use super::read::{self, DecodedEntry, ReadOutcome, ReadProjection};
 use super::recovery_point::{self, RecoveryPoint, RecoveryPointFile};
 use super::segment::{segment_file_name, CorruptRange, IndexEntry, Segment};
-use super::tail_cache::{BucketTail, CachedEntry, TailCache};
+use super::tail_cache::{BucketTail, TailCache};
 use crate::clock::Clock;
 use crate::config::Durability;
 use crate::error::{Error, IoContext, Result};
@@ -22,10 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
-
-/// Bodies shorter than this are copied into the tail cache rather than shared (see
-/// `append_encoded`); a longer one is most of the receive buffer it arrived in.
-const CACHE_COPY_BELOW: usize = 64 * 1024;
 
 /// How many recent batches per writer a bucket remembers for deduplicating retries.
 pub const WRITER_WINDOW: usize = 64;
@@ -395,14 +391,8 @@ impl BucketLog {
             // A failed write may have left partial bytes: stop rather than guess.
             return Err(self.stop_writes(format!("write failed: {e}")));
         }
-        // Under the append lock: the tail cache takes a bucket's entries in offset order. A
-        // small body stored as sent is a slice of a receive buffer that may hold other
-        // messages: copied, so the cache pins no more memory than it counts.
-        let body = match batch.body.len() < CACHE_COPY_BELOW {
-            true => bytes::Bytes::copy_from_slice(&batch.body),
-            false => batch.body.clone(),
-        };
-        self.tail.insert(CachedEntry { header, meta: bytes::Bytes::copy_from_slice(&batch.meta), body });
+        // Under the append lock: the tail cache takes a bucket's entries in offset order.
+        self.tail.insert(header, &batch.meta, &batch.body);
         let appended = Appended { base_offset: state.next_offset, count: rows as u64, duplicate: false };
         state.next_offset += rows as u64;
         state.last_timestamp = now;

@@ -36,13 +36,9 @@ pub struct CachedEntry {
     pub body: Bytes,
 }
 
-impl CachedEntry {
-    /// What the entry counts against the budget: its buffers (a body that shares a larger
-    /// allocation, a received message's buffer, counts only its own length).
-    fn bytes(&self) -> u64 {
-        (self.meta.len() + self.body.len()) as u64
-    }
-}
+/// Bodies shorter than this are copied into the cache rather than shared; a longer one is most
+/// of the receive buffer it arrived in. An entry counts its buffers' lengths against the budget.
+const COPY_BODIES_BELOW: usize = 64 * 1024;
 
 /// Counters for `health` and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,20 +107,27 @@ pub struct BucketTail {
 }
 
 impl BucketTail {
-    /// Keeps a just-appended entry. Call after the entry's bytes were written to its segment,
-    /// in append order (under the bucket's append lock). Entries larger than the whole budget,
-    /// and entries without records, are not kept: the kept ones have strictly increasing base
-    /// offsets.
-    pub fn insert(&self, entry: CachedEntry) {
+    /// Keeps a just-appended entry (its entry header, IPC message header and body). Call after
+    /// the entry's bytes were written to its segment, in append order (under the bucket's
+    /// append lock). Entries larger than the whole budget, and entries without records, are not
+    /// kept (nothing is copied for them): the kept ones have strictly increasing base offsets.
+    pub fn insert(&self, header: BatchHeader, meta: &[u8], body: &Bytes) {
         let cache = &self.inner.cache;
-        let bytes = entry.bytes();
+        let bytes = (meta.len() + body.len()) as u64;
         // A zero-record entry (an idempotent primary-key write that changed nothing) shares its
         // base offset with the next entry and is never read: keeping it would answer a lookup
         // of that offset with no rows.
-        if bytes > cache.budget || entry.header.record_count == 0 {
+        if bytes > cache.budget || header.record_count == 0 {
             return;
         }
-        let base_offset = entry.header.base_offset;
+        // A small body stored as sent is a slice of a receive buffer that may hold other
+        // messages: copied, so the cache pins no more memory than it counts.
+        let body = match body.len() < COPY_BODIES_BELOW {
+            true => Bytes::copy_from_slice(body),
+            false => body.clone(),
+        };
+        let entry = CachedEntry { header, meta: Bytes::copy_from_slice(meta), body };
+        let base_offset = header.base_offset;
         self.inner.entries.lock().push_back(entry);
         let victims: Vec<(Weak<BucketTailInner>, u64, u64)> = {
             let mut fifo = cache.fifo.lock();
@@ -183,6 +186,11 @@ impl BucketTail {
 mod tests {
     use super::*;
 
+    /// Inserts `e` as an append would.
+    fn insert(bucket: &BucketTail, e: CachedEntry) {
+        bucket.insert(e.header, &e.meta, &e.body);
+    }
+
     fn entry(base_offset: u64, body_len: usize) -> CachedEntry {
         let header = BatchHeader {
             compression: 0,
@@ -209,12 +217,12 @@ mod tests {
     fn given_appends_beyond_the_budget_when_read_should_keep_only_the_newest_across_buckets() {
         let cache = TailCache::new(300);
         let (a, b) = (cache.bucket(), cache.bucket());
-        a.insert(entry(0, 100));
-        b.insert(entry(0, 100));
-        a.insert(entry(10, 100));
+        insert(&a, entry(0, 100));
+        insert(&b, entry(0, 100));
+        insert(&a, entry(10, 100));
         assert_eq!(cache.stats().held_bytes, 300);
         // The fourth entry evicts the oldest one, bucket a's first.
-        b.insert(entry(10, 100));
+        insert(&b, entry(10, 100));
         assert_eq!(bases(&a.get_many([0, 10].into_iter())), vec![None, Some(10)]);
         assert_eq!(bases(&b.get_many([0, 10, 20].into_iter())), vec![Some(0), Some(10), None]);
         let stats = cache.stats();
@@ -225,11 +233,11 @@ mod tests {
     fn given_an_entry_larger_than_the_budget_when_inserted_should_not_be_kept() {
         let cache = TailCache::new(50);
         let a = cache.bucket();
-        a.insert(entry(0, 100));
+        insert(&a, entry(0, 100));
         assert!(a.is_empty());
         assert_eq!(cache.stats().held_bytes, 0);
         let off = TailCache::disabled().bucket();
-        off.insert(entry(0, 1));
+        insert(&off, entry(0, 1));
         assert!(off.is_empty());
     }
 
@@ -237,11 +245,11 @@ mod tests {
     fn given_a_dropped_bucket_when_its_slots_come_up_should_evict_nothing_else() {
         let cache = TailCache::new(200);
         let a = cache.bucket();
-        a.insert(entry(0, 100));
+        insert(&a, entry(0, 100));
         drop(a);
         let b = cache.bucket();
-        b.insert(entry(0, 100));
-        b.insert(entry(10, 100));
+        insert(&b, entry(0, 100));
+        insert(&b, entry(10, 100));
         // a's ghost slot went first: both of b's entries are still there.
         assert_eq!(bases(&b.get_many([0, 10].into_iter())), vec![Some(0), Some(10)]);
         assert_eq!(cache.stats().held_bytes, 200);
@@ -254,11 +262,11 @@ mod tests {
     fn given_a_zero_record_entry_when_the_next_entry_shares_its_offset_should_answer_with_the_records() {
         let cache = TailCache::new(1000);
         let a = cache.bucket();
-        a.insert(entry(0, 10));
+        insert(&a, entry(0, 10));
         let mut empty = entry(10, 0);
         empty.header.record_count = 0;
-        a.insert(empty);
-        a.insert(entry(10, 10));
+        insert(&a, empty);
+        insert(&a, entry(10, 10));
         let found = a.get_many([10].into_iter());
         assert_eq!(found[0].as_ref().map(|e| e.header.record_count), Some(10));
     }
@@ -268,7 +276,7 @@ mod tests {
         let cache = TailCache::new(1000);
         let a = cache.bucket();
         for base in [0, 10, 20] {
-            a.insert(entry(base, 10));
+            insert(&a, entry(base, 10));
         }
         a.forget_below(20);
         assert_eq!(bases(&a.get_many([0, 10, 20].into_iter())), vec![None, None, Some(20)]);
