@@ -219,6 +219,7 @@ pub struct LogConfig {
     pub auto_partition_check_interval_ms: u64,
     pub default_bucket_num: u32,
     pub scan_read_bytes: usize,
+    pub scan_message_bytes: usize,
     pub tail_cache_bytes: u64,
 }
 
@@ -233,6 +234,7 @@ impl Default for LogConfig {
             auto_partition_check_interval_ms: 60_000,
             default_bucket_num: 1,
             scan_read_bytes: 8 * 1024 * 1024,
+            scan_message_bytes: 1024 * 1024,
             tail_cache_bytes: 1024 * 1024 * 1024,
         }
     }
@@ -264,6 +266,10 @@ impl Config {
             (self.log.flush_interval_ms > 0, "log.flush_interval_ms must be > 0"),
             (self.log.default_bucket_num >= 1, "log.default_bucket_num must be >= 1"),
             (self.log.scan_read_bytes >= 64 * 1024, "log.scan_read_bytes must be at least 65536"),
+            (
+                self.log.scan_message_bytes == 0 || self.log.scan_message_bytes >= 64 * 1024,
+                "log.scan_message_bytes must be 0 (send stored batches whole) or at least 65536",
+            ),
             (self.log.retention_check_interval_ms > 0, "log.retention_check_interval_ms must be > 0"),
             (self.kv.snapshot_batch_rows >= 1, "kv.snapshot_batch_rows must be >= 1"),
         ];

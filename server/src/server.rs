@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
+use crate::flight::transport::Http2Settings;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,31 +48,20 @@ impl RunningServer {
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let engine2 = engine.clone();
         let handle = tokio::spawn(async move {
-            // `Server::tcp_nodelay` only applies to listeners tonic binds itself; with our own
-            // listener each accepted socket needs it, or small acks wait for Nagle (~40 ms).
-            let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |accepted| {
-                if let Ok(stream) = &accepted {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
-                    }
-                }
-                accepted
-            });
             let mut stop_serving = stop.clone();
             // HTTP/2 windows sized for multi-megabyte batches: with h2's 64 KiB default a
             // DoPut of one large batch stalls on a WINDOW_UPDATE round trip every 64 KiB.
-            let serve = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
-                .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
-                .max_frame_size(Some(HTTP2_MAX_FRAME))
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop_serving.changed().await;
-                });
+            let settings = Http2Settings {
+                stream_window: HTTP2_STREAM_WINDOW,
+                connection_window: HTTP2_CONNECTION_WINDOW,
+                max_frame_size: HTTP2_MAX_FRAME,
+            };
+            let serve = crate::flight::transport::serve(listener, service, settings, async move {
+                let _ = stop_serving.changed().await;
+            });
             let mut stop_grace = stop;
             tokio::select! {
-                served = serve => served.map_err(|e| Error::Internal(format!("Flight server failed: {e}")))?,
+                served = serve => served.at("Flight server")?,
                 _ = async { let _ = stop_grace.changed().await; tokio::time::sleep(grace).await } => {
                     tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the shutdown grace period (e.g. follow scans); closing them");
                 }

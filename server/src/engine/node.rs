@@ -26,6 +26,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    fn scan_sizes(&self) -> scan::ScanSizes {
+        let log = &self.registry.config.log;
+        scan::ScanSizes { read_bytes: log.scan_read_bytes, message_bytes: log.scan_message_bytes }
+    }
+
     /// Opens the data directory: the catalog, then every table's logs (recovering them).
     /// Blocking.
     pub fn open(config: Config) -> Result<Arc<Self>> {
@@ -205,7 +210,7 @@ impl StorageEngine for Engine {
     }
 
     fn scan(&self, req: &LogScan) -> Result<ScanStream> {
-        scan::start(self.registry.handle(&req.database, &req.table)?, req, self.registry.config.log.scan_read_bytes)
+        scan::start(self.registry.handle(&req.database, &req.table)?, req, self.scan_sizes())
     }
 
     fn snapshot_scan(&self, req: &SnapshotScan) -> Result<SnapshotStream> {

@@ -31,7 +31,7 @@ struct ScanSpec {
     /// Positions of the kept stored columns, in output order; None = all.
     columns: Option<Vec<usize>>,
     metadata_columns: bool,
-    read_bytes: usize,
+    sizes: ScanSizes,
     limit: Option<Arc<Limit>>,
     /// `keys_upto`: only change records of keys at or before this one.
     key_bound: Option<Arc<KeyBound>>,
@@ -117,9 +117,17 @@ impl Limit {
     }
 }
 
+/// How much a scan's bucket reader reads per step and how large the messages it sends are
+/// (`log.scan_read_bytes`, `log.scan_message_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanSizes {
+    pub read_bytes: usize,
+    pub message_bytes: usize,
+}
+
 /// Starts a log scan of `handle` (a table, one partition, or every partition: those that exist
 /// now and, when following, those created later, read from their start).
-pub(crate) fn start(handle: TableHandle, req: &LogScan, read_bytes: usize) -> Result<ScanStream> {
+pub(crate) fn start(handle: TableHandle, req: &LogScan, sizes: ScanSizes) -> Result<ScanStream> {
     if req.filter.is_some() {
         return Err(Error::Unimplemented(
             "\"filter\" on log scans is not served by this node version; project columns and filter on the client".into(),
@@ -134,7 +142,7 @@ pub(crate) fn start(handle: TableHandle, req: &LogScan, read_bytes: usize) -> Re
         follow: req.follow,
         columns: scan_columns(&stored, &meta, &req.columns)?,
         metadata_columns: req.metadata_columns,
-        read_bytes,
+        sizes,
         limit: req.limit.map(Limit::new),
         key_bound: match &req.keys_upto {
             Some(values) => Some(Arc::new(KeyBound::resolve(&meta, &stored, req, values)?)),
@@ -186,16 +194,13 @@ fn scan_columns(schema: &SchemaRef, meta: &TableMeta, columns: &Option<Vec<Strin
 fn start_table(table: Arc<TableRuntime>, spec: &ScanSpec) -> Result<ScanStream> {
     let (meta, stored, _) = table.shape();
     let changelog = !meta.primary_key.is_empty();
-    let projection = Arc::new(ReadProjection::new(
-        stored.clone(),
-        meta.schema_id,
-        &meta.schema_columns,
-        changelog,
-        spec.columns.clone(),
-        spec.metadata_columns,
-    ));
+    let projection = Arc::new(
+        ReadProjection::new(stored.clone(), meta.schema_id, &meta.schema_columns, changelog, spec.columns.clone(), spec.metadata_columns)
+            .with_message_bytes(spec.sizes.message_bytes),
+    );
     let schema = projection.output_schema().clone();
-    // A key-bounded scan reads every column (the key decides), then keeps the asked ones.
+    // A key-bounded scan reads every column (the key decides), then keeps the asked ones; its
+    // messages are whole stored batches (each reports the offset after it: `end_offset`).
     let projection = match &spec.key_bound {
         Some(_) => Arc::new(ReadProjection::new(stored, meta.schema_id, &meta.schema_columns, changelog, None, false)),
         None => projection,
@@ -215,7 +220,7 @@ fn start_table(table: Arc<TableRuntime>, spec: &ScanSpec) -> Result<ScanStream> 
             partition: meta.partition.clone(),
             end,
             follow: spec.follow,
-            read_bytes: spec.read_bytes,
+            read_bytes: spec.sizes.read_bytes,
             limit: spec.limit.clone(),
             key_bound: spec.key_bound.clone().map(|bound| (bound, spec.columns.clone())),
         };

@@ -12,6 +12,7 @@ pub mod served;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod transport;
 pub mod zero_copy;
 
 use crate::engine::StorageEngine;

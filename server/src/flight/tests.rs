@@ -209,12 +209,11 @@ impl TestFixture {
         let addr = listener.local_addr().unwrap();
         let service = crate::flight::flight_service(Arc::new(engine), 64 << 20, max_message_bytes, 256 << 20, 1);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let settings =
+            crate::flight::transport::Http2Settings { stream_window: 1 << 20, connection_window: 1 << 20, max_frame_size: 1 << 20 };
+        tokio::spawn(crate::flight::transport::serve(listener, service, settings, async {
+            let _ = stopped.await;
+        }));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
         let client = FlightServiceClient::new(channel);
         Self { client, _stop: stop }

@@ -16,6 +16,7 @@
 
 use super::doget::{self, GetMessage, GetStream};
 use super::served::ServedStats;
+use super::transport::{ResponseBody, WireBuf};
 use crate::engine::StorageEngine;
 use arrow_flight::Ticket;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -73,9 +74,9 @@ where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = http::Response<Body>;
+    type Response = http::Response<ResponseBody>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+    type Future = BoxFuture<'static, Result<http::Response<ResponseBody>, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -83,22 +84,24 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if request.uri().path() != DO_GET_PATH {
-            return Box::pin(self.inner.call(request));
+            let answered = self.inner.call(request);
+            return Box::pin(async move { answered.await.map(|response| response.map(ResponseBody::Tonic)) });
         }
         let (engine, served) = (self.engine.clone(), self.served.clone());
         let (max_in, max_out) = (self.max_decoding_message_size, self.max_encoding_message_size);
         Box::pin(async move {
             let ticket = match read_ticket(request, max_in).await {
                 Ok(ticket) => ticket,
-                Err(status) => return Ok(status.into_http()),
+                Err(status) => return Ok(status.into_http::<Body>().map(ResponseBody::Tonic)),
             };
             match doget::do_get(engine.as_ref(), &served, &ticket).await {
                 Ok(stream) => {
-                    let mut response = http::Response::new(Body::new(FlightDataBody::new(stream, max_out)));
+                    let body = ResponseBody::Messages(Box::pin(FlightDataBody::new(stream, max_out)));
+                    let mut response = http::Response::new(body);
                     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
                     Ok(response)
                 }
-                Err(e) => Ok(Status::from(e).into_http()),
+                Err(e) => Ok(Status::from(e).into_http::<Body>().map(ResponseBody::Tonic)),
             }
         })
     }
@@ -129,30 +132,25 @@ async fn read_ticket(request: http::Request<Body>, max_message_size: usize) -> R
     Ticket::decode(bytes).map_err(|e| Status::invalid_argument(format!("DoGet request is not a Ticket: {e}")))
 }
 
-/// A DoGet response body: each FlightData as a prefix chunk and its body's byte ranges (not
-/// copied); then the trailers with the stream's status.
+/// A DoGet response body: each FlightData as one payload of its prefix and its body's byte
+/// ranges (not copied: `transport::WireBuf`); then the trailers with the stream's status.
 pub struct FlightDataBody {
     messages: GetStream,
-    /// The body ranges of the message whose prefix went out last, still to send.
-    pending_body: std::vec::IntoIter<Bytes>,
     max_message_size: usize,
     done: bool,
 }
 
 impl FlightDataBody {
     pub fn new(messages: GetStream, max_message_size: usize) -> Self {
-        Self { messages, pending_body: Vec::new().into_iter(), max_message_size, done: false }
+        Self { messages, max_message_size, done: false }
     }
 }
 
 impl http_body::Body for FlightDataBody {
-    type Data = Bytes;
+    type Data = WireBuf;
     type Error = Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        if let Some(part) = self.pending_body.next() {
-            return Poll::Ready(Some(Ok(Frame::data(part))));
-        }
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<WireBuf>, Status>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -160,8 +158,8 @@ impl http_body::Body for FlightDataBody {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(message))) => match encode_message(message, self.max_message_size) {
                 Ok((prefix, body)) => {
-                    self.pending_body = body.into_iter();
-                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                    let payload = WireBuf::from_parts(std::iter::once(prefix).chain(body));
+                    return Poll::Ready(Some(Ok(Frame::data(payload))));
                 }
                 Err(status) => status,
             },
@@ -173,7 +171,7 @@ impl http_body::Body for FlightDataBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.pending_body.len() == 0
+        self.done
     }
 }
 

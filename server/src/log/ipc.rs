@@ -212,7 +212,7 @@ pub struct ProjectedMessage {
     pub body_len: usize,
 }
 
-fn pad8(n: usize) -> usize {
+pub(super) fn pad8(n: usize) -> usize {
     (n + 7) & !7
 }
 
@@ -237,34 +237,60 @@ pub fn project(layout: &BatchLayout, keep: &[usize], metadata: Option<MetadataVa
         dest = pad8(dest + (end - start));
     }
     let tail_offset = dest;
-    let mut tail = Vec::new();
-    if let Some(m) = metadata {
-        let rows = layout.length as usize;
-        let compressed = layout.compression.is_some();
-        // Each metadata column: an empty validity buffer and a values buffer. In a compressed
-        // body a buffer starts with its uncompressed length; -1 marks "stored uncompressed".
-        let mut push_values = |bytes: Vec<u8>, tail: &mut Vec<u8>| {
-            nodes.push((rows as i64, 0));
-            buffers.push(((tail_offset + tail.len()) as i64, 0));
-            let start = tail.len();
-            if compressed {
-                tail.extend_from_slice(&(-1i64).to_le_bytes());
-            }
-            tail.extend_from_slice(&bytes);
-            let len = tail.len() - start;
-            buffers.push(((tail_offset + start) as i64, len as i64));
-            tail.resize(pad8(tail.len()), 0);
-        };
-        push_values((0..rows).flat_map(|_| m.bucket.to_le_bytes()).collect(), &mut tail);
-        push_values((0..rows as i64).flat_map(|i| (m.base_offset + i).to_le_bytes()).collect(), &mut tail);
-        push_values((0..rows).flat_map(|_| m.timestamp_ms.to_le_bytes()).collect(), &mut tail);
-    }
+    let tail = match metadata {
+        Some(m) => metadata_tail(m, layout.length as usize, tail_offset, layout.compression.is_some(), &mut nodes, &mut buffers),
+        None => Vec::new(),
+    };
     let body_len = tail_offset + tail.len();
+    let meta = record_batch_header(layout.length, &nodes, &buffers, layout.compression, body_len);
+    Ok(ProjectedMessage { meta, copies, tail, tail_offset, body_len })
+}
 
+/// The bytes of the metadata columns (`_bucket`, `_offset` from `m.base_offset`, `_timestamp`)
+/// of `rows` rows placed at `tail_offset` of a body, with their field nodes and buffers
+/// appended to `nodes` and `buffers`.
+pub(super) fn metadata_tail(
+    m: MetadataValues,
+    rows: usize,
+    tail_offset: usize,
+    compressed: bool,
+    nodes: &mut Vec<(i64, i64)>,
+    buffers: &mut Vec<(i64, i64)>,
+) -> Vec<u8> {
+    let mut tail = Vec::new();
+    // Each metadata column: an empty validity buffer and a values buffer. In a compressed
+    // body a buffer starts with its uncompressed length; -1 marks "stored uncompressed".
+    let mut push_values = |bytes: Vec<u8>, tail: &mut Vec<u8>| {
+        nodes.push((rows as i64, 0));
+        buffers.push(((tail_offset + tail.len()) as i64, 0));
+        let start = tail.len();
+        if compressed {
+            tail.extend_from_slice(&(-1i64).to_le_bytes());
+        }
+        tail.extend_from_slice(&bytes);
+        let len = tail.len() - start;
+        buffers.push(((tail_offset + start) as i64, len as i64));
+        tail.resize(pad8(tail.len()), 0);
+    };
+    push_values((0..rows).flat_map(|_| m.bucket.to_le_bytes()).collect(), &mut tail);
+    push_values((0..rows as i64).flat_map(|i| (m.base_offset + i).to_le_bytes()).collect(), &mut tail);
+    push_values((0..rows).flat_map(|_| m.timestamp_ms.to_le_bytes()).collect(), &mut tail);
+    tail
+}
+
+/// The flatbuffer header of a record-batch message of `length` rows with these field nodes
+/// `(length, null_count)` and buffers `(offset, length)` in a body of `body_len` bytes.
+pub(super) fn record_batch_header(
+    length: i64,
+    nodes: &[(i64, i64)],
+    buffers: &[(i64, i64)],
+    compression: Option<CompressionType>,
+    body_len: usize,
+) -> Vec<u8> {
     let mut fbb = FlatBufferBuilder::with_capacity(256 + 32 * (nodes.len() + buffers.len()));
     let fb_nodes: Vec<arrow_ipc::FieldNode> = nodes.iter().map(|&(l, n)| arrow_ipc::FieldNode::new(l, n)).collect();
     let fb_buffers: Vec<arrow_ipc::Buffer> = buffers.iter().map(|&(o, l)| arrow_ipc::Buffer::new(o, l)).collect();
-    let compression = layout.compression.map(|codec| {
+    let compression = compression.map(|codec| {
         let mut c = arrow_ipc::BodyCompressionBuilder::new(&mut fbb);
         c.add_method(arrow_ipc::BodyCompressionMethod::BUFFER);
         c.add_codec(codec);
@@ -274,7 +300,7 @@ pub fn project(layout: &BatchLayout, keep: &[usize], metadata: Option<MetadataVa
     let fb_nodes = fbb.create_vector(&fb_nodes);
     let root = {
         let mut rb = arrow_ipc::RecordBatchBuilder::new(&mut fbb);
-        rb.add_length(layout.length);
+        rb.add_length(length);
         rb.add_nodes(fb_nodes);
         rb.add_buffers(fb_buffers);
         if let Some(c) = compression {
@@ -289,7 +315,7 @@ pub fn project(layout: &BatchLayout, keep: &[usize], metadata: Option<MetadataVa
     message.add_header(root);
     let root = message.finish();
     fbb.finish(root, None);
-    Ok(ProjectedMessage { meta: fbb.finished_data().to_vec(), copies, tail, tail_offset, body_len })
+    fbb.finished_data().to_vec()
 }
 
 /// Decodes a stored batch into a `RecordBatch` (used where rows must be sliced, e.g. `limit`).

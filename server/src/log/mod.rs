@@ -8,6 +8,7 @@
 //! and pruning (`ipc`) stay private to it. The clock and the compression come in as values.
 
 mod bucket;
+mod cut;
 mod format;
 mod ipc;
 mod read;

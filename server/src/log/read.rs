@@ -9,6 +9,7 @@
 //! (`tail_cache.rs` says why). Only this module and the modules beside it know the layout of an
 //! entry.
 
+use super::cut::{self, CutPlan};
 use super::format::{self, BatchHeader, HEADER_LEN};
 use super::ipc::{self, BatchLayout, MetadataValues};
 use super::segment::{read_prelude, IndexEntry, Segment};
@@ -42,6 +43,11 @@ pub struct ReadProjection {
     /// True when batches are served byte for byte as stored.
     verbatim: bool,
     metadata_columns: bool,
+    /// Stored batches whose sent bytes exceed this are sent as row ranges of about this size
+    /// (`cut.rs`); 0 sends every batch whole.
+    message_bytes: usize,
+    /// Every kept column's type can be cut by rows.
+    cuttable: bool,
 }
 
 impl ReadProjection {
@@ -65,7 +71,15 @@ impl ReadProjection {
             .filter(|(&id, _)| id != schema_id)
             .map(|(&id, &n)| (id, stored_schema_prefix(&stored_schema, n, changelog)))
             .collect();
-        Self { stored_schema, schema_id, older_schemas, keep, output_schema, verbatim, metadata_columns }
+        let cuttable = keep.iter().all(|&i| cut::cuttable(stored_schema.field(i).data_type()));
+        Self { stored_schema, schema_id, older_schemas, keep, output_schema, verbatim, metadata_columns, message_bytes: 0, cuttable }
+    }
+
+    /// Sends stored batches whose sent bytes exceed `message_bytes` as consecutive row ranges
+    /// of about that size, each its own message (0: every batch whole; `log.scan_message_bytes`).
+    pub fn with_message_bytes(mut self, message_bytes: usize) -> Self {
+        self.message_bytes = message_bytes;
+        self
     }
 
     /// The schema a scan of `keep` (positions in `stored_schema`) sends.
@@ -227,50 +241,46 @@ pub(super) fn read_entries(
         }
         let end = start + allowed;
         let whole = start == 0 && end == e.count as u64;
-        let batch = match (cached, &run) {
+        let before = batches.len();
+        match (cached, &run) {
             (Some(c), _) => {
                 if whole && c.header.schema_id == projection.schema_id {
-                    match projection.verbatim {
-                        true => ReadBatch {
-                            base_offset: e.base_offset,
-                            rows: e.count as u64,
-                            meta: c.meta.clone(),
-                            body: c.body.clone().into(),
-                        },
-                        false => projected_batch(&c.meta, &c.body, None, e, c.header.max_timestamp, bucket, projection)
-                            .map_err(|err| data_loss(&location, e, err))?,
-                    }
+                    let stored = StoredBatch { meta: &c.meta, body: &c.body, check: None, max_timestamp: c.header.max_timestamp };
+                    whole_batch(stored, e, bucket, projection, &mut batches).map_err(|err| data_loss(&location, e, err))?
                 } else {
-                    decoded_batch(&c.meta, c.body.clone(), &c.header, e, (start, end), bucket, projection, &location)?
+                    decoded_batch(&c.meta, c.body.clone(), &c.header, e, (start, end), bucket, projection, &location, &mut batches)?
                 }
             }
             (None, Some((first, run))) => {
                 let at = (e.position - first) as usize;
                 let entry = run.slice(at..at + e.len as usize);
                 let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
+                let (meta, body) = meta_and_body(&entry, &header);
                 if whole && header.schema_id == projection.schema_id {
-                    verbatim_batch(&entry, &header, e)
+                    let meta = entry.slice_ref(meta);
+                    let stored = StoredBatch { meta: &meta, body: &body, check: None, max_timestamp: header.max_timestamp };
+                    whole_batch(stored, e, bucket, projection, &mut batches).map_err(|err| data_loss(&location, e, err))?
                 } else {
-                    let (meta, body) = meta_and_body(&entry, &header);
-                    decoded_batch(meta, body, &header, e, (start, end), bucket, projection, &location)?
+                    decoded_batch(meta, body, &header, e, (start, end), bucket, projection, &location, &mut batches)?
                 }
             }
             (None, None) => {
-                let prelude = read_prelude(segment, e).map_err(|err| data_loss(&location, e, err))?;
+                let mut prelude = read_prelude(segment, e).map_err(|err| data_loss(&location, e, err))?;
                 if whole && prelude.header.schema_id == projection.schema_id {
                     let body = segment.bytes_at(e.position + prelude.header.body_start() as u64, prelude.header.body_len as usize)?;
+                    let meta = Bytes::from(std::mem::take(&mut prelude.meta));
                     let check = ColumnCheck { crcs: &prelude.column_crcs, segment: &location };
-                    projected_batch(&prelude.meta, &body, Some(check), e, prelude.header.max_timestamp, bucket, projection)
-                        .map_err(|err| data_loss(&location, e, err))?
+                    let stored = StoredBatch { meta: &meta, body: &body, check: Some(check), max_timestamp: prelude.header.max_timestamp };
+                    whole_batch(stored, e, bucket, projection, &mut batches).map_err(|err| data_loss(&location, e, err))?
                 } else {
                     let entry = segment.bytes_at(e.position, e.len as usize)?;
                     let header = format::verify_entry(&entry, &location).map_err(|err| data_loss(&location, e, err))?;
                     let (meta, body) = meta_and_body(&entry, &header);
-                    decoded_batch(meta, body, &header, e, (start, end), bucket, projection, &location)?
+                    decoded_batch(meta, body, &header, e, (start, end), bucket, projection, &location, &mut batches)?
                 }
             }
-        };
-        batches.push(batch);
+        }
+        debug_assert!(batches.len() > before, "every entry read sends at least one message");
         if allowed < wanted {
             return Ok(ReadOutcome { batches, next, exhausted: true });
         }
@@ -325,15 +335,78 @@ fn batch_location(location: &str, e: &IndexEntry) -> String {
     format!("{location} offsets {}..{}", e.base_offset, e.next_offset())
 }
 
-/// A whole batch of the current schema, served as the bytes it is stored as.
-fn verbatim_batch(entry: &Bytes, header: &BatchHeader, e: &IndexEntry) -> ReadBatch {
-    let meta_start = HEADER_LEN + header.column_count as usize * 4;
-    ReadBatch {
-        base_offset: e.base_offset,
-        rows: e.count as u64,
-        meta: entry.slice(meta_start..meta_start + header.meta_len as usize),
-        body: entry.slice(header.body_start()..header.entry_len()).into(),
+/// A whole stored batch of the current schema: its IPC header, its body (a slice of the
+/// mapped segment or the tail cache's buffers), the column CRCs its kept columns are checked
+/// against when it was read from a segment without a whole-entry check, and its commit time.
+struct StoredBatch<'a> {
+    meta: &'a Bytes,
+    body: &'a Bytes,
+    check: Option<ColumnCheck<'a>>,
+    max_timestamp: i64,
+}
+
+/// A whole stored batch of the current schema as the messages a scan sends: the stored bytes as
+/// they are when every column is read, the kept columns' bytes otherwise (`projected_batch`) —
+/// and, when what is sent exceeds the projection's message size, consecutive row ranges of it
+/// (`cut.rs`), its columns checked once before it is cut.
+fn whole_batch(stored: StoredBatch<'_>, e: &IndexEntry, bucket: u32, projection: &ReadProjection, out: &mut Vec<ReadBatch>) -> Result<()> {
+    if let Some((layout, plan)) = cut_plan(&stored, e, projection)? {
+        if let Some(check) = &stored.check {
+            for (col, (start, end)) in layout.column_ranges().into_iter().enumerate() {
+                if end > start && projection.keep.contains(&col) {
+                    check_column(check, col, &stored.body[start..end], projection)?;
+                }
+            }
+        }
+        let metadata = metadata_values(e, stored.max_timestamp, bucket, projection);
+        for rows in plan.ranges {
+            let cut = cut::cut(&layout, &projection.stored_schema, stored.body, &projection.keep, rows.clone(), metadata)?;
+            debug_assert_eq!(cut.parts.iter().map(Bytes::len).sum::<usize>(), cut.body_len);
+            out.push(ReadBatch {
+                base_offset: e.base_offset + rows.start as u64,
+                rows: rows.len() as u64,
+                meta: cut.meta,
+                body: MessageBody::from_parts(cut.parts),
+            });
+        }
+        return Ok(());
     }
+    out.push(match (projection.verbatim, stored.check) {
+        (true, None) => {
+            ReadBatch { base_offset: e.base_offset, rows: e.count as u64, meta: stored.meta.clone(), body: stored.body.clone().into() }
+        }
+        (_, check) => projected_batch(stored.meta, stored.body, check, e, stored.max_timestamp, bucket, projection)?,
+    });
+    Ok(())
+}
+
+/// How a whole stored batch is cut into messages, with its parsed header; `None` when it is sent
+/// as one: cutting is off, the batch is small enough, compressed (its buffers are compressed
+/// whole), or has a column a cut cannot slice (nested lists and maps).
+fn cut_plan(stored: &StoredBatch<'_>, e: &IndexEntry, projection: &ReadProjection) -> Result<Option<(BatchLayout, CutPlan)>> {
+    if projection.message_bytes == 0 || !projection.cuttable || stored.body.len() <= projection.message_bytes {
+        return Ok(None);
+    }
+    let layout = BatchLayout::parse(stored.meta, &projection.stored_schema)?;
+    if layout.compression.is_some() {
+        return Ok(None);
+    }
+    let ranges = layout.column_ranges();
+    let columns: usize = projection.keep.iter().map(|&c| ranges[c].1 - ranges[c].0).sum();
+    let metadata = if projection.metadata_columns { METADATA_BYTES_PER_ROW * e.count as usize } else { 0 };
+    Ok(CutPlan::for_batch(e.count as usize, columns + metadata, projection.message_bytes).map(|plan| (layout, plan)))
+}
+
+/// Bytes per row of the metadata columns (`_bucket` int32, `_offset` int64, `_timestamp` int64).
+const METADATA_BYTES_PER_ROW: usize = 20;
+
+/// The metadata column values of a batch, when the projection asks for them.
+fn metadata_values(e: &IndexEntry, max_timestamp: i64, bucket: u32, projection: &ReadProjection) -> Option<MetadataValues> {
+    projection.metadata_columns.then_some(MetadataValues {
+        bucket: bucket as i32,
+        base_offset: e.base_offset as i64,
+        timestamp_ms: max_timestamp,
+    })
 }
 
 /// The column CRCs a projected read checks its kept columns against (a read from a segment;
@@ -341,6 +414,16 @@ fn verbatim_batch(entry: &Bytes, header: &BatchHeader, e: &IndexEntry) -> ReadBa
 struct ColumnCheck<'a> {
     crcs: &'a [u32],
     segment: &'a str,
+}
+
+/// Checks the stored bytes of column `col` against its CRC.
+fn check_column(check: &ColumnCheck<'_>, col: usize, bytes: &[u8], projection: &ReadProjection) -> Result<()> {
+    let computed = crc32c::crc32c(bytes);
+    if computed != check.crcs[col] {
+        let location = format!("{} column {:?}", check.segment, projection.stored_schema.field(col).name());
+        return Err(Error::CrcMismatch { location, stored: check.crcs[col], computed });
+    }
+    Ok(())
 }
 
 /// Keeps only the kept columns' bytes of one batch whose IPC header is `meta` and body is
@@ -358,22 +441,14 @@ fn projected_batch(
     projection: &ReadProjection,
 ) -> Result<ReadBatch> {
     let layout = BatchLayout::parse(meta, &projection.stored_schema)?;
-    let metadata = projection.metadata_columns.then_some(MetadataValues {
-        bucket: bucket as i32,
-        base_offset: e.base_offset as i64,
-        timestamp_ms: max_timestamp,
-    });
+    let metadata = metadata_values(e, max_timestamp, bucket, projection);
     let projected = ipc::project(&layout, &projection.keep, metadata)?;
     let mut parts = Vec::with_capacity(projected.copies.len() * 2 + 2);
     let mut len = 0usize;
     for &(col, (start, end), dest) in &projected.copies {
         let bytes = stored.slice(start..end);
         if let Some(check) = &check {
-            let computed = crc32c::crc32c(&bytes);
-            if computed != check.crcs[col] {
-                let location = format!("{} column {:?}", check.segment, projection.stored_schema.field(col).name());
-                return Err(Error::CrcMismatch { location, stored: check.crcs[col], computed });
-            }
+            check_column(check, col, &bytes, projection)?;
         }
         parts.push(padding(dest - len));
         len = dest + bytes.len();
@@ -387,7 +462,8 @@ fn projected_batch(
 }
 
 /// Rows `[start, end)` of a batch (cut by a scan's range or limit, or of an older schema
-/// version): decoded, widened to the current columns, sliced and re-encoded uncompressed.
+/// version): decoded, widened to the current columns, sliced and re-encoded uncompressed —
+/// in row ranges of about the projection's message size when larger.
 #[allow(clippy::too_many_arguments)] // the entry's parts, its place in the read and the projection: one call site per source
 fn decoded_batch(
     meta: &[u8],
@@ -398,7 +474,9 @@ fn decoded_batch(
     bucket: u32,
     projection: &ReadProjection,
     location: &str,
-) -> Result<ReadBatch> {
+    out: &mut Vec<ReadBatch>,
+) -> Result<()> {
+    let stored_len = body.len();
     let stored = projection.stored_schema_of(header.schema_id);
     let batch = ipc::decode(meta, body, stored)
         .map_err(|err| Error::DataLoss { location: batch_location(location, e), detail: err.to_string() })?;
@@ -412,14 +490,24 @@ fn decoded_batch(
         columns.push(Arc::new(Int64Array::from_iter_values(first..first + n as i64)));
         columns.push(Arc::new(TimestampMillisecondArray::from(vec![header.max_timestamp; n]).with_timezone("UTC")));
     }
-    let out = RecordBatch::try_new(projection.output_schema.clone(), columns)?;
-    let encoded = ipc::BatchEncoder::new(ipc::Compression::None)?.encode(&out)?;
-    Ok(ReadBatch {
-        base_offset: e.base_offset + start,
-        rows: out.num_rows() as u64,
-        meta: Bytes::from(encoded.meta),
-        body: encoded.body.into(),
-    })
+    let rows = RecordBatch::try_new(projection.output_schema.clone(), columns)?;
+    // The stored body's share of these rows stands in for what they encode to.
+    let estimate = stored_len * rows.num_rows() / (e.count as usize).max(1);
+    let ranges = match CutPlan::for_batch(rows.num_rows(), estimate, projection.message_bytes) {
+        Some(plan) => plan.ranges,
+        None => std::iter::once(0..rows.num_rows()).collect(),
+    };
+    let mut encoder = ipc::BatchEncoder::new(ipc::Compression::None)?;
+    for range in ranges {
+        let encoded = encoder.encode(&rows.slice(range.start, range.len()))?;
+        out.push(ReadBatch {
+            base_offset: e.base_offset + start + range.start as u64,
+            rows: range.len() as u64,
+            meta: Bytes::from(encoded.meta),
+            body: encoded.body.into(),
+        });
+    }
+    Ok(())
 }
 
 /// A batch of an older schema version as the current schema: columns by name, the ones added

@@ -29,6 +29,7 @@ pub struct FixtureBuilder {
     options: Vec<(String, String)>,
     fault_fs: bool,
     tail_cache_bytes: Option<u64>,
+    scan_message_bytes: Option<usize>,
 }
 
 /// Writes one batch with `command` and waits until it is durable.
@@ -74,6 +75,7 @@ impl EngineFixture {
             options: vec![],
             fault_fs: false,
             tail_cache_bytes: None,
+            scan_message_bytes: None,
         }
     }
 
@@ -172,6 +174,12 @@ impl FixtureBuilder {
         self
     }
 
+    /// The node's `log.scan_message_bytes` (default: the shipped default).
+    pub fn scan_message_bytes(mut self, n: usize) -> Self {
+        self.scan_message_bytes = Some(n);
+        self
+    }
+
     /// Runs the engine on a `FaultFs`, so the test can cut the power (`power_loss`).
     pub fn fault_fs(mut self) -> Self {
         self.fault_fs = true;
@@ -186,6 +194,9 @@ impl FixtureBuilder {
         config.log.durability = self.durability;
         if let Some(n) = self.tail_cache_bytes {
             config.log.tail_cache_bytes = n;
+        }
+        if let Some(n) = self.scan_message_bytes {
+            config.log.scan_message_bytes = n;
         }
         let fault = self.fault_fs.then(|| FaultFs::new(dir.path()).unwrap());
         let engine = open_engine(&config, fault.as_ref());
