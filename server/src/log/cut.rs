@@ -17,6 +17,7 @@
 
 use super::ipc::{self, BatchLayout, MetadataValues};
 use crate::error::{Error, Result};
+use arrow_buffer::{ArrowNativeType, Buffer};
 use arrow_schema::{DataType, IntervalUnit, SchemaRef};
 use bytes::Bytes;
 use std::ops::Range;
@@ -190,13 +191,7 @@ impl BodyBuilder<'_> {
         if first < 0 || last < first {
             return Err(corrupt(format!("offsets run from {first} to {last}")));
         }
-        let mut rebased = vec![0u8; stored.len()];
-        for (from, to) in stored.chunks_exact(WIDTH).zip(rebased.chunks_exact_mut(WIDTH)) {
-            // Wrapping: a damaged offset yields a damaged (client-detected) value, never a panic.
-            let relative = read_offset::<WIDTH>(from).wrapping_sub(first);
-            to.copy_from_slice(&relative.to_le_bytes()[..WIDTH]);
-        }
-        self.push(Bytes::from(rebased));
+        self.push(rebased::<WIDTH>(&stored, first));
         self.push(slice(&values, first as usize..last as usize)?);
         Ok(())
     }
@@ -220,6 +215,45 @@ impl BodyBuilder<'_> {
         if !bytes.is_empty() {
             self.parts.push(bytes);
         }
+    }
+}
+
+/// `stored` offsets (of `WIDTH` bytes) minus `first`. Wrapping: a damaged offset yields a
+/// damaged (client-detected) value, never a panic. On a little-endian host (native = IPC byte
+/// order) the offsets are collected as typed values, whatever the alignment of the stored bytes
+/// (a batch cached as it was received is not aligned), with no zero-filled buffer first. This
+/// is the one place a cut reads stored bytes itself: ~3.4 % of the node's samples in a
+/// full-width scan, bound by memory (the offsets are their first touch).
+fn rebased<const WIDTH: usize>(stored: &Bytes, first: i64) -> Bytes {
+    if cfg!(target_endian = "little") {
+        match WIDTH {
+            4 => {
+                let first = first as i32;
+                return typed(stored.chunks_exact(4).map(|o| i32::from_le_bytes(o.try_into().expect("4 bytes")).wrapping_sub(first)));
+            }
+            8 => return typed(stored.chunks_exact(8).map(|o| i64::from_le_bytes(o.try_into().expect("8 bytes")).wrapping_sub(first))),
+            _ => {}
+        }
+    }
+    let mut rebased = vec![0u8; stored.len()];
+    for (from, to) in stored.chunks_exact(WIDTH).zip(rebased.chunks_exact_mut(WIDTH)) {
+        let relative = read_offset::<WIDTH>(from).wrapping_sub(first);
+        to.copy_from_slice(&relative.to_le_bytes()[..WIDTH]);
+    }
+    Bytes::from(rebased)
+}
+
+/// `values` as the bytes of a native-endian Arrow buffer, without a copy into `Bytes`.
+fn typed<T: ArrowNativeType>(values: impl Iterator<Item = T>) -> Bytes {
+    Bytes::from_owner(OwnedBuffer(Buffer::from_vec(values.collect::<Vec<T>>())))
+}
+
+/// An Arrow buffer handed to `Bytes` without a copy.
+struct OwnedBuffer(Buffer);
+
+impl AsRef<[u8]> for OwnedBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 

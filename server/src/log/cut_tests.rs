@@ -168,3 +168,17 @@ fn given_offsets_that_run_backwards_when_cut_should_fail() {
     let err = cut(&layout, &batch.schema(), &Bytes::from(damaged), &[0], 16..32, None).err().expect("backward offsets fail");
     assert!(err.to_string().contains("offsets run from 1000"), "{err}");
 }
+
+#[test]
+fn given_aligned_and_unaligned_offsets_when_rebased_should_give_the_same_bytes() {
+    let offsets: Vec<u8> = [7i32, 9, 15, 15, 40].iter().flat_map(|o| o.to_le_bytes()).collect();
+    let mut shifted = vec![0u8];
+    shifted.extend_from_slice(&offsets);
+    let aligned = Bytes::from(offsets.clone());
+    let unaligned = Bytes::from(shifted).slice(1..);
+    let want: Vec<u8> = [0i32, 2, 8, 8, 33].iter().flat_map(|o| o.to_le_bytes()).collect();
+    assert_eq!(rebased::<4>(&aligned, 7).to_vec(), want);
+    assert_eq!(rebased::<4>(&unaligned, 7).to_vec(), want);
+    let large: Vec<u8> = [100i64, 164].iter().flat_map(|o| o.to_le_bytes()).collect();
+    assert_eq!(rebased::<8>(&Bytes::from(large), 100).to_vec(), [0i64, 64].iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<u8>>());
+}
