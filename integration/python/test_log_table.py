@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from flight_helpers import (action1, assert_dense_offsets, append_cmd, call_options, check_ack, count, decode_ack,
-                            path, put, raises_grpc, scan)
+                            path, put, raises_grpc, scan, ticket)
 
 ROWS = 200_000
 BUCKETS = 4
@@ -282,3 +282,36 @@ def test_given_full_and_projected_scans_when_table_stats_asked_should_count_what
 def test_given_unknown_table_when_table_stats_asked_should_be_not_found(client, database):
     with raises_grpc("NOT_FOUND", "no_such_table"):
         action1(client, "table_stats", {"database": database, "table": "no_such_table"})
+
+
+def test_given_a_ticket_asking_for_small_messages_when_scanned_should_get_consecutive_row_ranges(client, database):
+    table = "cut_into_messages"
+    action1(client, "create_table", {
+        "database": database, "table": table, "bucket_num": 1,
+        "columns": [{"name": "id", "type": "BIGINT", "nullable": False}, {"name": "name", "type": "STRING"}],
+        "options": {"table.log.arrow.compression.type": "NONE"}})
+    rows = 50_000
+    data = pa.table({"id": pa.array(range(rows), pa.int64()), "name": [f"name-{i}" for i in range(rows)]})
+    writer, reader = client.do_put(path(database, table), data.schema, options=call_options())
+    writer.write_table(data, max_chunksize=rows)  # one stored batch of ~1.2 MB
+    writer.done_writing()
+    check_ack(decode_ack(reader.read()), rows, 1)
+    writer.close()
+
+    stream = client.do_get(ticket(scan="log", database=database, table=table, message_bytes=65536), options=call_options())
+    next_offset, batches = 0, []
+    for chunk in stream:
+        meta = json.loads(chunk.app_metadata.to_pybytes())
+        assert meta["base_offset"] == next_offset, "each message starts where the previous one ended"
+        assert chunk.data.nbytes <= 65536 * 11 // 10
+        next_offset += chunk.data.num_rows
+        batches.append(chunk.data)
+    assert len(batches) > 10 and next_offset == rows
+    got = pa.Table.from_batches(batches)
+    for name in ("id", "name"):
+        assert got.column(name).combine_chunks().equals(data.column(name).combine_chunks()), name
+    whole = client.do_get(ticket(scan="log", database=database, table=table), options=call_options()).read_all()
+    assert whole.column("id").num_chunks == 1, "without message_bytes the node sends the stored batch whole"
+
+    with pytest.raises(pa.ArrowInvalid, match="message_bytes"):
+        scan(client, database, table, message_bytes=1000)

@@ -234,7 +234,7 @@ impl Default for LogConfig {
             auto_partition_check_interval_ms: 60_000,
             default_bucket_num: 1,
             scan_read_bytes: 8 * 1024 * 1024,
-            scan_message_bytes: 1024 * 1024,
+            scan_message_bytes: 0,
             tail_cache_bytes: 1024 * 1024 * 1024,
         }
     }

@@ -136,3 +136,27 @@ async fn given_a_damaged_segment_when_a_cut_scan_reads_it_should_fail_with_data_
     let ids = f.scan(LogScan { columns: Some(vec!["id".into()]), ..EngineFixture::full_scan() }).await.unwrap();
     assert_eq!(ids.iter().map(|(c, _)| c.rows).sum::<u64>(), BATCH_ROWS as u64);
 }
+
+#[tokio::test]
+async fn given_a_ticket_with_message_bytes_when_scanned_should_use_it_over_the_node_setting() {
+    let whole_by_default = uncompressed().scan_message_bytes(0).open();
+    append_all(&whole_by_default).await;
+    let asked = LogScan { message_bytes: Some(MESSAGE_BYTES as u64), ..EngineFixture::full_scan() };
+    let messages = whole_by_default.scan(asked.clone()).await.unwrap();
+    assert!(check("asked for 64 KiB", &asked, &messages) as i64 >= 2 * BATCHES, "the ticket's size applies");
+
+    let cut_by_default = uncompressed().scan_message_bytes(MESSAGE_BYTES).open();
+    append_all(&cut_by_default).await;
+    let whole = LogScan { message_bytes: Some(0), ..EngineFixture::full_scan() };
+    let messages = cut_by_default.scan(whole).await.unwrap();
+    assert_eq!(messages.len() as i64, BATCHES, "0 in the ticket sends whole batches");
+}
+
+#[tokio::test]
+async fn given_a_message_size_below_the_minimum_when_scanned_should_be_refused_naming_it() {
+    let f = uncompressed().open();
+    append_all(&f).await;
+    let err = f.scan(LogScan { message_bytes: Some(1000), ..EngineFixture::full_scan() }).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("\"message_bytes\"") && err.to_string().contains("1000"), "{err}");
+}

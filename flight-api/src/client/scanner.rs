@@ -16,7 +16,7 @@ use arrow_schema::{DataType, SchemaRef};
 use futures::{Stream, StreamExt, TryStreamExt};
 
 use super::StromClient;
-use crate::contract::{BatchMetadata, CountRequest, LogScan, SnapshotMetadata, SnapshotScan, TicketRequest};
+use crate::contract::{BatchMetadata, CountRequest, LogScan, SnapshotMetadata, SnapshotScan, TicketRequest, SCAN_MESSAGE_BYTES};
 use crate::error::{from_flight, from_status, Error, Result};
 
 /// One batch of a log scan with where it came from.
@@ -190,8 +190,10 @@ impl Stream for SnapshotScanStream {
 }
 
 impl StromClient {
-    /// Starts a log scan; the ticket is the JSON of `{"scan": "log", ...}`.
-    pub async fn scan_log(&self, scan: LogScan) -> Result<LogScanStream> {
+    /// Starts a log scan; the ticket is the JSON of `{"scan": "log", ...}`. Asks for messages of
+    /// [`SCAN_MESSAGE_BYTES`] unless `scan.message_bytes` says otherwise.
+    pub async fn scan_log(&self, mut scan: LogScan) -> Result<LogScanStream> {
+        scan.message_bytes = scan.message_bytes.or(Some(SCAN_MESSAGE_BYTES));
         self.scan_ticket(Ticket::new(TicketRequest::LogScan(scan).to_json())).await
     }
 

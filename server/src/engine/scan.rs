@@ -117,8 +117,11 @@ impl Limit {
     }
 }
 
+/// The smallest message size a scan may ask for (`message_bytes`), as `log.scan_message_bytes`.
+pub(crate) const MIN_MESSAGE_BYTES: u64 = 64 * 1024;
+
 /// How much a scan's bucket reader reads per step and how large the messages it sends are
-/// (`log.scan_read_bytes`, `log.scan_message_bytes`).
+/// (`log.scan_read_bytes`; the ticket's `message_bytes`, else `log.scan_message_bytes`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ScanSizes {
     pub read_bytes: usize,
@@ -133,6 +136,15 @@ pub(crate) fn start(handle: TableHandle, req: &LogScan, sizes: ScanSizes) -> Res
             "\"filter\" on log scans is not served by this node version; project columns and filter on the client".into(),
         ));
     }
+    let sizes = match req.message_bytes {
+        Some(n) if n != 0 && n < MIN_MESSAGE_BYTES => {
+            return Err(Error::invalid(format!(
+                "\"message_bytes\" must be 0 (stored batches whole) or at least {MIN_MESSAGE_BYTES}, got {n}"
+            )))
+        }
+        Some(n) => ScanSizes { message_bytes: usize::try_from(n).unwrap_or(usize::MAX), ..sizes },
+        None => sizes,
+    };
     let meta = handle.meta();
     let stored = stored_schema(&meta)?;
     let spec = ScanSpec {

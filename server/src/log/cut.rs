@@ -4,9 +4,10 @@
 //! 43-column table is 35 MB. Sent as one message, such a batch makes every client allocate a
 //! fresh 35 MB buffer per message — above glibc's threshold for reusing freed memory, so each
 //! message's pages are faulted in and zeroed by the kernel again — and read it back from
-//! memory rather than from its caches. With 1 MiB messages Strom's own client scanned full
-//! width ~1.3x and 13 of 43 columns ~1.2x faster than with whole batches, the node's CPU per GB
-//! unchanged (docs/benchmarks.md, "Scans, 2026-12-08"). So a scan sends a large stored batch as
+//! memory rather than from its caches. With 1 MiB messages arrow-rs clients (Strom's own
+//! among them) scanned 1.4-1.7x faster than with whole batches, the node's CPU per GB
+//! unchanged (docs/benchmarks.md, "Scans, 2026-12-08"). A scan asks for a message size in its
+//! ticket (`message_bytes`), else the node's `log.scan_message_bytes` applies (0: whole). So a scan sends a large stored batch as
 //! consecutive row ranges of it, each its own record-batch message with its own `base_offset`.
 //!
 //! A row range of an uncompressed batch is mostly slices of the stored buffers: fixed-width

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use strom_flight_api::{CreateTable, LogScan, StartPosition, TicketRequest, WriteCommand};
+use strom_flight_api::{CreateTable, LogScan, StartPosition, TicketRequest, WriteCommand, SCAN_MESSAGE_BYTES};
 use tonic::transport::Channel;
 
 pub const DATABASE: &str = "bench";
@@ -358,10 +358,18 @@ async fn scan_once(target: &Target, env: &Env, tickets: &[Vec<u8>], progress: &A
     Ok(pass)
 }
 
-fn with_columns(ticket: &[u8], columns: &Option<Vec<String>>) -> Res<Vec<u8>> {
-    let Some(cols) = columns else { return Ok(ticket.to_vec()) };
+fn ticket_with(ticket: &[u8], columns: &Option<Vec<String>>, message_bytes: Option<u64>) -> Res<Vec<u8>> {
+    if columns.is_none() && message_bytes.is_none() {
+        return Ok(ticket.to_vec());
+    }
     let mut v: serde_json::Value = serde_json::from_slice(ticket)?;
-    v.as_object_mut().ok_or("endpoint ticket is not a JSON object")?.insert("columns".into(), json!(cols));
+    let fields = v.as_object_mut().ok_or("endpoint ticket is not a JSON object")?;
+    if let Some(cols) = columns {
+        fields.insert("columns".into(), json!(cols));
+    }
+    if let Some(n) = message_bytes {
+        fields.insert("message_bytes".into(), json!(n));
+    }
     Ok(serde_json::to_vec(&v)?)
 }
 
@@ -405,6 +413,8 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
         });
         for (fanout, projected, kind) in variants {
             let columns = projected.then(data::projected_names);
+            // Messages of the size Strom's own client asks for (the peer has no such option).
+            let message_bytes = target.is_strom().then_some(SCAN_MESSAGE_BYTES);
             let tickets: Vec<Vec<u8>> = match fanout {
                 Fanout::Single => {
                     let scan = LogScan {
@@ -412,6 +422,7 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
                         table: table.clone(),
                         from: StartPosition::Earliest,
                         columns: columns.clone(),
+                        message_bytes,
                         ..Default::default()
                     };
                     vec![TicketRequest::LogScan(scan).to_json()]
@@ -421,7 +432,7 @@ pub async fn run_scans(target: &Target, cfg: &ScanConfig, wide: &WideData, env: 
                     let mut t = Vec::new();
                     for e in &info.endpoint {
                         let ticket = e.ticket.as_ref().ok_or("endpoint without a ticket")?;
-                        t.push(with_columns(&ticket.ticket, &columns)?);
+                        t.push(ticket_with(&ticket.ticket, &columns, message_bytes)?);
                     }
                     t
                 }
