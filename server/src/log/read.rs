@@ -354,7 +354,12 @@ fn whole_batch(stored: StoredBatch<'_>, e: &IndexEntry, bucket: u32, projection:
         if let Some(check) = &stored.check {
             for (col, (start, end)) in layout.column_ranges().into_iter().enumerate() {
                 if end > start && projection.keep.contains(&col) {
-                    check_column(check, col, &stored.body[start..end], projection)?;
+                    let bytes = stored.body.get(start..end).ok_or_else(|| Error::FileTooSmall {
+                        location: format!("{} body of the batch", check.segment),
+                        expected: end as u64,
+                        actual: stored.body.len() as u64,
+                    })?;
+                    check_column(check, col, bytes, projection)?;
                 }
             }
         }
