@@ -216,7 +216,7 @@ pub fn encode_message(message: GetMessage, max_message_size: usize) -> Result<(B
     }
     prost::encoding::encode_varint(DATA_BODY_KEY, &mut prefix);
     prost::encoding::encode_varint(body.len() as u64, &mut prefix);
-    Ok((prefix.freeze(), body.parts().to_vec()))
+    Ok((prefix.freeze(), body.into_parts()))
 }
 
 /// Where in a received message its body should start: arrow-rs decodes the buffers of a body

@@ -17,6 +17,7 @@
 //! and maps are sent whole.
 
 use super::ipc::{self, BatchLayout, MetadataValues};
+use super::read::padding;
 use crate::error::{Error, Result};
 use arrow_buffer::{ArrowNativeType, Buffer};
 use arrow_schema::{DataType, IntervalUnit, SchemaRef};
@@ -108,7 +109,7 @@ pub fn cut(
     }
     let tail_offset = ipc::pad8(body.len);
     if tail_offset > body.len {
-        body.parts.push(zeros(tail_offset - body.len));
+        body.parts.push(padding(tail_offset - body.len));
     }
     let mut body_len = tail_offset;
     if let Some(m) = metadata {
@@ -209,7 +210,7 @@ impl BodyBuilder<'_> {
     fn push(&mut self, bytes: Bytes) {
         let at = ipc::pad8(self.len);
         if at > self.len {
-            self.parts.push(zeros(at - self.len));
+            self.parts.push(padding(at - self.len));
         }
         self.buffers.push((at as i64, bytes.len() as i64));
         self.len = at + bytes.len();
@@ -288,11 +289,6 @@ fn slice(bytes: &Bytes, range: Range<usize>) -> Result<Bytes> {
         return Err(corrupt(format!("bytes {range:?} of a buffer of {} bytes", bytes.len())));
     }
     Ok(bytes.slice(range))
-}
-
-fn zeros(len: usize) -> Bytes {
-    static ZEROS: [u8; 8] = [0; 8];
-    Bytes::from_static(&ZEROS[..len])
 }
 
 fn corrupt(detail: String) -> Error {

@@ -150,6 +150,11 @@ impl MessageBody {
         &self.parts
     }
 
+    /// The parts, in order, without the body.
+    pub fn into_parts(self) -> Vec<Bytes> {
+        self.parts
+    }
+
     /// The body in one buffer: its only part as it is, or the parts copied together (for
     /// consumers that need contiguous bytes: decoding, tonic's FlightData).
     pub fn into_contiguous(self) -> Bytes {
@@ -179,9 +184,9 @@ impl From<Vec<u8>> for MessageBody {
     }
 }
 
-/// `len` zero bytes of alignment padding between projected columns: `ipc::project` aligns each
-/// column to 8 bytes, so `len` is below 8.
-fn padding(len: usize) -> Bytes {
+/// `len` zero bytes of alignment padding between buffers or columns of a body: `ipc::project`
+/// and `cut.rs` align each to 8 bytes, so `len` is below 8.
+pub(super) fn padding(len: usize) -> Bytes {
     static ZEROS: [u8; 8] = [0; 8];
     Bytes::from_static(&ZEROS[..len])
 }
@@ -245,7 +250,13 @@ pub(super) fn read_entries(
         match (cached, &run) {
             (Some(c), _) => {
                 if whole && c.header.schema_id == projection.schema_id {
-                    let stored = StoredBatch { meta: &c.meta, body: &c.body, check: None, max_timestamp: c.header.max_timestamp };
+                    let stored = StoredBatch {
+                        meta: &c.meta,
+                        body: &c.body,
+                        check: None,
+                        max_timestamp: c.header.max_timestamp,
+                        compression: c.header.compression,
+                    };
                     whole_batch(stored, e, bucket, projection, &mut batches).map_err(|err| data_loss(&location, e, err))?
                 } else {
                     decoded_batch(&c.meta, c.body.clone(), &c.header, e, (start, end), bucket, projection, &location, &mut batches)?
@@ -258,7 +269,13 @@ pub(super) fn read_entries(
                 let (meta, body) = meta_and_body(&entry, &header);
                 if whole && header.schema_id == projection.schema_id {
                     let meta = entry.slice_ref(meta);
-                    let stored = StoredBatch { meta: &meta, body: &body, check: None, max_timestamp: header.max_timestamp };
+                    let stored = StoredBatch {
+                        meta: &meta,
+                        body: &body,
+                        check: None,
+                        max_timestamp: header.max_timestamp,
+                        compression: header.compression,
+                    };
                     whole_batch(stored, e, bucket, projection, &mut batches).map_err(|err| data_loss(&location, e, err))?
                 } else {
                     decoded_batch(meta, body, &header, e, (start, end), bucket, projection, &location, &mut batches)?
@@ -270,7 +287,13 @@ pub(super) fn read_entries(
                     let body = segment.bytes_at(e.position + prelude.header.body_start() as u64, prelude.header.body_len as usize)?;
                     let meta = Bytes::from(std::mem::take(&mut prelude.meta));
                     let check = ColumnCheck { crcs: &prelude.column_crcs, segment: &location };
-                    let stored = StoredBatch { meta: &meta, body: &body, check: Some(check), max_timestamp: prelude.header.max_timestamp };
+                    let stored = StoredBatch {
+                        meta: &meta,
+                        body: &body,
+                        check: Some(check),
+                        max_timestamp: prelude.header.max_timestamp,
+                        compression: prelude.header.compression,
+                    };
                     whole_batch(stored, e, bucket, projection, &mut batches).map_err(|err| data_loss(&location, e, err))?
                 } else {
                     let entry = segment.bytes_at(e.position, e.len as usize)?;
@@ -343,6 +366,8 @@ struct StoredBatch<'a> {
     body: &'a Bytes,
     check: Option<ColumnCheck<'a>>,
     max_timestamp: i64,
+    /// The entry header's body compression (0: none): compressed batches are never cut.
+    compression: u8,
 }
 
 /// A whole stored batch of the current schema as the messages a scan sends: the stored bytes as
@@ -389,7 +414,9 @@ fn whole_batch(stored: StoredBatch<'_>, e: &IndexEntry, bucket: u32, projection:
 /// as one: cutting is off, the batch is small enough, compressed (its buffers are compressed
 /// whole), or has a column a cut cannot slice (nested lists and maps).
 fn cut_plan(stored: &StoredBatch<'_>, e: &IndexEntry, projection: &ReadProjection) -> Result<Option<(BatchLayout, CutPlan)>> {
-    if projection.message_bytes == 0 || !projection.cuttable || stored.body.len() <= projection.message_bytes {
+    // Decided from the entry header before parsing the IPC header, which `projected_batch`
+    // parses again when the batch is not cut (every large ZSTD batch of a scan that asks).
+    if projection.message_bytes == 0 || !projection.cuttable || stored.compression != 0 || stored.body.len() <= projection.message_bytes {
         return Ok(None);
     }
     let layout = BatchLayout::parse(stored.meta, &projection.stored_schema)?;
